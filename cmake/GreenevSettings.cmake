@@ -1,0 +1,32 @@
+# greenev_apply_settings(<target>): the one place that sets the language level,
+# warnings and sanitizer flags, so every library, test, example and bench
+# target is built the same way.
+set(CMAKE_CXX_STANDARD 20)
+set(CMAKE_CXX_STANDARD_REQUIRED ON)
+set(CMAKE_CXX_EXTENSIONS OFF)
+set(CMAKE_POSITION_INDEPENDENT_CODE ON)
+
+if(GREENEV_SANITIZE STREQUAL "address")
+  set(GREENEV_SANITIZER_FLAGS -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+elseif(GREENEV_SANITIZE STREQUAL "thread")
+  set(GREENEV_SANITIZER_FLAGS -fsanitize=thread -fno-omit-frame-pointer)
+elseif(NOT GREENEV_SANITIZE STREQUAL "")
+  message(FATAL_ERROR "GREENEV_SANITIZE must be empty, 'address' or 'thread', not '${GREENEV_SANITIZE}'")
+endif()
+
+function(greenev_apply_settings target)
+  get_target_property(type ${target} TYPE)
+  if(type STREQUAL "INTERFACE_LIBRARY")
+    return()
+  endif()
+  target_compile_features(${target} PUBLIC cxx_std_20)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion
+                                           -Wno-sign-conversion -Wnon-virtual-dtor)
+  if(GREENEV_WARNINGS_AS_ERRORS)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(GREENEV_SANITIZER_FLAGS)
+    target_compile_options(${target} PRIVATE ${GREENEV_SANITIZER_FLAGS})
+    target_link_options(${target} PRIVATE ${GREENEV_SANITIZER_FLAGS})
+  endif()
+endfunction()

@@ -1,0 +1,188 @@
+// greenev/greenlet.hpp — stackful greenlets with explicit switching.
+//
+// A greenlet is a function running on its own stack. Control moves between
+// greenlets only when one of them calls switch_to() or throw_into(), exactly
+// as in python's greenlet module. Nothing here does IO or scheduling: that is
+// the hub's job (greenev/hub.hpp), built on top of this.
+//
+//   greenev::greenlet g([](std::any v) { return std::any_cast<int>(v) * 2; });
+//   int twice = std::any_cast<int>(g.switch_to(21));   // runs g: 42
+//   assert(g.dead());
+//
+// Threading: every thread has its own tree of greenlets rooted at an implicit
+// main greenlet. A greenlet belongs to the thread that created it and only
+// ever runs there; switching to it from another thread throws greenlet_error.
+// Handles (greenlet objects) may be copied, moved and destroyed on any thread.
+#pragma once
+
+#include <any>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include <greenev/errors.hpp>
+#include <greenev/stack.hpp>
+
+namespace greenev {
+
+namespace detail {
+class greenlet_impl;
+
+// Type-erased, move-only body of a greenlet.
+struct greenlet_body {
+  virtual ~greenlet_body() = default;
+  virtual std::any run(std::any first_value) = 0;
+};
+
+template <class F>
+struct greenlet_body_of final : greenlet_body {
+  explicit greenlet_body_of(F&& f) : function(std::move(f)) {}
+  explicit greenlet_body_of(const F& f) : function(f) {}
+  std::any run(std::any first_value) override {
+    if constexpr (std::is_invocable_v<F&, std::any>) {
+      return wrap([&]() -> decltype(auto) { return std::invoke(function, std::move(first_value)); });
+    } else {
+      return wrap([&]() -> decltype(auto) { return std::invoke(function); });
+    }
+  }
+  template <class Call>
+  static std::any wrap(Call&& call) {
+    using result = std::invoke_result_t<Call&>;
+    if constexpr (std::is_void_v<result>) {
+      call();
+      return {};
+    } else {
+      return std::any(call());
+    }
+  }
+  F function;
+};
+}  // namespace detail
+
+/// Options for a new greenlet. Zero / empty fields take the global defaults
+/// from stack.hpp.
+struct greenlet_options {
+  std::string name;                            ///< For diagnostics; default "greenlet-N".
+  std::size_t stack_size = 0;                  ///< Bytes; 0 = default_stack_options().size.
+  stack_kind kind = stack_kind::default_kind;  ///< guarded, compact or default.
+};
+
+/// A handle to a greenlet. Handles share ownership (like std::shared_ptr):
+/// copies refer to the same greenlet. A default-constructed or moved-from
+/// handle is empty; every operation on it except bool(), ==, and
+/// destruction throws greenlet_error.
+///
+/// Destroying the last handle to a suspended greenlet unwinds it: that
+/// destruction switches into it, raising greenlet_exit so its RAII
+/// destructors run, then switches back.
+class greenlet {
+ public:
+  greenlet() noexcept = default;
+
+  /// Creates an unstarted greenlet running `f` on its own stack. `f` takes
+  /// either nothing or a std::any (the value of the first switch_to()), and
+  /// returns void, std::any or any copyable type (delivered to the parent as
+  /// std::any). The parent defaults to the current greenlet. Does not switch;
+  /// nothing runs and no stack is allocated until the first switch_to().
+  /// Throws greenlet_error if `parent` belongs to another thread or
+  /// `options.stack_size` is invalid (see stack.hpp).
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, greenlet>>>
+  explicit greenlet(F&& f, greenlet_options options = {})
+      : greenlet(make_body(std::forward<F>(f)), nullptr, std::move(options)) {}
+
+  template <class F>
+  greenlet(F&& f, const greenlet& parent, greenlet_options options = {})
+      : greenlet(make_body(std::forward<F>(f)), parent.require(), std::move(options)) {}
+
+  greenlet(const greenlet& other) noexcept;
+  greenlet(greenlet&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
+  greenlet& operator=(const greenlet& other) noexcept;
+  greenlet& operator=(greenlet&& other) noexcept;
+  ~greenlet();
+
+  /// The running greenlet of the calling thread (its main greenlet if no
+  /// other is running). Never switches. Creates the main greenlet lazily.
+  [[nodiscard]] static greenlet current();
+
+  /// Switches to this greenlet, passing `value` in: as the argument of its
+  /// function if it has not started, otherwise as the return value of the
+  /// switch_to() that suspended it. Returns the value passed back when
+  /// something switches to the caller again (or when a child finishes: its
+  /// result). Switches. If this greenlet is dead, switches to its nearest
+  /// live ancestor instead; switching to the current greenlet returns
+  /// `value` at once. Throws whatever exception is delivered to the caller
+  /// (an exception escaping a child whose parent is the caller, or
+  /// throw_into() aimed at the caller); greenlet_error for an empty handle
+  /// or a greenlet of another thread (before switching).
+  std::any switch_to(std::any value = {});
+
+  /// Switches to this greenlet and raises `error` at its suspension point
+  /// (default: greenlet_exit). If it does not catch it, it dies and the
+  /// exception propagates to its parent (greenlet_exit becomes a value).
+  /// An unstarted greenlet dies without running its function; throwing into
+  /// a dead greenlet does nothing and returns an empty std::any. Returns and
+  /// throws like switch_to().
+  std::any throw_into(std::exception_ptr error);
+  std::any throw_into() { return throw_into(std::make_exception_ptr(greenlet_exit{})); }
+  template <class E, class = std::enable_if_t<!std::is_same_v<std::decay_t<E>, std::exception_ptr>>>
+  std::any throw_into(E&& error) {
+    return throw_into(std::make_exception_ptr(std::forward<E>(error)));
+  }
+
+  /// True once the greenlet's function has returned or thrown (or it was
+  /// killed before starting). Never switches; these accessors all throw
+  /// greenlet_error on an empty handle.
+  [[nodiscard]] bool dead() const;
+  /// True once it has been switched to (also true when dead).
+  [[nodiscard]] bool started() const;
+  /// started() && !dead(): it has frames on its stack.
+  [[nodiscard]] bool active() const { return started() && !dead(); }
+  /// True for the implicit main greenlet of a thread.
+  [[nodiscard]] bool is_main() const;
+
+  /// The greenlet that receives this one's result; empty for a main greenlet.
+  [[nodiscard]] greenlet parent() const;
+  /// Reparents. Throws greenlet_error if `new_parent` is empty, belongs to
+  /// another thread, or would make the parent chain a cycle.
+  void set_parent(const greenlet& new_parent);
+
+  [[nodiscard]] const std::string& name() const;
+  void set_name(std::string name);
+  /// Usable stack size in bytes (0 for a main greenlet).
+  [[nodiscard]] std::size_t stack_size() const;
+
+  explicit operator bool() const noexcept { return impl_ != nullptr; }
+  friend bool operator==(const greenlet& a, const greenlet& b) noexcept { return a.impl_ == b.impl_; }
+
+  /// For the hub and tests: the implementation object (nullptr if empty).
+  [[nodiscard]] detail::greenlet_impl* get() const noexcept { return impl_; }
+  /// Adopts one reference to `impl` (which must be live). For greenev layers.
+  static greenlet adopt(detail::greenlet_impl* impl) noexcept;
+
+ private:
+  template <class F>
+  static std::unique_ptr<detail::greenlet_body> make_body(F&& f) {
+    using fn = std::decay_t<F>;
+    static_assert(std::is_invocable_v<fn&, std::any> || std::is_invocable_v<fn&>,
+                  "a greenlet function takes no argument or one std::any");
+    return std::make_unique<detail::greenlet_body_of<fn>>(std::forward<F>(f));
+  }
+  greenlet(std::unique_ptr<detail::greenlet_body> body, detail::greenlet_impl* parent,
+           greenlet_options options);
+  detail::greenlet_impl* require() const;
+
+  detail::greenlet_impl* impl_ = nullptr;
+};
+
+/// Same as greenlet::current().
+[[nodiscard]] inline greenlet current() {
+  return greenlet::current();
+}
+
+}  // namespace greenev

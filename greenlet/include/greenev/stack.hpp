@@ -1,0 +1,70 @@
+// greenev/stack.hpp — how greenlet stacks are sized, guarded and pooled.
+//
+// Every greenlet runs on an mmap'd stack that the kernel commits page by
+// page as it is touched, so a 256 KiB stack that uses 5 KiB costs 8 KiB of
+// RAM. Stacks of dead greenlets go back to a per-thread pool for reuse.
+//
+//   greenev::set_default_stack_options({.size = 64 * 1024, .kind = greenev::stack_kind::compact});
+//   greenev::greenlet g(f, {.stack_size = 1 << 20});  // one big one
+//
+// Two kinds (docs/design.md, "The stack model", has the trade-off):
+//  - guarded: a PROT_NONE page below the stack. Overflowing it prints
+//    "stack overflow in greenlet NAME (N KiB stack)" and aborts. Costs two
+//    kernel memory mappings per stack; Linux caps a process near 65530.
+//  - compact: no guard; stacks are carved from shared slabs, so a million of
+//    them cost a handful of mappings. An overflow corrupts memory silently.
+// The default kind is guarded until max_guarded_stacks are live, compact
+// beyond that, so a program can always create many greenlets.
+//
+// Threading: the functions here are thread-safe. Options apply to greenlets
+// started after the call.
+#pragma once
+
+#include <cstddef>
+
+#include <greenev/errors.hpp>
+
+namespace greenev {
+
+enum class stack_kind : unsigned char {
+  default_kind,  ///< Take default_stack_options().kind.
+  guarded,       ///< Guard page (falls back to compact past max_guarded_stacks).
+  compact,       ///< No guard page, slab allocated.
+};
+
+struct stack_options {
+  /// Usable bytes, rounded up to whole pages. Default 256 KiB (1 MiB under
+  /// AddressSanitizer, whose frames are larger).
+  std::size_t size = 0;
+  /// guarded (the initial default) or compact; default_kind keeps the current.
+  stack_kind kind = stack_kind::default_kind;
+  /// Live guarded stacks per process before new default-kind stacks are
+  /// compact. Default 16384 (a quarter of Linux's default map count limit).
+  std::size_t max_guarded_stacks = 0;
+};
+
+inline constexpr std::size_t min_stack_size = 16 * 1024;
+inline constexpr std::size_t max_stack_size = std::size_t{1} << 30;
+
+/// The current process-wide defaults (fields never 0). Never switches.
+[[nodiscard]] stack_options default_stack_options() noexcept;
+
+/// Replaces the defaults; zero / default_kind fields keep their current
+/// value. Throws greenlet_error if size is below min_stack_size or above
+/// max_stack_size. Never switches.
+void set_default_stack_options(stack_options options);
+
+/// Counters for tests and diagnostics (this thread's pool, process totals).
+struct stack_statistics {
+  std::size_t live = 0;          ///< Stacks in use by greenlets, whole process.
+  std::size_t live_guarded = 0;  ///< Of which guarded.
+  std::size_t pooled = 0;        ///< Free stacks cached by the calling thread.
+  std::size_t mapped_bytes = 0;  ///< Address space reserved for stacks, process.
+};
+[[nodiscard]] stack_statistics stack_stats() noexcept;
+
+/// Unmaps this thread's pooled guarded stacks and returns its pooled compact
+/// stacks' pages to the kernel. Never switches.
+void trim_stack_pool() noexcept;
+
+}  // namespace greenev

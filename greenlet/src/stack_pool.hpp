@@ -1,0 +1,71 @@
+// Private: stack allocation for greenlets (see docs/design.md, "The stack model").
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include <greenev/stack.hpp>
+
+namespace greenev::detail {
+
+// One greenlet stack. [bottom, top) is usable; a guarded stack has one
+// PROT_NONE page just below bottom. Compact stacks live inside a slab that is
+// never unmapped, so they are recycled through pools, never munmap'd alone.
+struct stack_memory {
+  char* bottom = nullptr;
+  std::size_t size = 0;
+  bool guarded = false;
+  unsigned valgrind_id = 0;
+
+  [[nodiscard]] char* top() const noexcept { return bottom + size; }
+  [[nodiscard]] explicit operator bool() const noexcept { return bottom != nullptr; }
+};
+
+// Per-thread cache of free stacks, bucketed by (size, guarded).
+class stack_pool {
+ public:
+  stack_pool() = default;
+  stack_pool(const stack_pool&) = delete;
+  stack_pool& operator=(const stack_pool&) = delete;
+  ~stack_pool();  // unmaps guarded stacks, hands compact ones to the process pool
+
+  // Throws std::system_error if the kernel refuses the mapping.
+  stack_memory allocate(std::size_t size, stack_kind kind);
+  void release(stack_memory stack) noexcept;
+  void trim() noexcept;
+  [[nodiscard]] std::size_t pooled() const noexcept;
+
+  // Release from a thread that has no pool (the owner thread has exited).
+  static void release_orphan(stack_memory stack) noexcept;
+
+ private:
+  struct bucket {
+    std::size_t size;
+    bool guarded;
+    std::vector<stack_memory> free;
+  };
+  bucket& bucket_for(std::size_t size, bool guarded);
+  std::vector<bucket> buckets_;
+};
+
+// The resolved size/kind for a new greenlet (0 / default_kind = defaults).
+// Throws greenlet_error naming `who` for an out-of-range size.
+// Process-wide counters (pooled is left 0: pools are per thread).
+stack_statistics process_stack_stats() noexcept;
+
+std::size_t checked_stack_size(std::size_t requested, const char* who);
+
+// Installs the SIGSEGV overflow reporter (once per process) and an alternate
+// signal stack on the calling thread if it has none (once per thread).
+void install_overflow_reporter();
+
+// What the SIGSEGV handler needs about the greenlet running on this thread.
+struct running_stack_info {
+  stack_memory stack;
+  const char* name = nullptr;  // NUL-terminated; null if unnamed
+  unsigned long long id = 0;   // for "greenlet-ID" when unnamed
+};
+// Defined by the greenlet core; async-signal-safe (reads thread-locals only).
+bool describe_running_stack(running_stack_info& info) noexcept;
+
+}  // namespace greenev::detail
