@@ -21,7 +21,9 @@ function(greenev_apply_settings target)
   endif()
   target_compile_features(${target} PUBLIC cxx_std_20)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion
-                                           -Wno-sign-conversion -Wnon-virtual-dtor)
+                                           -Wno-sign-conversion -Wnon-virtual-dtor
+                                           # designated initializers with defaults are idiomatic
+                                           -Wno-missing-field-initializers)
   if(GREENEV_WARNINGS_AS_ERRORS)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

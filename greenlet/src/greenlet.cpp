@@ -18,120 +18,38 @@
 
 #include "stack_pool.hpp"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define GREENEV_ASAN 1
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define GREENEV_TSAN 1
-#endif
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) && !defined(GREENEV_ASAN)
-#define GREENEV_ASAN 1
-#endif
-#if __has_feature(thread_sanitizer) && !defined(GREENEV_TSAN)
-#define GREENEV_TSAN 1
-#endif
-#endif
-#ifdef GREENEV_ASAN
-#include <sanitizer/common_interface_defs.h>
-#endif
-#ifdef GREENEV_TSAN
-#include <sanitizer/tsan_interface.h>
-#endif
-
 namespace greenev::detail {
 
 namespace ctx = boost::context;
 
-// The Itanium C++ ABI's per-thread exception state (<cxxabi.h> keeps the
-// struct opaque; libstdc++ and libc++abi share this layout). Raw fcontext
-// jumps do not switch it, so a greenlet switching inside a catch block would
-// corrupt std::current_exception() of others; each greenlet saves its own.
-struct eh_globals {
-  void* caught_exceptions;
-  unsigned int uncaught_exceptions;
-};
+greenlet_impl::greenlet_impl() noexcept = default;
+greenlet_impl::~greenlet_impl() {
+  if (body != nullptr) destroy_body();
+}
 
-enum class greenlet_state : unsigned char { unstarted, active, dead };
+const std::string& greenlet_impl::display_name() const {
+  if (name.empty()) name = is_main ? "main" : "greenlet-" + std::to_string(id);
+  return name;
+}
 
-struct thread_state;
-class greenlet_impl;
-
-// Shared by a thread's state and all its greenlets, so that a greenlet whose
-// last handle is dropped elsewhere (or after its thread exited) finds out
-// whether its thread can still unwind it.
-struct thread_anchor {
-  std::atomic<std::size_t> refs{1};
-  std::mutex mutex;
-  bool alive = true;                   // guarded by mutex
-  std::vector<greenlet_impl*> doomed;  // guarded by mutex: to unwind on the owner
-  std::atomic<bool> has_doomed{false};
-
-  void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
-  void release() noexcept {
-    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
-  }
-};
-
-class greenlet_impl {
- public:
-  std::atomic<std::size_t> refs{1};
-  std::atomic<greenlet_state> state{greenlet_state::unstarted};
-  bool is_main = false;
-  bool orphaned = false;  // last handle dropped while it was running
-  stack_kind kind = stack_kind::default_kind;
-  unsigned eh_uncaught = 0;
-  void* eh_caught = nullptr;
-  thread_anchor* anchor = nullptr;
-  greenlet_impl* parent = nullptr;  // owned reference; null only for a main greenlet
-  ctx::fiber context;               // where it resumes; empty while running or dead
-  std::unique_ptr<greenlet_body> body;
-  stack_memory stack;  // owned by the fiber record while active
-  std::size_t requested_size = 0;
-  std::uint64_t id = 0;
-  mutable std::string name;  // built lazily from id
-#ifdef GREENEV_ASAN
-  void* fake_stack = nullptr;
-  const void* asan_bottom = nullptr;
-  std::size_t asan_size = 0;
-#endif
-#ifdef GREENEV_TSAN
-  void* tsan_fiber = nullptr;
-#endif
-
-  [[nodiscard]] greenlet_state current_state() const noexcept {
-    return state.load(std::memory_order_relaxed);
-  }
-  [[nodiscard]] bool dead() const noexcept {
-    return current_state() == greenlet_state::dead;
-  }
-  void add_ref() noexcept {
-    refs.fetch_add(1, std::memory_order_relaxed);
-  }
-  const std::string& display_name() const {
-    if (name.empty()) name = is_main ? "main" : "greenlet-" + std::to_string(id);
-    return name;
-  }
-};
-
-struct thread_state {
-  greenlet_impl* current = nullptr;
-  greenlet_impl* main = nullptr;  // owned reference
-  greenlet_impl* switching_from = nullptr;
-  std::any value;            // in flight between two greenlets
-  std::exception_ptr error;  // in flight, instead of value
-  eh_globals* eh = nullptr;
-  thread_anchor* anchor = nullptr;  // owned reference
-  stack_pool pool;
-};
+__thread thread_state* tls_state = nullptr;
 
 namespace {
 
-std::atomic<std::uint64_t> next_greenlet_id{1};
+// Ids are unique in the process; threads take them in blocks, so creating a
+// greenlet costs no atomic operation here.
+std::atomic<std::uint64_t> next_id_block{1};
+constexpr std::uint64_t id_block_size = 4096;
+thread_local std::uint64_t next_local_id = 0;
+thread_local std::uint64_t local_id_limit = 0;
 
-// Initial-exec: the switch reads this on every call; a dlopen'd greenev is
-// not supported (docs/caveats.md).
-constinit thread_local thread_state* tls_state __attribute__((tls_model("initial-exec"))) = nullptr;
+std::uint64_t new_greenlet_id() noexcept {
+  if (next_local_id == local_id_limit) [[unlikely]] {
+    next_local_id = next_id_block.fetch_add(id_block_size, std::memory_order_relaxed);
+    local_id_limit = next_local_id + id_block_size;
+  }
+  return next_local_id++;
+}
 
 void release(greenlet_impl* g) noexcept;
 void destroy(greenlet_impl* g) noexcept;
@@ -158,37 +76,25 @@ std::string describe_current_exception() {
   }
 }
 
-// ---- sanitizer hooks around each jump -----------------------------------
+// ---- the thread's list of active greenlets ------------------------------
 
-inline void before_jump([[maybe_unused]] greenlet_impl* from, [[maybe_unused]] greenlet_impl* to,
-                        [[maybe_unused]] bool from_is_dying) noexcept {
-#ifdef GREENEV_ASAN
-  const void* bottom = to->is_main ? to->asan_bottom : to->stack.bottom;
-  const std::size_t size = to->is_main ? to->asan_size : to->stack.size;
-  __sanitizer_start_switch_fiber(from_is_dying ? nullptr : &from->fake_stack, bottom, size);
-#endif
-#ifdef GREENEV_TSAN
-  __tsan_switch_to_fiber(to->tsan_fiber, 0);
-#endif
+void link_active(thread_state& ts, greenlet_impl* g) noexcept {
+  g->active_prev = nullptr;
+  g->active_next = ts.active_head;
+  if (ts.active_head != nullptr) ts.active_head->active_prev = g;
+  ts.active_head = g;
+  ++ts.active_count;
 }
 
-inline void after_jump([[maybe_unused]] greenlet_impl* self, [[maybe_unused]] greenlet_impl* from) noexcept {
-#ifdef GREENEV_ASAN
-  const void* bottom = nullptr;
-  std::size_t size = 0;
-  __sanitizer_finish_switch_fiber(self->fake_stack, &bottom, &size);
-  if (from->is_main) {  // the only way to learn the main stack's bounds
-    from->asan_bottom = bottom;
-    from->asan_size = size;
+void unlink_active(thread_state& ts, greenlet_impl* g) noexcept {
+  if (g->active_prev != nullptr) {
+    g->active_prev->active_next = g->active_next;
+  } else {
+    ts.active_head = g->active_next;
   }
-#endif
-}
-
-inline void swap_exception_state(thread_state& ts, greenlet_impl* from, greenlet_impl* to) noexcept {
-  from->eh_caught = ts.eh->caught_exceptions;
-  from->eh_uncaught = ts.eh->uncaught_exceptions;
-  ts.eh->caught_exceptions = to->eh_caught;
-  ts.eh->uncaught_exceptions = to->eh_uncaught;
+  if (g->active_next != nullptr) g->active_next->active_prev = g->active_prev;
+  g->active_prev = g->active_next = nullptr;
+  --ts.active_count;
 }
 
 // ---- thread state --------------------------------------------------------
@@ -199,26 +105,27 @@ struct thread_state_owner {
 thread_local thread_state_owner tls_owner;
 
 thread_state* create_thread_state() {
-  auto* ts = new thread_state;
+  auto ts = std::make_unique<thread_state>();
+  ts->pool = new stack_pool;
   ts->anchor = new thread_anchor;
   ts->eh = reinterpret_cast<eh_globals*>(abi::__cxa_get_globals());
   auto* main = new greenlet_impl;
   main->is_main = true;
   main->state.store(greenlet_state::active, std::memory_order_relaxed);
   main->anchor = ts->anchor;
-  ts->anchor->add_ref();
-  main->id = next_greenlet_id.fetch_add(1, std::memory_order_relaxed);
-#ifdef GREENEV_TSAN
+  ++ts->greenlets;
+  main->id = new_greenlet_id();
+#ifdef GREENEV_DETAIL_TU_TSAN
   main->tsan_fiber = __tsan_get_current_fiber();
 #endif
   ts->main = main;
   ts->current = main;
-  tls_state = ts;
+  tls_state = ts.get();
   (void)&tls_owner;  // registers the thread-exit destructor
-  return ts;
+  return ts.release();
 }
 
-inline thread_state& local_state() {
+thread_state& local_state() {
   thread_state* ts = tls_state;
   if (ts == nullptr) [[unlikely]]
     ts = create_thread_state();
@@ -234,40 +141,42 @@ void free_now(greenlet_impl* g) noexcept {
   if (g->current_state() == greenlet_state::active && !g->is_main) {
     abandon_context(std::move(g->context));
     if (ts != nullptr && ts->anchor == g->anchor) {
-      ts->pool.release(g->stack);
+      unlink_active(*ts, g);
+      ts->pool->release(g->stack);
     } else {
       stack_pool::release_orphan(g->stack);
     }
-  }
-#ifdef GREENEV_TSAN
-  if (!g->is_main && g->tsan_fiber != nullptr && g->current_state() != greenlet_state::dead) {
-    __tsan_destroy_fiber(g->tsan_fiber);
-  }
+#ifdef GREENEV_DETAIL_TU_TSAN
+    if (g->tsan_fiber != nullptr) __tsan_destroy_fiber(g->tsan_fiber);
 #endif
+  }
   if (g->parent != nullptr) release(g->parent);
-  g->anchor->release();
+  if (ts != nullptr && ts->anchor == g->anchor) {
+    --ts->greenlets;
+  } else {
+    g->anchor->release();  // its thread has exited (see thread_anchor)
+  }
   delete g;
 }
 
 // Unwinds a suspended greenlet of the calling thread by raising
-// greenlet_exit in it, then frees it. `g` has no references left.
-void kill_suspended(thread_state& ts, greenlet_impl* g) noexcept {
-  g->refs.store(1, std::memory_order_relaxed);
+// greenlet_exit in it. The caller holds a reference. Returns false if it
+// would not die (reported; the caller should then leak its reference).
+bool kill_suspended(thread_state& ts, greenlet_impl* g) noexcept {
+  g->add_ref();
   greenlet handle = greenlet::adopt(g);
   try {
-    ts.current->add_ref();  // python's rule: the killer receives control back
-    greenlet_impl* old_parent = std::exchange(g->parent, ts.current);
-    release(old_parent);
+    ts.current->add_ref();  // python's rule: the killer gets control back
+    release(std::exchange(g->parent, ts.current));
     handle.throw_into();
   } catch (...) {
     report("exception while unwinding greenlet " + g->display_name() + " (" + describe_current_exception() +
            "); ignored");
   }
-  if (!g->dead()) {
-    report("greenlet " + g->display_name() +
-           " caught greenlet_exit and is still suspended with no handle left; its stack is leaked");
-    g->add_ref();  // keep it alive forever: its frames may still run if switched to
-  }
+  if (g->dead()) return true;
+  report("greenlet " + g->display_name() +
+         " caught greenlet_exit and is still suspended; its stack is leaked");
+  return false;
 }
 
 void process_doomed(thread_state& ts) noexcept {
@@ -280,21 +189,22 @@ void process_doomed(thread_state& ts) noexcept {
   for (greenlet_impl* g : doomed) destroy(g);
 }
 
-// Called with zero references.
+// Called once the reference count reached zero.
 void destroy(greenlet_impl* g) noexcept {
-  if (g->current_state() != greenlet_state::active || g->is_main) {
-    free_now(g);
-    return;
-  }
   thread_state* ts = tls_state;
   if (ts != nullptr && ts->anchor == g->anchor) {
-    if (g == ts->current) {
+    if (g->current_state() != greenlet_state::active || g->is_main) {
+      free_now(g);
+    } else if (g == ts->current) {
       g->orphaned = true;  // decided when it next switches away
-      return;
+    } else {
+      g->add_ref();
+      if (kill_suspended(*ts, g)) release(g);
+      // else: keep the reference forever; its frames may still run
     }
-    kill_suspended(*ts, g);
     return;
   }
+  // Another thread: while the owner lives, only it may free its greenlets.
   {
     std::lock_guard lock(g->anchor->mutex);
     if (g->anchor->alive) {
@@ -303,7 +213,9 @@ void destroy(greenlet_impl* g) noexcept {
         g->anchor->has_doomed.store(true, std::memory_order_relaxed);
         return;
       } catch (...) {
-        // No memory to queue it: abandon it below.
+        // No memory to queue it; it stays allocated (reported below).
+        report("out of memory queueing greenlet " + std::to_string(g->id) + " for its thread; leaked");
+        return;
       }
     }
   }
@@ -314,27 +226,7 @@ void release(greenlet_impl* g) noexcept {
   if (g->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(g);
 }
 
-// Housekeeping after a switch, once the transferred value is taken: the
-// greenlet we came from died or lost its last handle; or other threads
-// dropped greenlets of ours.
-void after_switch_slow(thread_state& ts, greenlet_impl* from) noexcept {
-  if (from->dead()) {
-#ifdef GREENEV_TSAN
-    if (from->tsan_fiber != nullptr) __tsan_destroy_fiber(std::exchange(from->tsan_fiber, nullptr));
-#endif
-  }
-  if (from->orphaned) {
-    from->orphaned = false;
-    if (from->refs.load(std::memory_order_acquire) == 0) destroy(from);
-  }
-  if (ts.anchor->has_doomed.load(std::memory_order_relaxed)) process_doomed(ts);
-}
-
-inline bool needs_after_switch(const thread_state& ts, const greenlet_impl* from) noexcept {
-  return from->dead() || from->orphaned || ts.anchor->has_doomed.load(std::memory_order_relaxed);
-}
-
-// ---- start, switch, death --------------------------------------------------
+// ---- start, death ----------------------------------------------------------
 
 ctx::fiber run_greenlet(greenlet_impl* self, ctx::fiber&& caller) noexcept;
 
@@ -348,30 +240,25 @@ struct pooled_stack_allocator {
 };
 
 void start(thread_state& ts, greenlet_impl* g) {
+  if (ts.anchor->has_doomed.load(std::memory_order_relaxed)) [[unlikely]]
+    process_doomed(ts);
   const std::size_t size = g->requested_size != 0 ? g->requested_size : checked_stack_size(0, "greenlet");
-  g->stack = ts.pool.allocate(size, g->kind);
+  g->stack = ts.pool->allocate(size, g->kind);
   ctx::stack_context sctx;
   sctx.size = g->stack.size;
   sctx.sp = g->stack.top();
-#ifdef GREENEV_TSAN
+#ifdef GREENEV_DETAIL_TU_TSAN
   g->tsan_fiber = __tsan_create_fiber(0);
   __tsan_switch_to_fiber(g->tsan_fiber, 0);  // Boost.Context enters the new stack briefly
 #endif
   g->context = ctx::fiber(std::allocator_arg, ctx::preallocated(sctx.sp, sctx.size, sctx),
-                          pooled_stack_allocator{&ts.pool, g->stack},
+                          pooled_stack_allocator{ts.pool, g->stack},
                           [g](ctx::fiber&& caller) { return run_greenlet(g, std::move(caller)); });
-#ifdef GREENEV_TSAN
+#ifdef GREENEV_DETAIL_TU_TSAN
   __tsan_switch_to_fiber(ts.current->tsan_fiber, 0);
 #endif
   g->state.store(greenlet_state::active, std::memory_order_relaxed);
-}
-
-// Receives control after a jump: records where the previous greenlet stopped.
-inline greenlet_impl* land(thread_state& ts, ctx::fiber&& from_context) noexcept {
-  greenlet_impl* from = ts.switching_from;
-  after_jump(ts.current, from);
-  from->context = std::move(from_context);
-  return from;
+  link_active(ts, g);
 }
 
 inline greenlet_impl* live_target(greenlet_impl* g) noexcept {
@@ -379,47 +266,36 @@ inline greenlet_impl* live_target(greenlet_impl* g) noexcept {
   return g;
 }
 
-// Switches to `target` with ts.value / ts.error already set by the caller.
+// The general switch: ts.value / ts.error already set by the caller.
 std::any switch_now(thread_state& ts, greenlet_impl* target) {
   target = live_target(target);
-  greenlet_impl* self = ts.current;
-  if (target != self) {
-    if (target->current_state() == greenlet_state::unstarted) [[unlikely]] {
-      try {
-        start(ts, target);
-      } catch (...) {
-        ts.value.reset();
-        ts.error = nullptr;
-        throw;
-      }
-    }
-    ts.switching_from = self;
-    ts.current = target;
-    swap_exception_state(ts, self, target);
-    before_jump(self, target, false);
-    greenlet_impl* from = land(ts, std::move(target->context).resume());
-    if (needs_after_switch(ts, from)) [[unlikely]] {
-      std::any value = std::move(ts.value);
-      std::exception_ptr error = std::exchange(ts.error, nullptr);
-      after_switch_slow(ts, from);
-      if (error) std::rethrow_exception(std::move(error));
-      return value;
+  if (target == ts.current) {
+    if (ts.error) rethrow_in_flight(ts);
+    return std::move(ts.value);
+  }
+  if (target->current_state() == greenlet_state::unstarted) {
+    try {
+      start(ts, target);
+    } catch (...) {
+      ts.value.reset();
+      ts.error = nullptr;
+      throw;
     }
   }
-  if (ts.error) [[unlikely]]
-    std::rethrow_exception(std::exchange(ts.error, nullptr));
-  return std::move(ts.value);
+  return switch_to_active(ts, target);
 }
 
 ctx::fiber run_greenlet(greenlet_impl* self, ctx::fiber&& caller) noexcept {
   thread_state& ts = *tls_state;
-  greenlet_impl* from = land(ts, std::move(caller));
+  greenlet_impl* from = ts.switching_from;
+  after_jump(self, from);
+  from->context = std::move(caller);
   std::any result;
   std::exception_ptr error;
   {
     std::any first_value = std::move(ts.value);
     std::exception_ptr incoming = std::exchange(ts.error, nullptr);
-    if (needs_after_switch(ts, from)) after_switch_slow(ts, from);
+    if (needs_housekeeping(from)) land_slow(ts, from);
     try {
       if (incoming) std::rethrow_exception(std::move(incoming));  // throw_into() before start
       result = self->body->run(std::move(first_value));
@@ -429,8 +305,9 @@ ctx::fiber run_greenlet(greenlet_impl* self, ctx::fiber&& caller) noexcept {
       error = std::current_exception();
     }
   }
-  self->body.reset();
+  self->destroy_body();
   self->state.store(greenlet_state::dead, std::memory_order_relaxed);
+  unlink_active(ts, self);
 
   // The result goes to the nearest live ancestor; an unstarted one is started
   // with it (and a pending error kills it before it runs, as in python).
@@ -463,38 +340,85 @@ greenlet_impl* checked(greenlet_impl* g, const thread_state& ts, const char* wha
   return g;
 }
 
+// Unwinds every greenlet still active on an exiting thread, newest first.
+// Unwinding may start new greenlets, so repeat while that makes progress.
+void kill_all_active(thread_state& ts) noexcept {
+  for (bool progress = true; progress && ts.active_head != nullptr;) {
+    progress = false;
+    std::vector<greenlet_impl*> snapshot;
+    for (greenlet_impl* g = ts.active_head; g != nullptr; g = g->active_next) {
+      g->add_ref();
+      snapshot.push_back(g);
+    }
+    for (greenlet_impl* g : snapshot) {
+      if (!g->dead() && kill_suspended(ts, g)) progress = true;
+    }
+    for (greenlet_impl* g : snapshot) release(g);
+  }
+}
+
 thread_state_owner::~thread_state_owner() {
   thread_state* ts = tls_state;
   if (ts == nullptr) return;
   if (ts->current != ts->main) {
     // The thread is exiting from inside a greenlet (pthread_exit); nothing
-    // can be unwound safely. Leave everything to the orphan paths.
+    // can be unwound safely. Leave everything to the orphan paths (and leak
+    // this state: its greenlets' stacks are still in use).
     std::lock_guard lock(ts->anchor->mutex);
     ts->anchor->alive = false;
+    ts->anchor->refs.fetch_add(ts->greenlets, std::memory_order_relaxed);
+    tls_state = nullptr;
     return;
   }
   for (;;) {
-    std::vector<greenlet_impl*> doomed;
-    {
-      std::lock_guard lock(ts->anchor->mutex);
-      doomed.swap(ts->anchor->doomed);
-      if (doomed.empty()) {
-        ts->anchor->alive = false;
-        break;
-      }
+    process_doomed(*ts);
+    kill_all_active(*ts);
+    std::lock_guard lock(ts->anchor->mutex);
+    if (ts->anchor->doomed.empty()) {
+      // From now on greenlets of this thread are freed by whichever thread
+      // drops them: hand their count to the anchor's atomic reference count,
+      // under the lock, before another thread can see alive == false.
+      ts->anchor->alive = false;
+      ts->anchor->refs.fetch_add(ts->greenlets, std::memory_order_relaxed);
+      break;
     }
-    for (greenlet_impl* g : doomed) destroy(g);
   }
   ts->main->state.store(greenlet_state::dead, std::memory_order_relaxed);
   greenlet_impl* main = ts->main;
   thread_anchor* anchor = ts->anchor;
-  delete ts;  // the pool hands its stacks back
+  // Survivors (greenlets that refused to die) keep their stacks; they are
+  // unreachable from here on.
+  while (ts->active_head != nullptr) unlink_active(*ts, ts->active_head);
+  delete ts->pool;  // the pool hands its stacks back
+  delete ts;
   tls_state = nullptr;
   release(main);
-  anchor->release();
+  anchor->release();  // the thread's own reference
 }
 
 }  // namespace
+
+std::any land_slow(thread_state& ts, greenlet_impl* from) {
+  std::any value = std::move(ts.value);
+  std::exception_ptr error = std::exchange(ts.error, nullptr);
+  if (from->dead()) {
+#ifdef GREENEV_DETAIL_TU_TSAN
+    if (from->tsan_fiber != nullptr) __tsan_destroy_fiber(std::exchange(from->tsan_fiber, nullptr));
+#endif
+  }
+  if (from->orphaned) {
+    from->orphaned = false;
+    if (from->refs.load(std::memory_order_acquire) == 0) destroy(from);
+  }
+  if (ts.anchor->has_doomed.load(std::memory_order_relaxed)) process_doomed(ts);
+  if (error) std::rethrow_exception(std::move(error));
+  return value;
+}
+
+void rethrow_in_flight(thread_state& ts) {
+  ts.value.reset();
+  std::rethrow_exception(std::exchange(ts.error, nullptr));
+}
 
 bool describe_running_stack(running_stack_info& info) noexcept {
   thread_state* ts = tls_state;
@@ -512,8 +436,7 @@ namespace greenev {
 using detail::greenlet_impl;
 using detail::local_state;
 
-greenlet::greenlet(std::unique_ptr<detail::greenlet_body> body, greenlet_impl* parent,
-                   greenlet_options options) {
+greenlet::greenlet(new_greenlet_tag, greenlet_impl* parent, greenlet_options options) {
   detail::thread_state& ts = local_state();
   if (parent == nullptr) {
     parent = ts.current;
@@ -523,13 +446,12 @@ greenlet::greenlet(std::unique_ptr<detail::greenlet_body> body, greenlet_impl* p
   const std::size_t size =
       options.stack_size == 0 ? 0 : detail::checked_stack_size(options.stack_size, "greenlet");
   auto* g = new greenlet_impl;
-  g->body = std::move(body);
   g->requested_size = size;
   g->kind = options.kind;
   g->name = std::move(options.name);
-  g->id = detail::next_greenlet_id.fetch_add(1, std::memory_order_relaxed);
+  g->id = detail::new_greenlet_id();
   g->anchor = ts.anchor;
-  ts.anchor->add_ref();
+  ++ts.greenlets;
   parent->add_ref();
   g->parent = parent;
   impl_ = g;
@@ -572,7 +494,7 @@ greenlet_impl* greenlet::require() const {
   return impl_;
 }
 
-std::any greenlet::switch_to(std::any value) {
+std::any greenlet::switch_to_slow(std::any value) {
   greenlet_impl* target = require();
   detail::thread_state& ts = local_state();
   detail::checked(target, ts, "switch to");
@@ -588,6 +510,18 @@ std::any greenlet::throw_into(std::exception_ptr error) {
   if (target->dead()) return {};
   ts.error = std::move(error);
   return detail::switch_now(ts, target);
+}
+
+std::any switch_to_parent(std::any value) {
+  detail::thread_state& ts = local_state();
+  greenlet_impl* parent = ts.current->parent;
+  if (parent == nullptr) throw greenlet_error("greenev: switch_to_parent from a main greenlet");
+  ts.value = std::move(value);
+  return detail::switch_now(ts, parent);
+}
+
+std::size_t active_greenlet_count() noexcept {
+  return detail::tls_state != nullptr ? detail::tls_state->active_count : 0;
 }
 
 bool greenlet::dead() const {
@@ -643,12 +577,12 @@ std::size_t greenlet::stack_size() const {
 
 stack_statistics stack_stats() noexcept {
   stack_statistics stats = detail::process_stack_stats();
-  if (detail::tls_state != nullptr) stats.pooled = detail::tls_state->pool.pooled();
+  if (detail::tls_state != nullptr) stats.pooled = detail::tls_state->pool->pooled();
   return stats;
 }
 
 void trim_stack_pool() noexcept {
-  if (detail::tls_state != nullptr) detail::tls_state->pool.trim();
+  if (detail::tls_state != nullptr) detail::tls_state->pool->trim();
 }
 
 }  // namespace greenev

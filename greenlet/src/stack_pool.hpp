@@ -4,22 +4,10 @@
 #include <cstddef>
 #include <vector>
 
+#include <greenev/detail/greenlet_core.hpp>
 #include <greenev/stack.hpp>
 
 namespace greenev::detail {
-
-// One greenlet stack. [bottom, top) is usable; a guarded stack has one
-// PROT_NONE page just below bottom. Compact stacks live inside a slab that is
-// never unmapped, so they are recycled through pools, never munmap'd alone.
-struct stack_memory {
-  char* bottom = nullptr;
-  std::size_t size = 0;
-  bool guarded = false;
-  unsigned valgrind_id = 0;
-
-  [[nodiscard]] char* top() const noexcept { return bottom + size; }
-  [[nodiscard]] explicit operator bool() const noexcept { return bottom != nullptr; }
-};
 
 // Per-thread cache of free stacks, bucketed by (size, guarded).
 class stack_pool {

@@ -26,44 +26,11 @@
 #include <type_traits>
 #include <utility>
 
+#include <greenev/detail/greenlet_core.hpp>
 #include <greenev/errors.hpp>
 #include <greenev/stack.hpp>
 
 namespace greenev {
-
-namespace detail {
-class greenlet_impl;
-
-// Type-erased, move-only body of a greenlet.
-struct greenlet_body {
-  virtual ~greenlet_body() = default;
-  virtual std::any run(std::any first_value) = 0;
-};
-
-template <class F>
-struct greenlet_body_of final : greenlet_body {
-  explicit greenlet_body_of(F&& f) : function(std::move(f)) {}
-  explicit greenlet_body_of(const F& f) : function(f) {}
-  std::any run(std::any first_value) override {
-    if constexpr (std::is_invocable_v<F&, std::any>) {
-      return wrap([&]() -> decltype(auto) { return std::invoke(function, std::move(first_value)); });
-    } else {
-      return wrap([&]() -> decltype(auto) { return std::invoke(function); });
-    }
-  }
-  template <class Call>
-  static std::any wrap(Call&& call) {
-    using result = std::invoke_result_t<Call&>;
-    if constexpr (std::is_void_v<result>) {
-      call();
-      return {};
-    } else {
-      return std::any(call());
-    }
-  }
-  F function;
-};
-}  // namespace detail
 
 /// Options for a new greenlet. Zero / empty fields take the global defaults
 /// from stack.hpp.
@@ -94,11 +61,15 @@ class greenlet {
   /// `options.stack_size` is invalid (see stack.hpp).
   template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, greenlet>>>
   explicit greenlet(F&& f, greenlet_options options = {})
-      : greenlet(make_body(std::forward<F>(f)), nullptr, std::move(options)) {}
+      : greenlet(new_greenlet_tag{}, nullptr, std::move(options)) {
+    set_body(std::forward<F>(f));
+  }
 
   template <class F>
   greenlet(F&& f, const greenlet& parent, greenlet_options options = {})
-      : greenlet(make_body(std::forward<F>(f)), parent.require(), std::move(options)) {}
+      : greenlet(new_greenlet_tag{}, parent.require(), std::move(options)) {
+    set_body(std::forward<F>(f));
+  }
 
   greenlet(const greenlet& other) noexcept;
   greenlet(greenlet&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
@@ -108,6 +79,10 @@ class greenlet {
 
   /// The running greenlet of the calling thread (its main greenlet if no
   /// other is running). Never switches. Creates the main greenlet lazily.
+  /// A handle is a strong reference: a greenlet that keeps a handle to itself
+  /// on its own stack across a switch (`current().parent().switch_to()` does,
+  /// for the length of that expression) stays alive until its thread exits,
+  /// even when every other handle is gone. Use switch_to_parent() instead.
   [[nodiscard]] static greenlet current();
 
   /// Switches to this greenlet, passing `value` in: as the argument of its
@@ -120,7 +95,7 @@ class greenlet {
   /// (an exception escaping a child whose parent is the caller, or
   /// throw_into() aimed at the caller); greenlet_error for an empty handle
   /// or a greenlet of another thread (before switching).
-  std::any switch_to(std::any value = {});
+  std::any switch_to(std::any value = {});  // inline fast path below
 
   /// Switches to this greenlet and raises `error` at its suspension point
   /// (default: greenlet_exit). If it does not catch it, it dies and the
@@ -167,14 +142,16 @@ class greenlet {
 
  private:
   template <class F>
-  static std::unique_ptr<detail::greenlet_body> make_body(F&& f) {
+  void set_body(F&& f) {
     using fn = std::decay_t<F>;
     static_assert(std::is_invocable_v<fn&, std::any> || std::is_invocable_v<fn&>,
                   "a greenlet function takes no argument or one std::any");
-    return std::make_unique<detail::greenlet_body_of<fn>>(std::forward<F>(f));
+    impl_->emplace_body<detail::greenlet_body_of<fn>>(std::forward<F>(f));
   }
-  greenlet(std::unique_ptr<detail::greenlet_body> body, detail::greenlet_impl* parent,
-           greenlet_options options);
+  // Creates the unstarted greenlet without its body (parent null: current).
+  struct new_greenlet_tag {};
+  greenlet(new_greenlet_tag, detail::greenlet_impl* parent, greenlet_options options);
+  std::any switch_to_slow(std::any value);
   detail::greenlet_impl* require() const;
 
   detail::greenlet_impl* impl_ = nullptr;
@@ -183,6 +160,27 @@ class greenlet {
 /// Same as greenlet::current().
 [[nodiscard]] inline greenlet current() {
   return greenlet::current();
+}
+
+/// Switches to the current greenlet's parent (python's
+/// `getcurrent().parent.switch(value)`), without creating a handle to the
+/// current greenlet. Returns and throws like greenlet::switch_to(); throws
+/// greenlet_error when called from a main greenlet, which has no parent.
+std::any switch_to_parent(std::any value = {});
+
+/// Started, not yet dead greenlets of the calling thread, its main greenlet
+/// excluded. Never switches.
+[[nodiscard]] std::size_t active_greenlet_count() noexcept;
+
+inline std::any greenlet::switch_to(std::any value) {
+#if GREENEV_DETAIL_INLINE_SWITCH
+  detail::thread_state* ts = detail::tls_state;
+  if (detail::can_switch_inline(ts, impl_)) [[likely]] {
+    ts->value = std::move(value);
+    return detail::switch_to_active(*ts, impl_);
+  }
+#endif
+  return switch_to_slow(std::move(value));
 }
 
 }  // namespace greenev

@@ -1,0 +1,197 @@
+// Greenlet switch and lifecycle costs next to their baseline, raw boost::context::fiber.
+//
+// One iteration of a *_round_trip benchmark is a round trip: two context switches
+// (the per_switch counter halves it). The final lines print greenlet/raw ratios from
+// this run; the machines are noisy, so only same-run ratios mean anything.
+#include <unistd.h>
+
+#include <algorithm>
+#include <any>
+#include <cstddef>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+#include <boost/context/fiber.hpp>
+#include <boost/context/fixedsize_stack.hpp>
+#include <boost/context/pooled_fixedsize_stack.hpp>
+
+#include <greenev/greenlet.hpp>
+#include <greenev/stack.hpp>
+
+namespace {
+
+namespace ctx = boost::context;
+
+// Same usable size as a greenlet's default stack, so both touch the same pages.
+std::size_t stack_size() {
+  return greenev::default_stack_options().size;
+}
+
+void count_switches(benchmark::State& state) {
+  state.counters["per_switch"] =
+      benchmark::Counter(2, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+// ---- baselines -------------------------------------------------------------
+
+void BM_raw_fiber_round_trip(benchmark::State& state) {
+  bool running = true;
+  ctx::fiber fiber(std::allocator_arg, ctx::fixedsize_stack(stack_size()), [&running](ctx::fiber&& caller) {
+    while (running) caller = std::move(caller).resume();
+    return std::move(caller);
+  });
+  fiber = std::move(fiber).resume();  // enter it once: it jumps straight back
+  for (auto _ : state) fiber = std::move(fiber).resume();
+  running = false;
+  fiber = std::move(fiber).resume();  // let it return
+  count_switches(state);
+}
+BENCHMARK(BM_raw_fiber_round_trip);
+
+// Pooled stacks, like greenev's stack pool: measures creation, two jumps and teardown.
+void BM_raw_fiber_create_run_destroy(benchmark::State& state) {
+  ctx::pooled_fixedsize_stack stacks(stack_size());
+  for (auto _ : state) {
+    ctx::fiber fiber(std::allocator_arg, stacks, [](ctx::fiber&& caller) { return std::move(caller); });
+    fiber = std::move(fiber).resume();
+    benchmark::DoNotOptimize(fiber);
+  }
+}
+BENCHMARK(BM_raw_fiber_create_run_destroy);
+
+// ---- greenev ---------------------------------------------------------------
+
+void BM_greenlet_round_trip(benchmark::State& state) {
+  greenev::greenlet main_greenlet = greenev::current();
+  bool running = true;
+  greenev::greenlet g([&] {
+    while (running) main_greenlet.switch_to();
+  });
+  g.switch_to();  // start it: it switches straight back
+  for (auto _ : state) g.switch_to();
+  running = false;
+  g.switch_to();  // let it return
+  count_switches(state);
+}
+BENCHMARK(BM_greenlet_round_trip);
+
+void BM_greenlet_round_trip_int(benchmark::State& state) {
+  greenev::greenlet main_greenlet = greenev::current();
+  bool running = true;
+  greenev::greenlet g([&](std::any first) {
+    int n = std::any_cast<int>(first);
+    while (running) n = std::any_cast<int>(main_greenlet.switch_to(n + 1));
+  });
+  int n = std::any_cast<int>(g.switch_to(0));
+  for (auto _ : state) n = std::any_cast<int>(g.switch_to(n));
+  benchmark::DoNotOptimize(n);
+  running = false;
+  g.switch_to(0);
+  count_switches(state);
+}
+BENCHMARK(BM_greenlet_round_trip_int);
+
+void create_run_destroy(benchmark::State& state, greenev::stack_kind kind) {
+  greenev::greenlet_options options;  // not {.kind = kind}: -Wmissing-field-initializers
+  options.kind = kind;
+  for (auto _ : state) {
+    greenev::greenlet g([] {}, options);
+    g.switch_to();
+    benchmark::DoNotOptimize(g);
+  }
+}
+
+void BM_greenlet_create_run_destroy(benchmark::State& state) {
+  create_run_destroy(state, greenev::stack_kind::guarded);
+}
+BENCHMARK(BM_greenlet_create_run_destroy);
+
+void BM_greenlet_create_run_destroy_compact(benchmark::State& state) {
+  create_run_destroy(state, greenev::stack_kind::compact);
+}
+BENCHMARK(BM_greenlet_create_run_destroy_compact);
+
+// ---- same-run ratios -------------------------------------------------------
+
+struct ratio {
+  const char* numerator;
+  const char* denominator;
+  double goal;  // 0: informational
+};
+
+constexpr ratio ratios[] = {
+    {"greenlet_round_trip", "raw_fiber_round_trip", 1.30},
+    {"greenlet_round_trip_int", "raw_fiber_round_trip", 0},
+    {"greenlet_create_run_destroy", "raw_fiber_create_run_destroy", 0},
+    {"greenlet_create_run_destroy_compact", "raw_fiber_create_run_destroy", 0},
+};
+
+template <class Run>
+bool failed(const Run& run) {
+  if constexpr (requires { run.skipped; }) {  // Google Benchmark >= 1.8
+    return static_cast<bool>(run.skipped);
+  } else {
+    return run.error_occurred;
+  }
+}
+
+// Prints the usual table and remembers each benchmark's real time per iteration,
+// in nanoseconds (the median when --benchmark_repetitions is given).
+class ratio_reporter : public benchmark::ConsoleReporter {
+ public:
+  using ConsoleReporter::ConsoleReporter;
+
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& run : runs) {
+      if (run.run_type != Run::RT_Iteration || failed(run)) continue;
+      std::string name = run.run_name.function_name;
+      if (name.starts_with("BM_")) name.erase(0, 3);
+      samples_[name].push_back(run.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(run.time_unit) *
+                               1e9);
+    }
+  }
+
+  void print_summary() const {
+    for (const auto& [name, samples] : samples_)
+      std::printf("time %s = %.2f ns\n", name.c_str(), median(samples));
+    for (const ratio& r : ratios) {
+      const auto numerator = samples_.find(r.numerator);
+      const auto denominator = samples_.find(r.denominator);
+      if (numerator == samples_.end() || denominator == samples_.end()) continue;  // filtered out
+      std::printf("ratio %s/%s = %.2f", r.numerator, r.denominator,
+                  median(numerator->second) / median(denominator->second));
+      if (r.goal > 0) std::printf(" (goal <= %.2f)", r.goal);
+      std::printf("\n");
+    }
+    std::fflush(stdout);
+  }
+
+ private:
+  static double median(std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    const std::size_t mid = values.size() / 2;
+    return values.size() % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
+  }
+
+  std::map<std::string, std::vector<double>> samples_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  // A reporter passed in ignores --benchmark_format and --benchmark_color: console, coloured on a tty.
+  ratio_reporter reporter(isatty(STDOUT_FILENO) == 1 ? ratio_reporter::OO_ColorTabular
+                                                     : ratio_reporter::OO_Tabular);
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  reporter.print_summary();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,296 @@
+// Private: the greenlet core's data and the inline switch.
+//
+// Why this is in a header: a context switch scrambles the CPU's return-stack
+// predictor, so every function return between the caller's switch_to() and
+// the jump costs a misprediction on each switch. With the fast path inlined
+// into the caller a switch costs about what a raw boost::context::fiber
+// resume() does. docs/design.md ("One switch") describes the protocol.
+#pragma once
+
+#include <any>
+#include <atomic>
+#include <boost/context/fiber.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <greenev/config.hpp>
+#include <greenev/stack.hpp>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define GREENEV_DETAIL_TU_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define GREENEV_DETAIL_TU_TSAN 1
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) && !defined(GREENEV_DETAIL_TU_ASAN)
+#define GREENEV_DETAIL_TU_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer) && !defined(GREENEV_DETAIL_TU_TSAN)
+#define GREENEV_DETAIL_TU_TSAN 1
+#endif
+#endif
+#ifdef GREENEV_DETAIL_TU_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef GREENEV_DETAIL_TU_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+// The inline fast path is used only when this translation unit and the
+// library agree on sanitizers (the annotations must wrap every jump).
+#if !GREENEV_SANITIZED && !defined(GREENEV_DETAIL_TU_ASAN) && !defined(GREENEV_DETAIL_TU_TSAN)
+#define GREENEV_DETAIL_INLINE_SWITCH 1
+#else
+#define GREENEV_DETAIL_INLINE_SWITCH 0
+#endif
+
+namespace greenev::detail {
+
+// Type-erased body of a greenlet: the user's function.
+struct greenlet_body {
+  virtual ~greenlet_body() = default;
+  virtual std::any run(std::any first_value) = 0;
+};
+
+template <class F>
+struct greenlet_body_of final : greenlet_body {
+  template <class Arg>
+  explicit greenlet_body_of(Arg&& f) : function(std::forward<Arg>(f)) {}
+  std::any run(std::any first_value) override {
+    if constexpr (std::is_invocable_v<F&, std::any>) {
+      return wrap([&]() -> decltype(auto) { return std::invoke(function, std::move(first_value)); });
+    } else {
+      return wrap([&]() -> decltype(auto) { return std::invoke(function); });
+    }
+  }
+  template <class Call>
+  static std::any wrap(Call&& call) {
+    if constexpr (std::is_void_v<std::invoke_result_t<Call&>>) {
+      call();
+      return {};
+    } else {
+      return std::any(call());
+    }
+  }
+  F function;
+};
+
+// A stack as handed out by the pool. [bottom, bottom + size) is usable; a
+// guarded stack has a PROT_NONE page just below bottom.
+struct stack_memory {
+  char* bottom = nullptr;
+  std::size_t size = 0;
+  bool guarded = false;
+  unsigned valgrind_id = 0;
+
+  [[nodiscard]] char* top() const noexcept { return bottom + size; }
+  [[nodiscard]] explicit operator bool() const noexcept { return bottom != nullptr; }
+};
+
+// The Itanium C++ ABI's per-thread exception state (<cxxabi.h> keeps the
+// struct opaque; libstdc++ and libc++abi share this layout). Context jumps do
+// not switch it, so each greenlet saves its own: switching inside a catch
+// block must not hand the caught exception to another greenlet.
+struct eh_globals {
+  void* caught_exceptions;
+  unsigned int uncaught_exceptions;
+};
+
+enum class greenlet_state : unsigned char { unstarted, active, dead };
+
+class greenlet_impl;
+
+// Shared by a thread's state and all its greenlets; outlives the thread, so a
+// greenlet dropped elsewhere (or later) can tell whether its thread is alive.
+// While the thread lives it alone frees its greenlets (others queue them in
+// `doomed`), so it counts them without atomics (thread_state::greenlets);
+// at thread exit that count moves into `refs`.
+struct thread_anchor {
+  std::atomic<std::size_t> refs{1};
+  std::mutex mutex;
+  bool alive = true;                   // guarded by mutex
+  std::vector<greenlet_impl*> doomed;  // guarded by mutex: to unwind on the owner thread
+  std::atomic<bool> has_doomed{false};
+
+  void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+};
+
+class greenlet_impl {
+ public:
+  // The fields a switch touches come first.
+  std::atomic<greenlet_state> state{greenlet_state::unstarted};
+  bool orphaned = false;  // last handle dropped while it was running
+  bool is_main = false;
+  bool body_inline = false;  // body lives in body_storage
+  bool eh_saved = false;     // eh_caught/eh_uncaught hold its exception state
+  stack_kind kind = stack_kind::default_kind;
+  unsigned eh_uncaught = 0;
+  void* eh_caught = nullptr;
+  thread_anchor* anchor = nullptr;
+  boost::context::fiber context;  // where it resumes; empty while running or dead
+  std::atomic<std::size_t> refs{1};
+  greenlet_impl* parent = nullptr;  // owned reference; null only for a main greenlet
+  greenlet_body* body = nullptr;
+  stack_memory stack;  // owned by the fiber record while active
+  std::size_t requested_size = 0;
+  std::uint64_t id = 0;
+  greenlet_impl* active_prev = nullptr;  // this thread's list of active greenlets
+  greenlet_impl* active_next = nullptr;
+  mutable std::string name;  // built lazily from id
+  // Sanitizer bookkeeping; present in every build so the layout never varies.
+  void* asan_fake_stack = nullptr;
+  const void* asan_bottom = nullptr;
+  std::size_t asan_size = 0;
+  void* tsan_fiber = nullptr;
+  // Small functions (most lambdas) are stored here: one allocation per greenlet.
+  alignas(std::max_align_t) unsigned char body_storage[64];
+
+  template <class Body, class F>
+  void emplace_body(F&& f) {
+    if constexpr (sizeof(Body) <= sizeof(body_storage) && alignof(Body) <= alignof(std::max_align_t)) {
+      body = ::new (static_cast<void*>(body_storage)) Body(std::forward<F>(f));
+      body_inline = true;
+    } else {
+      body = new Body(std::forward<F>(f));
+    }
+  }
+  void destroy_body() noexcept {
+    if (body_inline) {
+      body->~greenlet_body();
+    } else {
+      delete body;
+    }
+    body = nullptr;
+    body_inline = false;
+  }
+
+  greenlet_impl() noexcept;
+  ~greenlet_impl();
+  [[nodiscard]] greenlet_state current_state() const noexcept {
+    return state.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool dead() const noexcept { return current_state() == greenlet_state::dead; }
+  void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  const std::string& display_name() const;
+};
+
+class stack_pool;
+
+struct thread_state {
+  greenlet_impl* current = nullptr;
+  greenlet_impl* main = nullptr;  // owned reference
+  greenlet_impl* switching_from = nullptr;
+  std::any value;            // in flight between two greenlets
+  std::exception_ptr error;  // in flight, instead of a value
+  eh_globals* eh = nullptr;
+  thread_anchor* anchor = nullptr;  // owned reference
+  greenlet_impl* active_head = nullptr;
+  std::size_t active_count = 0;
+  std::size_t eh_saved = 0;    // greenlets whose eh_saved is set
+  std::size_t greenlets = 0;   // allocated greenlet_impls of this thread (see thread_anchor)
+  stack_pool* pool = nullptr;  // owned
+};
+
+// Initial-exec TLS, no wrapper function: read on every switch. (A dlopen'd
+// greenev is therefore unsupported; docs/design.md.)
+extern __thread thread_state* tls_state __attribute__((tls_model("initial-exec")));
+
+// Out of line: housekeeping after landing (the greenlet we came from died or
+// lost its last handle, or other threads dropped ours), then returns the
+// value in flight or rethrows the exception in flight.
+std::any land_slow(thread_state& ts, greenlet_impl* from);
+[[noreturn]] void rethrow_in_flight(thread_state& ts);
+
+inline void before_jump([[maybe_unused]] greenlet_impl* from, [[maybe_unused]] greenlet_impl* to,
+                        [[maybe_unused]] bool from_is_dying) noexcept {
+#ifdef GREENEV_DETAIL_TU_ASAN
+  const void* bottom = to->is_main ? to->asan_bottom : to->stack.bottom;
+  const std::size_t size = to->is_main ? to->asan_size : to->stack.size;
+  __sanitizer_start_switch_fiber(from_is_dying ? nullptr : &from->asan_fake_stack, bottom, size);
+#endif
+#ifdef GREENEV_DETAIL_TU_TSAN
+  __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+}
+
+inline void after_jump([[maybe_unused]] greenlet_impl* self, [[maybe_unused]] greenlet_impl* from) noexcept {
+#ifdef GREENEV_DETAIL_TU_ASAN
+  const void* bottom = nullptr;
+  std::size_t size = 0;
+  __sanitizer_finish_switch_fiber(self->asan_fake_stack, &bottom, &size);
+  if (from->is_main) {  // the only way to learn the main stack's bounds
+    from->asan_bottom = bottom;
+    from->asan_size = size;
+  }
+#endif
+}
+
+// Most switches happen outside catch blocks with nothing saved anywhere:
+// then this is three loads and no store.
+inline void swap_exception_state(thread_state& ts, greenlet_impl* from, greenlet_impl* to) noexcept {
+  eh_globals& globals = *ts.eh;
+  if ((globals.caught_exceptions != nullptr) | (globals.uncaught_exceptions != 0)) [[unlikely]] {
+    from->eh_caught = globals.caught_exceptions;
+    from->eh_uncaught = globals.uncaught_exceptions;
+    from->eh_saved = true;
+    ++ts.eh_saved;
+    globals.caught_exceptions = nullptr;
+    globals.uncaught_exceptions = 0;
+  }
+  if (ts.eh_saved != 0 && to->eh_saved) [[unlikely]] {
+    globals.caught_exceptions = to->eh_caught;
+    globals.uncaught_exceptions = to->eh_uncaught;
+    to->eh_saved = false;
+    --ts.eh_saved;
+  }
+}
+
+// Leaves `self` for `target`; returns in `self` once something switches back.
+// Returns the greenlet we came from.
+inline greenlet_impl* jump(thread_state& ts, greenlet_impl* self, greenlet_impl* target) noexcept {
+  ts.switching_from = self;
+  ts.current = target;
+  swap_exception_state(ts, self, target);
+  before_jump(self, target, false);
+  boost::context::fiber from_context = std::move(target->context).resume();
+  greenlet_impl* from = ts.switching_from;
+  after_jump(self, from);
+  from->context = std::move(from_context);
+  return from;
+}
+
+// Greenlets dropped by other threads (thread_anchor::doomed) are collected
+// in the slow paths (start, death, land_slow), not on every switch.
+inline bool needs_housekeeping(const greenlet_impl* from) noexcept {
+  return from->dead() || from->orphaned;
+}
+
+// The whole switch to a started, live greenlet of this thread other than the
+// current one, with ts.value (or ts.error) already set.
+inline std::any switch_to_active(thread_state& ts, greenlet_impl* target) {
+  greenlet_impl* from = jump(ts, ts.current, target);
+  if (needs_housekeeping(from)) [[unlikely]]
+    return land_slow(ts, from);
+  if (ts.error) [[unlikely]]
+    rethrow_in_flight(ts);
+  return std::move(ts.value);
+}
+
+inline bool can_switch_inline(const thread_state* ts, const greenlet_impl* target) noexcept {
+  return ts != nullptr && target != nullptr && target->anchor == ts->anchor &&
+         target->current_state() == greenlet_state::active && target != ts->current;
+}
+
+}  // namespace greenev::detail

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, then
+#   1. release build + every test,
+#   2. ASan+UBSan build + every test,
+#   3. install the release build and build + run a consumer project with
+#      find_package(greenev), and check the pkg-config file.
+# Exits non-zero on the first failure. Safe to run again.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+greenev_install_packages
+
+greenev_log "formatting (.clang-format)"
+cd "$GREENEV_ROOT"
+git ls-files -- '*.cpp' '*.hpp' | xargs clang-format --dry-run -Werror
+
+for preset in release asan; do
+  greenev_build "$preset"
+  greenev_log "tests: $preset"
+  ctest --preset "$preset"
+done
+
+greenev_log "install + find_package(greenev) consumer"
+prefix="$GREENEV_ROOT/build/install"
+rm -rf "$prefix" "$GREENEV_ROOT/build/consumer"
+cmake --install "$GREENEV_ROOT/build/release" --prefix "$prefix" >/dev/null
+cmake -S "$GREENEV_ROOT/tests/install_consumer" -B "$GREENEV_ROOT/build/consumer" -G Ninja \
+  -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$GREENEV_ROOT/build/consumer"
+"$GREENEV_ROOT/build/consumer/consumer"
+PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --exists --print-errors greenev
+c++ -o "$GREENEV_ROOT/build/consumer/consumer-pc" "$GREENEV_ROOT/tests/install_consumer/main.cpp" \
+  $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs greenev)
+"$GREENEV_ROOT/build/consumer/consumer-pc"
+
+greenev_log "README's first program is tests/install_consumer/main.cpp, verbatim"
+python3 - "$GREENEV_ROOT" <<'PY'
+import sys, pathlib
+root = pathlib.Path(sys.argv[1])
+if (root / "tests/install_consumer/main.cpp").read_text() not in (root / "README.md").read_text():
+    sys.exit("README.md no longer quotes tests/install_consumer/main.cpp")
+PY
+
+greenev_log "all tests passed"

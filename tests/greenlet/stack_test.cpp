@@ -1,0 +1,418 @@
+// Tests for greenev/stack.hpp: default options, per-greenlet sizes, the two
+// stack kinds, pooling and trimming, lazy commit, the guard page's overflow
+// report, and 100,000 compact stacks live at once.
+#include <greenev/stack.hpp>
+
+#include <sys/mman.h>
+
+#include <any>
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <greenev/errors.hpp>
+#include <greenev/greenlet.hpp>
+
+#include "support/assertions.hpp"
+#include "support/leak_check.hpp"
+#include "support/process.hpp"
+#include "support/sanitizers.hpp"
+
+namespace {
+
+using greenev::greenlet;
+using greenev::greenlet_error;
+using greenev::greenlet_options;
+using greenev::stack_kind;
+using greenev::stack_options;
+using greenev::stack_stats;
+using greenev::switch_to_parent;
+using greenev::testing::throws_with;
+
+using stack_defaults = greenev::testing::leak_checked_test;
+using stack_size = greenev::testing::leak_checked_test;
+using stack_kinds = greenev::testing::leak_checked_test;
+using stack_pool = greenev::testing::leak_checked_test;
+using stack_memory = greenev::testing::leak_checked_test;
+using guard_page_DeathTest = greenev::testing::leak_checked_test;
+
+constexpr std::size_t kib = 1024;
+
+// The defaults are process-wide: every test that changes them puts them back.
+class restore_default_stack_options {
+ public:
+  restore_default_stack_options() : saved_(greenev::default_stack_options()) {}
+  ~restore_default_stack_options() { greenev::set_default_stack_options(saved_); }
+  restore_default_stack_options(const restore_default_stack_options&) = delete;
+  restore_default_stack_options& operator=(const restore_default_stack_options&) = delete;
+
+ private:
+  stack_options saved_;
+};
+
+std::size_t round_up_to_page(std::size_t bytes) {
+  const std::size_t page = greenev::testing::page_size();
+  return (bytes + page - 1) / page * page;
+}
+
+bool same_options(const stack_options& a, const stack_options& b) {
+  return a.size == b.size && a.kind == b.kind && a.max_guarded_stacks == b.max_guarded_stacks;
+}
+
+std::uintptr_t frame_address() {
+  return reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+}
+
+// Recurses until the frames reach `bytes` below `top`; returns the depth.
+// The frame address, unlike a local's, is on the real stack even when a
+// sanitizer moves locals elsewhere.
+[[gnu::noinline]] std::size_t use_stack(std::uintptr_t top, std::size_t bytes) {
+  volatile char buffer[256];
+  buffer[0] = 1;
+  buffer[sizeof buffer - 1] = 1;
+  const std::uintptr_t here = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  std::size_t depth = 0;
+  if (top - here < bytes) depth = use_stack(top, bytes) + 1;
+  buffer[1] = buffer[0];  // keeps the frame alive past the call: no tail call
+  return depth;
+}
+
+// A recursion bound the compiler cannot see through: recursion "without end".
+volatile std::size_t recursion_limit = std::numeric_limits<std::size_t>::max();
+
+[[gnu::noinline]] std::size_t recurse_without_end(std::size_t depth) {
+  volatile char buffer[512];
+  buffer[0] = static_cast<char>(depth);
+  const std::size_t deeper = depth < recursion_limit ? recurse_without_end(depth + 1) : depth;
+  buffer[1] = buffer[0];
+  return deeper;
+}
+
+// ---- default options -----------------------------------------------------------------
+
+TEST_F(stack_defaults, initial_values) {
+  const stack_options defaults = greenev::default_stack_options();
+  EXPECT_EQ(defaults.size, greenev::testing::address_sanitizer ? 1024 * kib : 256 * kib);
+  EXPECT_EQ(defaults.kind, stack_kind::guarded);
+  EXPECT_EQ(defaults.max_guarded_stacks, 16384u);
+  EXPECT_EQ(greenev::min_stack_size, 16 * kib);
+  EXPECT_EQ(greenev::max_stack_size, std::size_t{1} << 30);
+}
+
+TEST_F(stack_defaults, set_and_restore) {
+  const stack_options original = greenev::default_stack_options();
+  {
+    restore_default_stack_options restore;
+    greenev::set_default_stack_options(
+        {.size = 100'000, .kind = stack_kind::compact, .max_guarded_stacks = 99});
+    stack_options now = greenev::default_stack_options();
+    EXPECT_EQ(now.size, round_up_to_page(100'000));
+    EXPECT_EQ(now.kind, stack_kind::compact);
+    EXPECT_EQ(now.max_guarded_stacks, 99u);
+
+    // Zero and default_kind fields keep the current values.
+    greenev::set_default_stack_options({});
+    EXPECT_TRUE(same_options(greenev::default_stack_options(), now));
+    greenev::set_default_stack_options({.size = 64 * kib});
+    now = greenev::default_stack_options();
+    EXPECT_EQ(now.size, 64 * kib);
+    EXPECT_EQ(now.kind, stack_kind::compact);
+    EXPECT_EQ(now.max_guarded_stacks, 99u);
+  }
+  EXPECT_TRUE(same_options(greenev::default_stack_options(), original));
+}
+
+TEST_F(stack_defaults, out_of_range_default_size_is_rejected) {
+  const stack_options original = greenev::default_stack_options();
+  for (const std::size_t size : {std::size_t{1}, greenev::min_stack_size - 1, greenev::max_stack_size + 1}) {
+    EXPECT_TRUE(throws_with<greenlet_error>([&] { greenev::set_default_stack_options({.size = size}); },
+                                            "stack size " + std::to_string(size)));
+    EXPECT_TRUE(throws_with<greenlet_error>([&] { greenev::set_default_stack_options({.size = size}); },
+                                            "set_default_stack_options"));
+  }
+  // A rejected call changes nothing, not even its valid fields.
+  EXPECT_THROW(greenev::set_default_stack_options({.size = 1, .kind = stack_kind::compact}), greenlet_error);
+  EXPECT_TRUE(same_options(greenev::default_stack_options(), original));
+}
+
+TEST_F(stack_defaults, new_defaults_apply_to_greenlets_started_afterwards) {
+  restore_default_stack_options restore;
+  const auto before = stack_stats();
+  greenev::set_default_stack_options({.size = 128 * kib, .kind = stack_kind::compact});
+  greenlet g([] { switch_to_parent(); });
+  EXPECT_EQ(g.stack_size(), 128 * kib);
+  g.switch_to();
+  EXPECT_EQ(g.stack_size(), 128 * kib);
+  EXPECT_EQ(stack_stats().live, before.live + 1);
+  EXPECT_EQ(stack_stats().live_guarded, before.live_guarded);  // compact by default now
+  g.switch_to();
+}
+
+// ---- per-greenlet sizes --------------------------------------------------------------
+
+TEST_F(stack_size, per_greenlet_size_is_reported) {
+  greenlet g([] { switch_to_parent(); }, greenlet_options{.stack_size = 64 * kib});
+  EXPECT_EQ(g.stack_size(), 64 * kib);  // unstarted
+  g.switch_to();
+  EXPECT_EQ(g.stack_size(), 64 * kib);  // running
+  g.switch_to();
+  EXPECT_EQ(g.stack_size(), 64 * kib);  // dead
+  greenlet with_default([] {});
+  EXPECT_EQ(with_default.stack_size(), greenev::default_stack_options().size);
+  EXPECT_EQ(greenev::current().stack_size(), 0u);  // a main greenlet has no greenev stack
+}
+
+TEST_F(stack_size, sizes_round_up_to_whole_pages) {
+  const std::size_t page = greenev::testing::page_size();
+  greenlet g([] { switch_to_parent(); }, greenlet_options{.stack_size = greenev::min_stack_size + 1});
+  EXPECT_EQ(g.stack_size(), greenev::min_stack_size + page);
+  g.switch_to();
+  EXPECT_EQ(g.stack_size(), greenev::min_stack_size + page);
+  g.switch_to();
+
+  greenlet odd([] {}, greenlet_options{.stack_size = 100 * kib + 3});
+  EXPECT_EQ(odd.stack_size(), round_up_to_page(100 * kib + 3));
+  EXPECT_EQ(odd.stack_size() % page, 0u);
+}
+
+TEST_F(stack_size, range_boundaries_are_accepted) {
+  greenlet smallest([] { return 1; }, greenlet_options{.stack_size = greenev::min_stack_size});
+  EXPECT_EQ(std::any_cast<int>(smallest.switch_to()), 1);
+  // Construction only: nothing is mapped before the first switch.
+  greenlet largest([] {}, greenlet_options{.stack_size = greenev::max_stack_size});
+  EXPECT_EQ(largest.stack_size(), greenev::max_stack_size);
+}
+
+TEST_F(stack_size, most_of_a_64_kib_stack_is_usable) {
+  for (const stack_kind kind : {stack_kind::guarded, stack_kind::compact}) {
+    greenlet deep([] { return use_stack(frame_address(), 40 * kib); },
+                  greenlet_options{.name = "deep", .stack_size = 64 * kib, .kind = kind});
+    EXPECT_GT(std::any_cast<std::size_t>(deep.switch_to()), 10u);
+    EXPECT_TRUE(deep.dead());
+  }
+}
+
+// ---- kinds ---------------------------------------------------------------------------
+
+TEST_F(stack_kinds, compact_stack_runs_without_a_guard_page) {
+  const auto before = stack_stats();
+  greenlet g([] { switch_to_parent(use_stack(frame_address(), 8 * kib)); },
+             greenlet_options{.kind = stack_kind::compact});
+  EXPECT_GT(std::any_cast<std::size_t>(g.switch_to()), 0u);
+  EXPECT_EQ(stack_stats().live, before.live + 1);
+  EXPECT_EQ(stack_stats().live_guarded, before.live_guarded);
+  g.switch_to();
+  EXPECT_EQ(stack_stats().live, before.live);
+}
+
+TEST_F(stack_kinds, guarded_stack_is_counted_as_guarded) {
+  const auto before = stack_stats();
+  greenlet g([] { switch_to_parent(); }, greenlet_options{.kind = stack_kind::guarded});
+  g.switch_to();
+  EXPECT_EQ(stack_stats().live, before.live + 1);
+  EXPECT_EQ(stack_stats().live_guarded, before.live_guarded + 1);
+  g.switch_to();
+  EXPECT_EQ(stack_stats().live_guarded, before.live_guarded);
+}
+
+TEST_F(stack_kinds, default_kind_becomes_compact_past_max_guarded_stacks) {
+  restore_default_stack_options restore;
+  const auto before = stack_stats();
+  greenev::set_default_stack_options({.max_guarded_stacks = before.live_guarded + 2});
+  std::vector<greenlet> greenlets;
+  for (int i = 0; i < 4; ++i) {
+    greenlets.emplace_back([] { switch_to_parent(); });
+    greenlets.back().switch_to();
+  }
+  // An explicit guarded request falls back too.
+  greenlets.emplace_back([] { switch_to_parent(); }, greenlet_options{.kind = stack_kind::guarded});
+  greenlets.back().switch_to();
+  EXPECT_EQ(stack_stats().live, before.live + 5);
+  EXPECT_EQ(stack_stats().live_guarded, before.live_guarded + 2);
+  for (greenlet& g : greenlets) g.switch_to();
+}
+
+// 100,000 greenlets suspended at once. Guarded stacks would need 200,000
+// memory mappings, past Linux's default limit of 65530; compact ones share slabs.
+TEST_F(stack_kinds, hundred_thousand_compact_greenlets_live_at_once) {
+  constexpr int count = 100'000;
+  const auto before = stack_stats();
+  const std::size_t mappings_before = greenev::testing::mapping_count();
+  int finished = 0;
+  std::vector<greenlet> greenlets;
+  greenlets.reserve(count);
+  for (int i = 0; i < count; ++i) {
+    greenlets.emplace_back(
+        [&finished](std::any first) {
+          const int x = std::any_cast<int>(first);
+          const int y = std::any_cast<int>(switch_to_parent(x));
+          ++finished;
+          return x + y;
+        },
+        greenlet_options{.stack_size = 16 * kib, .kind = stack_kind::compact});
+  }
+  int started = 0;
+  for (int i = 0; i < count; ++i) {
+    if (std::any_cast<int>(greenlets[static_cast<std::size_t>(i)].switch_to(i)) == i) ++started;
+  }
+  EXPECT_EQ(started, count);
+  EXPECT_EQ(stack_stats().live, before.live + count);
+  EXPECT_EQ(stack_stats().live_guarded, before.live_guarded);
+  EXPECT_LT(greenev::testing::mapping_count(), mappings_before + count / 20)
+      << "compact stacks should share a few large mappings";
+
+  int correct = 0;
+  for (int i = 0; i < count; ++i) {
+    if (std::any_cast<int>(greenlets[static_cast<std::size_t>(i)].switch_to(1)) == i + 1) ++correct;
+  }
+  EXPECT_EQ(correct, count);
+  EXPECT_EQ(finished, count);
+  EXPECT_EQ(stack_stats().live, before.live);
+
+  EXPECT_GT(stack_stats().pooled, 0u);
+  greenev::trim_stack_pool();
+  EXPECT_EQ(stack_stats().pooled, 0u);
+}
+
+// ---- pooling -------------------------------------------------------------------------
+
+TEST_F(stack_pool, stacks_of_finished_greenlets_are_reused) {
+  const greenlet_options options{.stack_size = 64 * kib, .kind = stack_kind::guarded};
+  greenlet first([] {}, options);
+  first.switch_to();
+  const auto after_first = stack_stats();
+  EXPECT_GE(after_first.pooled, 1u);
+  for (int i = 0; i < 100; ++i) {
+    greenlet again([] {}, options);
+    again.switch_to();
+  }
+  EXPECT_EQ(stack_stats().mapped_bytes, after_first.mapped_bytes);  // nothing new mapped
+  EXPECT_EQ(stack_stats().pooled, after_first.pooled);
+}
+
+TEST_F(stack_pool, trim_returns_pooled_stacks) {
+  constexpr int count = 8;
+  const greenlet_options options{.stack_size = 64 * kib, .kind = stack_kind::guarded};
+  std::vector<greenlet> greenlets;
+  for (int i = 0; i < count; ++i) {
+    greenlets.emplace_back([] { switch_to_parent(); }, options);
+    greenlets.back().switch_to();
+  }
+  for (greenlet& g : greenlets) g.switch_to();
+  const auto before_trim = stack_stats();
+  EXPECT_GE(before_trim.pooled, std::size_t{count});
+
+  greenev::trim_stack_pool();
+  const auto after_trim = stack_stats();
+  EXPECT_EQ(after_trim.pooled, 0u);
+  // Guarded stacks are unmapped: each was 64 KiB plus its guard page.
+  EXPECT_LE(after_trim.mapped_bytes, before_trim.mapped_bytes - count * 64 * kib);
+  greenev::trim_stack_pool();  // trimming an empty pool is harmless
+  EXPECT_EQ(stack_stats().pooled, 0u);
+
+  greenlet after([] { return 3; }, options);  // and stacks can still be had afterwards
+  EXPECT_EQ(std::any_cast<int>(after.switch_to()), 3);
+}
+
+TEST_F(stack_pool, pooled_counts_the_calling_threads_pool) {
+  greenlet g([] {});
+  g.switch_to();
+  EXPECT_GE(stack_stats().pooled, 1u);
+  std::size_t pooled_on_new_thread = 99;
+  std::thread([&] { pooled_on_new_thread = stack_stats().pooled; }).join();
+  EXPECT_EQ(pooled_on_new_thread, 0u);
+}
+
+// ---- memory --------------------------------------------------------------------------
+
+// Stacks are committed page by page as they are touched: 2000 suspended
+// greenlets with the default 256 KiB stacks (500 MiB if committed) that each
+// use a few KiB must cost far less.
+TEST_F(stack_memory, stacks_are_committed_lazily) {
+  if (greenev::testing::address_sanitizer) {
+    GTEST_SKIP() << "AddressSanitizer's shadow memory and frame sizes make RSS meaningless here";
+  }
+  constexpr std::size_t count = 2000;
+  std::vector<greenlet> greenlets;
+  greenlets.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) greenlets.emplace_back([] { switch_to_parent(); });
+  const std::size_t resident_before = greenev::testing::resident_bytes();
+  for (greenlet& g : greenlets) g.switch_to();
+  const std::size_t resident_after = greenev::testing::resident_bytes();
+  EXPECT_EQ(greenlets.front().stack_size(), 256 * kib);
+  EXPECT_LT(resident_after - resident_before, count * 64 * kib)
+      << "RSS grew by " << (resident_after - resident_before) / kib << " KiB for " << count << " stacks";
+  for (greenlet& g : greenlets) g.switch_to();
+}
+
+// ---- guard page ----------------------------------------------------------------------
+
+// Overflowing a guarded stack prints the greenlet's name and stack size and
+// aborts. Runs in a child process (re-executed: "threadsafe" style).
+TEST_F(guard_page_DeathTest, overflow_is_reported_with_the_greenlet_name_and_stack_size) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(
+      {
+        greenlet deep(
+            [] { return recurse_without_end(0); },
+            greenlet_options{.name = "deep-one", .stack_size = 64 * kib, .kind = stack_kind::guarded});
+        deep.switch_to();
+      },
+      "stack overflow in greenlet deep-one \\(64 KiB stack\\)");
+}
+
+TEST_F(guard_page_DeathTest, overflow_of_an_unnamed_greenlet_reports_its_default_name) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(
+      {
+        greenlet deep([] { return recurse_without_end(0); },
+                      greenlet_options{.stack_size = 32 * kib, .kind = stack_kind::guarded});
+        deep.switch_to();
+      },
+      "stack overflow in greenlet greenlet-[0-9]+ \\(32 KiB stack\\)");
+}
+
+// Every thread gets its own alternate signal stack for the report.
+TEST_F(guard_page_DeathTest, overflow_on_another_thread_is_reported) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(
+      {
+        std::thread([] {
+          greenlet deep([] { return recurse_without_end(0); },
+                        greenlet_options{
+                            .name = "deep-in-thread", .stack_size = 64 * kib, .kind = stack_kind::guarded});
+          deep.switch_to();
+        }).join();
+      },
+      "stack overflow in greenlet deep-in-thread \\(64 KiB stack\\)");
+}
+
+// A fault that is not a greenlet stack overflow keeps its usual outcome: the
+// previously installed handler (AddressSanitizer's) or the default action.
+TEST_F(guard_page_DeathTest, other_faults_are_not_reported_as_overflows) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  auto fault_in_a_guarded_greenlet = [] {
+    // Fault in the middle of a large reservation, far from any stack and its
+    // guard, so that nobody can mistake it for an overflow.
+    const std::size_t reserved = 64 * greenev::testing::page_size();
+    char* region =
+        static_cast<char*>(::mmap(nullptr, reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    greenlet faulty([region, reserved] { *static_cast<volatile char*>(region + reserved / 2) = 1; },
+                    greenlet_options{.name = "faulty", .stack_size = 64 * kib, .kind = stack_kind::guarded});
+    faulty.switch_to();
+  };
+  if (greenev::testing::address_sanitizer) {
+    EXPECT_DEATH(fault_in_a_guarded_greenlet(), "ERROR: AddressSanitizer");
+  } else {
+    // The overflow report aborts (SIGABRT); this must die of the SIGSEGV itself.
+    EXPECT_EXIT(fault_in_a_guarded_greenlet(), ::testing::KilledBySignal(SIGSEGV), "");
+  }
+}
+
+}  // namespace
