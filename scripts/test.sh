@@ -2,7 +2,8 @@
 # The whole test suite: installs what is missing, then
 #   1. release build + every test,
 #   2. ASan+UBSan build + every test,
-#   3. install the release build and build + run a consumer project with
+#   3. TSan build + every test (greenlets on many threads, cross-thread handles),
+#   4. install the release build and build + run a consumer project with
 #      find_package(greenev), and check the pkg-config file.
 # Exits non-zero on the first failure. Safe to run again.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -13,7 +14,7 @@ greenev_log "formatting (.clang-format)"
 cd "$GREENEV_ROOT"
 git ls-files -- '*.cpp' '*.hpp' | xargs clang-format --dry-run -Werror
 
-for preset in release asan; do
+for preset in release asan tsan; do
   greenev_build "$preset"
   greenev_log "tests: $preset"
   ctest --preset "$preset"

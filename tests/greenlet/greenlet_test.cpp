@@ -997,13 +997,12 @@ TEST_F(greenlet_threads, suspended_greenlets_are_unwound_when_their_thread_exits
 }
 
 // While a thread exits, another thread drops the last handle to one of its
-// greenlets. The exiting thread clears its anchor's `alive` flag under the
-// anchor's mutex but only afterwards, outside it, moves its greenlet count
-// into the anchor's reference count (greenlet.cpp, ~thread_state_owner); a
-// greenlet freed in between releases the anchor's last reference, and the
-// exiting thread then writes to freed memory (AddressSanitizer:
-// heap-use-after-free; without it, silent heap corruption).
-// The window is short. Greenlets that refuse to exit are reported and kept,
+// greenlets. Regression test: the exiting thread used to clear its anchor's
+// `alive` flag under the anchor's mutex but move its greenlet count into the
+// anchor's reference count only afterwards, outside it; a greenlet freed in
+// between released the anchor's last reference and the exiting thread then
+// wrote to freed memory (AddressSanitizer: heap-use-after-free).
+// The window was short. Greenlets that refuse to exit are reported and kept,
 // and unlinking them is the exiting thread's last step inside the window:
 // 10,000 of them keep it open long enough. The dropping thread waits for the
 // first step of the window, the thread's main greenlet being marked dead; it
@@ -1011,7 +1010,8 @@ TEST_F(greenlet_threads, suspended_greenlets_are_unwound_when_their_thread_exits
 // Not leak-checked: the stubborn greenlets are kept for good, by design, and
 // nothing touches their thread's anchor after the race.
 TEST(greenlet_thread_exit_serial, handle_dropped_while_its_thread_exits_is_freed_safely) {
-  constexpr int stubborn_count = 10'000;
+  // ThreadSanitizer counts each fiber against its 8128-thread limit.
+  const int stubborn_count = greenev::testing::thread_sanitizer ? 4'000 : 10'000;
   std::atomic<bool> ready{false};
   greenlet owner_main;
   greenlet victim;
@@ -1243,8 +1243,9 @@ bool run_one_cycle(int i) {
 }
 
 TEST_F(greenlet_leaks, no_growth_over_100000_cycles) {
-  constexpr int warm_up_cycles = 10'000;
-  constexpr int measured_cycles = 100'000;
+  // ThreadSanitizer makes each cycle ~30x slower; fewer cycles keep it bounded.
+  const int warm_up_cycles = greenev::testing::thread_sanitizer ? 1'000 : 10'000;
+  const int measured_cycles = greenev::testing::thread_sanitizer ? 10'000 : 100'000;
   constexpr std::size_t allowed_growth = 8u << 20;
   int good = 0;
   for (int i = 0; i < warm_up_cycles; ++i) good += run_one_cycle(i) ? 1 : 0;
@@ -1256,7 +1257,7 @@ TEST_F(greenlet_leaks, no_growth_over_100000_cycles) {
   EXPECT_EQ(stack_stats().live, live_stacks_at_start());
   // AddressSanitizer's quarantine holds freed blocks back on purpose, so RSS
   // says nothing about leaks there; LeakSanitizer covers that build.
-  if (!greenev::testing::address_sanitizer) {
+  if (!greenev::testing::sanitized) {
     EXPECT_LT(resident_after, resident_after_warm_up + allowed_growth)
         << "RSS grew from " << resident_after_warm_up << " to " << resident_after << " bytes";
   }

@@ -241,6 +241,9 @@ TEST_F(stack_kinds, default_kind_becomes_compact_past_max_guarded_stacks) {
 // 100,000 greenlets suspended at once. Guarded stacks would need 200,000
 // memory mappings, past Linux's default limit of 65530; compact ones share slabs.
 TEST_F(stack_kinds, hundred_thousand_compact_greenlets_live_at_once) {
+  if (greenev::testing::thread_sanitizer) {
+    GTEST_SKIP() << "ThreadSanitizer counts every fiber against its 8128-thread limit";
+  }
   constexpr int count = 100'000;
   const auto before = stack_stats();
   const std::size_t mappings_before = greenev::testing::mapping_count();
@@ -335,8 +338,8 @@ TEST_F(stack_pool, pooled_counts_the_calling_threads_pool) {
 // greenlets with the default 256 KiB stacks (500 MiB if committed) that each
 // use a few KiB must cost far less.
 TEST_F(stack_memory, stacks_are_committed_lazily) {
-  if (greenev::testing::address_sanitizer) {
-    GTEST_SKIP() << "AddressSanitizer's shadow memory and frame sizes make RSS meaningless here";
+  if (greenev::testing::sanitized) {
+    GTEST_SKIP() << "sanitizer shadow memory and frame sizes make RSS meaningless here";
   }
   constexpr std::size_t count = 2000;
   std::vector<greenlet> greenlets;
@@ -409,6 +412,8 @@ TEST_F(guard_page_DeathTest, other_faults_are_not_reported_as_overflows) {
   };
   if (greenev::testing::address_sanitizer) {
     EXPECT_DEATH(fault_in_a_guarded_greenlet(), "ERROR: AddressSanitizer");
+  } else if (greenev::testing::thread_sanitizer) {
+    EXPECT_DEATH(fault_in_a_guarded_greenlet(), "ThreadSanitizer: SEGV");
   } else {
     // The overflow report aborts (SIGABRT); this must die of the SIGSEGV itself.
     EXPECT_EXIT(fault_in_a_guarded_greenlet(), ::testing::KilledBySignal(SIGSEGV), "");
