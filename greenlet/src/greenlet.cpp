@@ -24,6 +24,7 @@ namespace ctx = boost::context;
 
 greenlet_impl::greenlet_impl() noexcept = default;
 greenlet_impl::~greenlet_impl() {
+  release_locals();
   if (body != nullptr) destroy_body();
 }
 
@@ -306,6 +307,7 @@ ctx::fiber run_greenlet(greenlet_impl* self, ctx::fiber&& caller) noexcept {
     }
   }
   self->destroy_body();
+  self->release_locals();
   self->state.store(greenlet_state::dead, std::memory_order_relaxed);
   unlink_active(ts, self);
 
@@ -415,6 +417,17 @@ std::any land_slow(thread_state& ts, greenlet_impl* from) {
   return value;
 }
 
+std::any switch_to_slow(greenlet_impl* target, std::any value) {
+  thread_state& ts = local_state();
+  checked(target, ts, "switch to");
+  ts.value = std::move(value);
+  return switch_now(ts, target);
+}
+
+void kill_all_active_greenlets() noexcept {
+  if (tls_state != nullptr) kill_all_active(*tls_state);
+}
+
 void rethrow_in_flight(thread_state& ts) {
   ts.value.reset();
   std::rethrow_exception(std::exchange(ts.error, nullptr));
@@ -492,14 +505,6 @@ greenlet greenlet::current() {
 greenlet_impl* greenlet::require() const {
   if (impl_ == nullptr) throw greenlet_error("greenev: operation on an empty greenlet handle");
   return impl_;
-}
-
-std::any greenlet::switch_to_slow(std::any value) {
-  greenlet_impl* target = require();
-  detail::thread_state& ts = local_state();
-  detail::checked(target, ts, "switch to");
-  ts.value = std::move(value);
-  return detail::switch_now(ts, target);
 }
 
 std::any greenlet::throw_into(std::exception_ptr error) {

@@ -151,7 +151,6 @@ class greenlet {
   // Creates the unstarted greenlet without its body (parent null: current).
   struct new_greenlet_tag {};
   greenlet(new_greenlet_tag, detail::greenlet_impl* parent, greenlet_options options);
-  std::any switch_to_slow(std::any value);
   detail::greenlet_impl* require() const;
 
   detail::greenlet_impl* impl_ = nullptr;
@@ -173,14 +172,9 @@ std::any switch_to_parent(std::any value = {});
 [[nodiscard]] std::size_t active_greenlet_count() noexcept;
 
 inline std::any greenlet::switch_to(std::any value) {
-#if GREENEV_DETAIL_INLINE_SWITCH
-  detail::thread_state* ts = detail::tls_state;
-  if (detail::can_switch_inline(ts, impl_)) [[likely]] {
-    ts->value = std::move(value);
-    return detail::switch_to_active(*ts, impl_);
-  }
-#endif
-  return switch_to_slow(std::move(value));
+  if (impl_ == nullptr) [[unlikely]]
+    require();
+  return detail::switch_to_impl(impl_, std::move(value));
 }
 
 }  // namespace greenev

@@ -19,6 +19,7 @@
 #include <new>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <greenev/config.hpp>
@@ -149,6 +150,10 @@ class greenlet_impl {
   greenlet_impl* active_prev = nullptr;  // this thread's list of active greenlets
   greenlet_impl* active_next = nullptr;
   mutable std::string name;  // built lazily from id
+  // Per-greenlet storage of upper layers (greenlet-local values): destroyed
+  // when the greenlet dies (on its own stack), or with the object.
+  void* locals = nullptr;
+  void (*destroy_locals)(void*) noexcept = nullptr;
   // Sanitizer bookkeeping; present in every build so the layout never varies.
   void* asan_fake_stack = nullptr;
   const void* asan_bottom = nullptr;
@@ -165,6 +170,10 @@ class greenlet_impl {
     } else {
       body = new Body(std::forward<F>(f));
     }
+  }
+  void release_locals() noexcept {
+    if (destroy_locals != nullptr) destroy_locals(std::exchange(locals, nullptr));
+    destroy_locals = nullptr;
   }
   void destroy_body() noexcept {
     if (body_inline) {
@@ -212,6 +221,11 @@ extern __thread thread_state* tls_state __attribute__((tls_model("initial-exec")
 // value in flight or rethrows the exception in flight.
 std::any land_slow(thread_state& ts, greenlet_impl* from);
 [[noreturn]] void rethrow_in_flight(thread_state& ts);
+
+// Unwinds every active greenlet of the calling thread except the current
+// one (greenlet_exit, newest first), as thread exit does. For the hub, which
+// must unwind greenlets holding its watchers before destroying its loop.
+void kill_all_active_greenlets() noexcept;
 
 inline void before_jump([[maybe_unused]] greenlet_impl* from, [[maybe_unused]] greenlet_impl* to,
                         [[maybe_unused]] bool from_is_dying) noexcept {
@@ -291,6 +305,20 @@ inline std::any switch_to_active(thread_state& ts, greenlet_impl* target) {
 inline bool can_switch_inline(const thread_state* ts, const greenlet_impl* target) noexcept {
   return ts != nullptr && target != nullptr && target->anchor == ts->anchor &&
          target->current_state() == greenlet_state::active && target != ts->current;
+}
+
+// Switches to `target` (a greenlet of this thread, never null) without
+// touching its reference count: for layers that know it is alive.
+std::any switch_to_slow(greenlet_impl* target, std::any value);
+inline std::any switch_to_impl(greenlet_impl* target, std::any value = {}) {
+#if GREENEV_DETAIL_INLINE_SWITCH
+  thread_state* ts = tls_state;
+  if (can_switch_inline(ts, target)) [[likely]] {
+    ts->value = std::move(value);
+    return switch_to_active(*ts, target);
+  }
+#endif
+  return switch_to_slow(target, std::move(value));
 }
 
 }  // namespace greenev::detail

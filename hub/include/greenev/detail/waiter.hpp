@@ -1,0 +1,85 @@
+// Private: the wait/wake discipline every blocking primitive is built on.
+//
+// A greenlet that must wait puts a `waiter` on its own stack, links it into
+// the primitive's `wait_list`, and parks (switches to the hub). A waker calls
+// schedule_wake(): the hub resumes the waiter later, in FIFO order. If the wait
+// ends any other way (timeout, kill), the waiter's destructor unlinks it and
+// cancels a wake-up already queued, so a stale wake can never reach a greenlet
+// that has moved on. docs/design.md, "The wait/wake discipline".
+#pragma once
+
+#include <cstddef>
+
+#include <greenev/hub.hpp>
+
+namespace greenev::detail {
+
+class wait_list;
+struct ready_item;
+
+class waiter {
+ public:
+  waiter() noexcept;  // binds to the calling greenlet
+  waiter(const waiter&) = delete;
+  waiter& operator=(const waiter&) = delete;
+  ~waiter();
+
+  /// True once schedule_wake() picked it (it may not have run yet).
+  [[nodiscard]] bool woken() const noexcept { return woken_; }
+  /// Free for the primitive: e.g. "the lock was handed to this waiter".
+  void* payload = nullptr;
+
+ private:
+  friend class wait_list;
+  friend void schedule_wake(waiter&) noexcept;
+  friend bool park(waiter&, wait_time);
+  friend void resume_waiter(void*);
+  friend void on_park_timer(waiter&) noexcept;
+
+  greenlet_impl* greenlet_;
+  wait_list* list_ = nullptr;
+  waiter* prev_ = nullptr;
+  waiter* next_ = nullptr;
+  ready_item* scheduled_ = nullptr;  // queued resume, cancelled if we go first
+  bool woken_ = false;
+  bool timed_out_ = false;
+};
+
+/// An intrusive FIFO of waiters. Not thread-safe: the hub's thread only.
+class wait_list {
+ public:
+  wait_list() = default;
+  wait_list(const wait_list&) = delete;
+  wait_list& operator=(const wait_list&) = delete;
+  ~wait_list();  // unlinks whoever is left (they keep waiting on nothing)
+
+  void push_back(waiter& w) noexcept;
+  void remove(waiter& w) noexcept;
+  /// Unlinks and returns the first waiter, or nullptr.
+  waiter* pop_front() noexcept;
+  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+
+ private:
+  waiter* head_ = nullptr;
+  waiter* tail_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+/// Queues `w`'s greenlet to be resumed by the hub (once; later calls do
+/// nothing). Never switches; callable from any greenlet of the thread,
+/// including the hub.
+void schedule_wake(waiter& w) noexcept;
+
+/// Suspends the calling greenlet until schedule_wake(w) (returns true) or
+/// until `timeout` elapses (returns false). Unlinks `w` from its list either
+/// way. Switches. Throws greenlet_error in the hub or if something else
+/// switches into the greenlet; propagates exceptions thrown into it.
+bool park(waiter& w, wait_time timeout = {});
+
+/// Wakes every waiter of `list`, in order.
+inline void wake_all(wait_list& list) noexcept {
+  while (waiter* w = list.pop_front()) schedule_wake(*w);
+}
+
+}  // namespace greenev::detail

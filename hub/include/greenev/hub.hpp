@@ -1,0 +1,120 @@
+// greenev/hub.hpp — the per-thread hub: a greenlet running a libev loop that
+// every blocking greenev call switches to, and that switches back when the
+// awaited event happens.
+//
+//   greenev::sleep(0.5);                               // this greenlet waits; others run
+//   greenev::hub::current().run_callback([] { ... });  // runs later, in the hub
+//
+// Threading: one hub per thread, created on first use (the main thread's on
+// libev's default loop, so it can watch signals). Everything here acts on the
+// calling thread's hub, except run_callback_threadsafe(). Greenlets never
+// move between threads. Blocking calls made from inside the hub itself (a
+// loop callback) throw greenlet_error: the hub cannot wait for itself.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <greenev/greenlet.hpp>
+
+namespace greenev {
+
+/// How long a call may wait: a std::chrono duration, seconds as a double
+/// (gevent style), or forever (the default). Negative waits count as zero.
+class wait_time {
+ public:
+  constexpr wait_time() noexcept = default;
+  template <class Rep, class Period>
+  constexpr wait_time(std::chrono::duration<Rep, Period> d)  // NOLINT: implicit on purpose
+      : forever_(false), ns_(clamp(std::chrono::duration_cast<std::chrono::nanoseconds>(d))) {}
+  /// Seconds. Throws std::invalid_argument for NaN.
+  wait_time(double seconds)  // NOLINT: implicit on purpose
+      : forever_(false), ns_(from_seconds(seconds)) {}
+  [[nodiscard]] static constexpr wait_time forever() noexcept { return {}; }
+  [[nodiscard]] constexpr bool is_forever() const noexcept { return forever_; }
+  /// The duration; meaningless if is_forever().
+  [[nodiscard]] constexpr std::chrono::nanoseconds duration() const noexcept { return ns_; }
+
+ private:
+  static constexpr std::chrono::nanoseconds clamp(std::chrono::nanoseconds d) noexcept {
+    return d.count() < 0 ? std::chrono::nanoseconds(0) : d;
+  }
+  static std::chrono::nanoseconds from_seconds(double seconds) {
+    if (std::isnan(seconds)) throw std::invalid_argument("greenev: a wait time of NaN seconds");
+    if (seconds <= 0) return std::chrono::nanoseconds(0);
+    if (seconds > 1e9) return std::chrono::hours(24 * 365 * 30);  // "a very long time"
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(seconds * 1e9));
+  }
+  bool forever_ = true;
+  std::chrono::nanoseconds ns_{0};
+};
+
+/// Raised in a greenlet that waits when nothing left in the loop could ever
+/// wake it ("this operation would block forever"), naming what the loop still
+/// holds. gevent's LoopExit.
+class loop_exit : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+class hub_impl;
+}
+
+/// The calling thread's hub. Not copyable; lives until its thread exits,
+/// when greenlets still waiting in it are unwound (greenlet_exit).
+class hub {
+ public:
+  /// This thread's hub, created on first use. Never switches.
+  [[nodiscard]] static hub& current();
+
+  hub(const hub&) = delete;
+  hub& operator=(const hub&) = delete;
+
+  /// The hub greenlet (parent of every spawned greenlet).
+  [[nodiscard]] const greenlet& hub_greenlet() const noexcept;
+
+  /// Queues `fn` to run in the hub, after callbacks queued before it (FIFO).
+  /// Never switches. An exception escaping `fn` is reported to stderr and
+  /// ignored. Must be called on this hub's thread.
+  void run_callback(std::function<void()> fn);
+
+  /// Like run_callback(), from any thread: wakes the loop through ev_async.
+  /// The callback keeps the loop from reporting loop_exit until it has run.
+  void run_callback_threadsafe(std::function<void()> fn);
+
+  /// Counters for tests and diagnostics: libev watchers active (excluding the
+  /// hub's own), callbacks queued.
+  [[nodiscard]] std::size_t active_watchers() const noexcept;
+  [[nodiscard]] std::size_t pending_callbacks() const noexcept;
+
+  [[nodiscard]] detail::hub_impl& impl() noexcept { return *impl_; }
+
+ private:
+  friend class detail::hub_impl;
+  explicit hub(detail::hub_impl* impl) noexcept : impl_(impl) {}
+  detail::hub_impl* impl_;
+};
+
+/// Suspends the calling greenlet for `duration`; other greenlets run
+/// meanwhile. sleep(0) yields: every other ready greenlet runs once, and the
+/// loop polls IO at least every few milliseconds even under a sleep(0) loop.
+/// Switches. Throws greenlet_error when called from the hub; whatever is
+/// thrown into the greenlet meanwhile (a timeout, a kill) propagates.
+void sleep(wait_time duration);
+
+/// Same as sleep(0).
+inline void yield() {
+  sleep(std::chrono::nanoseconds(0));
+}
+
+}  // namespace greenev

@@ -1,0 +1,290 @@
+// greenev/task.hpp — spawned greenlets: spawn/join/get/kill, links,
+// joinall/killall (gevent.spawn and gevent.Greenlet).
+//
+//   auto t = greenev::spawn([](int n) { greenev::sleep(0.1); return n * 2; }, 21);
+//   int v = t.get();                       // waits cooperatively: 42
+//   greenev::joinall({greenev::spawn(f), greenev::spawn(g)});
+//
+// A task is a greenlet whose parent is the hub. spawn() only schedules it: it
+// starts when the hub next runs callbacks (the caller blocks, sleeps or
+// yields). An exception escaping the function is stored for get() and
+// printed once to stderr as "<time> <name> failed with <type>: <what>";
+// greenlet_exit (a kill) is not a failure. Handles are cheap to copy; a
+// running task keeps going when every handle is gone.
+// Threading: a task runs on the thread that spawned it; use its handle there.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <initializer_list>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <greenev/hub.hpp>
+
+namespace greenev {
+
+class basic_task;
+
+/// What get() throws for a task that was killed with greenlet_exit (gevent
+/// returns the GreenletExit instance; C++ has no value to return).
+class task_killed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+
+class task_state;
+
+// A callback run in the hub after a task finished; intrusive and FIFO.
+struct link_node {
+  void (*fire)(link_node& self, task_state& task) = nullptr;
+  link_node* prev = nullptr;
+  link_node* next = nullptr;
+  task_state* owner = nullptr;
+  std::uint64_t id = 0;
+  bool heap = false;  // owned by the task (a user link); deleted after firing
+};
+
+class task_state {
+ public:
+  enum class phase : unsigned char { scheduled, running, done };
+
+  task_state() noexcept = default;
+  task_state(const task_state&) = delete;
+  task_state& operator=(const task_state&) = delete;
+  virtual ~task_state();
+
+  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  // Runs in the task's greenlet: the function, then finish().
+  void execute() noexcept;
+  void add_link(link_node& node) noexcept;
+  void remove_link(link_node& node) noexcept;
+  void fire_links() noexcept;  // in the hub
+
+  greenlet greenlet_;
+  phase phase_ = phase::scheduled;
+  bool killed_ = false;  // ended by greenlet_exit (also: before starting)
+  bool links_scheduled_ = false;
+  std::exception_ptr error_;  // the failure, or the greenlet_exit that ended it
+  link_node* links_head_ = nullptr;
+  link_node* links_tail_ = nullptr;
+  std::uint64_t next_link_id_ = 1;
+  alignas(16) unsigned char start_timer_[64];  // ev_timer for spawn_later
+  bool timer_started_ = false;
+
+ protected:
+  virtual void run_function() = 0;  // stores the result
+  virtual void drop_function() noexcept = 0;
+
+ private:
+  void finish() noexcept;
+  std::atomic<std::size_t> refs_{1};
+};
+
+template <class R>
+class task_result : public task_state {
+ public:
+  std::optional<R> value_;
+};
+template <>
+class task_result<void> : public task_state {};
+
+template <class R, class Fn>
+class task_of final : public task_result<R> {
+ public:
+  explicit task_of(Fn&& fn) : fn_(std::move(fn)) {}
+
+ private:
+  void run_function() override {
+    if constexpr (std::is_void_v<R>) {
+      std::invoke(*fn_);
+    } else {
+      this->value_.emplace(std::invoke(*fn_));
+    }
+  }
+  void drop_function() noexcept override { fn_.reset(); }
+  std::optional<Fn> fn_;
+};
+
+// Creates the greenlet and schedules the start, now or after `delay`.
+void launch(task_state& state, wait_time delay, std::string name);
+bool join_task(task_state& state, wait_time timeout);
+void kill_task(task_state& state, std::exception_ptr error, bool block, wait_time timeout);
+[[noreturn]] void throw_task_timeout(const task_state& state, wait_time timeout);
+
+}  // namespace detail
+
+/// An untyped handle to a task; task<T> adds typed results. Copies share the
+/// task. An empty (default-constructed or moved-from) handle throws
+/// greenlet_error from every operation but bool().
+class basic_task {
+ public:
+  basic_task() noexcept = default;
+  basic_task(const basic_task& other) noexcept : state_(other.state_) {
+    if (state_ != nullptr) state_->add_ref();
+  }
+  basic_task(basic_task&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+  basic_task& operator=(basic_task other) noexcept {
+    std::swap(state_, other.state_);
+    return *this;
+  }
+  ~basic_task() {
+    if (state_ != nullptr) state_->release();
+  }
+
+  /// Waits until the task finished (returns true) or `timeout` passed
+  /// (returns false). Switches unless already finished. Throws greenlet_error
+  /// in the hub or when a task joins itself.
+  bool join(wait_time timeout = {}) const { return detail::join_task(require(), timeout); }
+
+  /// Raises `error` (default greenlet_exit) in the task. A task not yet
+  /// started never runs: it is finished at once and its links fire. With
+  /// `block`, waits (up to `timeout`) until it finished. Killing the calling
+  /// task throws `error` at once. Switches if `block` and the task runs.
+  void kill(std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}), bool block = true,
+            wait_time timeout = {}) const {
+    detail::kill_task(require(), std::move(error), block, timeout);
+  }
+
+  /// Finished (returned, failed or killed). Never switches.
+  [[nodiscard]] bool ready() const { return require().phase_ == detail::task_state::phase::done; }
+  /// Finished without an exception other than greenlet_exit.
+  [[nodiscard]] bool successful() const { return ready() && (!require().error_ || require().killed_); }
+  /// Started and not finished.
+  [[nodiscard]] bool started() const { return require().phase_ != detail::task_state::phase::scheduled; }
+  /// The exception that ended it (a failure or greenlet_exit), else null.
+  [[nodiscard]] std::exception_ptr exception() const { return require().error_; }
+  /// True if it was killed (ended by greenlet_exit).
+  [[nodiscard]] bool killed() const { return require().killed_; }
+
+  /// Calls `callback(task)` in the hub once the task finished (at once, in
+  /// the next hub iteration, if it already has). Links fire in the order
+  /// they were added. Returns an id for unlink(). Never switches.
+  std::uint64_t link(std::function<void(const basic_task&)> callback) const;
+  /// Removes a link that has not fired; false if there was none.
+  bool unlink(std::uint64_t id) const;
+
+  [[nodiscard]] const std::string& name() const { return require().greenlet_.name(); }
+  /// The underlying greenlet (its parent is the hub).
+  [[nodiscard]] const greenlet& raw_greenlet() const { return require().greenlet_; }
+
+  explicit operator bool() const noexcept { return state_ != nullptr; }
+  friend bool operator==(const basic_task& a, const basic_task& b) noexcept { return a.state_ == b.state_; }
+
+  [[nodiscard]] detail::task_state* state() const noexcept { return state_; }
+  /// Adopts one reference. For greenev layers.
+  static basic_task adopt(detail::task_state* state) noexcept {
+    basic_task t;
+    t.state_ = state;
+    return t;
+  }
+
+ protected:
+  detail::task_state& require() const {
+    if (state_ == nullptr) throw greenlet_error("greenev: operation on an empty task handle");
+    return *state_;
+  }
+  detail::task_state* state_ = nullptr;
+};
+
+/// A task returning T (void allowed).
+template <class T>
+class task : public basic_task {
+ public:
+  task() noexcept = default;
+
+  /// Waits for the result: returns it, or rethrows the task's exception;
+  /// task_killed if it was killed; timeout_error if `timeout` passed first.
+  /// Switches unless finished.
+  T get(wait_time timeout = {}) const {
+    detail::task_state& state = require();
+    if (!detail::join_task(state, timeout)) detail::throw_task_timeout(state, timeout);
+    if (state.killed_) throw task_killed("greenev: task " + state.greenlet_.name() + " was killed");
+    if (state.error_) std::rethrow_exception(state.error_);
+    if constexpr (!std::is_void_v<T>) return *typed().value_;
+  }
+
+  /// The result if it finished successfully, else empty. Never switches.
+  template <class U = T, class = std::enable_if_t<!std::is_void_v<U>>>
+  [[nodiscard]] std::optional<U> value() const {
+    return typed().value_;
+  }
+
+  static task adopt(detail::task_state* state) noexcept {
+    task t;
+    t.state_ = state;
+    return t;
+  }
+
+ private:
+  const detail::task_result<T>& typed() const {
+    return static_cast<const detail::task_result<T>&>(require());
+  }
+};
+
+/// Options for spawn_with(): a name for diagnostics and a start delay.
+struct spawn_options {
+  std::string name{};
+  wait_time delay = std::chrono::nanoseconds(0);
+};
+
+/// Spawns `f(args...)` (arguments decay-copied) with options. Never switches.
+template <class F, class... Args>
+auto spawn_with(spawn_options options, F&& f, Args&&... args)
+    -> task<std::invoke_result_t<std::decay_t<F>&, std::decay_t<Args>&...>> {
+  using result = std::invoke_result_t<std::decay_t<F>&, std::decay_t<Args>&...>;
+  auto call = [f = std::forward<F>(f), ... args = std::forward<Args>(args)]() mutable -> result {
+    return std::invoke(f, args...);
+  };
+  auto* state = new detail::task_of<result, decltype(call)>(std::move(call));
+  auto handle = task<result>::adopt(state);
+  detail::launch(*state, options.delay, std::move(options.name));
+  return handle;
+}
+
+/// gevent.spawn: schedules `f(args...)` to start in a new greenlet in the
+/// next hub iteration. Never switches.
+template <class F, class... Args>
+auto spawn(F&& f, Args&&... args) {
+  return spawn_with({}, std::forward<F>(f), std::forward<Args>(args)...);
+}
+
+/// gevent.spawn_later: starts it after `delay`. Never switches.
+template <class F, class... Args>
+auto spawn_later(wait_time delay, F&& f, Args&&... args) {
+  return spawn_with({.delay = delay}, std::forward<F>(f), std::forward<Args>(args)...);
+}
+
+/// gevent.joinall: waits until every task (or `count` of them) finished, or
+/// `timeout` passed. Returns the finished tasks, in completion order (those
+/// already finished first, in the given order). With `raise_error`, rethrows
+/// the first failure in completion order as soon as it happens. Switches
+/// unless enough already finished.
+std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time timeout = {},
+                                bool raise_error = false, std::optional<std::size_t> count = std::nullopt);
+
+/// gevent.wait over tasks: joinall without raise_error.
+inline std::vector<basic_task> wait(const std::vector<basic_task>& tasks, wait_time timeout = {},
+                                    std::optional<std::size_t> count = std::nullopt) {
+  return joinall(tasks, timeout, false, count);
+}
+
+/// gevent.killall: kills every task; with `block`, waits up to `timeout` for
+/// all of them to finish. Switches if `block`.
+void killall(const std::vector<basic_task>& tasks,
+             std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}), bool block = true,
+             wait_time timeout = {});
+
+}  // namespace greenev

@@ -1,0 +1,387 @@
+// The hub: a greenlet that runs queued callbacks and the libev loop, and the
+// park/wake protocol greenlets use to wait in it.
+#include "hub_impl.hpp"
+
+#include <cxxabi.h>
+#include <time.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <memory>
+#include <typeinfo>
+
+namespace greenev::detail {
+
+namespace {
+
+// The hub is owned by a thread-local whose destructor must be registered
+// after the greenlet layer's thread state (thread-locals die in reverse
+// order, so the hub then goes first, while greenlets can still be unwound).
+// `tls_hub` is a plain pointer so that testing it registers nothing.
+constinit thread_local hub_impl* tls_hub = nullptr;
+struct hub_owner {
+  std::unique_ptr<hub_impl> hub;
+  ~hub_owner() {
+    hub.reset();
+    tls_hub = nullptr;
+  }
+};
+thread_local hub_owner tls_hub_owner;
+
+// How often a busy hub (callbacks always queued, e.g. a sleep(0) loop) still
+// polls IO and timers.
+constexpr std::int64_t busy_poll_interval_ns = 2'000'000;
+
+std::int64_t coarse_now_ns() noexcept {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  return std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+}
+
+std::string demangled(const char* name) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> text(abi::__cxa_demangle(name, nullptr, nullptr, &status),
+                                              std::free);
+  return status == 0 && text ? std::string(text.get()) : std::string(name);
+}
+
+}  // namespace
+
+void run_heap_callback(void* arg) {
+  std::unique_ptr<std::function<void()>> fn(static_cast<std::function<void()>*>(arg));
+  (*fn)();
+}
+
+void run_heap_callback_discard(void* arg) noexcept {
+  delete static_cast<std::function<void()>*>(arg);
+}
+
+void print_failure(const std::string& who, const std::exception_ptr& error) noexcept {
+  try {
+    std::string type = "unknown exception";
+    std::string what;
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      type = demangled(typeid(e).name());
+      what = e.what();
+    } catch (...) {
+      if (const std::type_info* t = abi::__cxa_current_exception_type()) type = demangled(t->name());
+    }
+    char stamp[32] = "?";
+    const std::time_t now = std::time(nullptr);
+    std::tm utc{};
+    if (::gmtime_r(&now, &utc) != nullptr) std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    std::fprintf(stderr, "%s %s failed with %s: %s\n", stamp, who.c_str(), type.c_str(), what.c_str());
+  } catch (...) {
+    std::fputs("greenev: a greenlet failed (and describing it failed too)\n", stderr);
+  }
+}
+
+hub_impl& local_hub() {
+  if (tls_hub == nullptr) [[unlikely]] {
+    (void)greenlet::current();  // the greenlet layer's thread state first (see tls_hub)
+    tls_hub_owner.hub = std::make_unique<hub_impl>();
+    tls_hub = tls_hub_owner.hub.get();
+  }
+  return *tls_hub;
+}
+
+hub_impl::hub_impl() {
+  // The main thread takes libev's default loop (the only one that can watch
+  // signals); it is recognised by being the first hub in the process.
+  static std::atomic<bool> default_taken{false};
+  if (!default_taken.exchange(true)) {
+    loop_ = ev_default_loop(EVFLAG_AUTO);
+    default_loop_ = loop_ != nullptr;
+  }
+  if (loop_ == nullptr) loop_ = ev_loop_new(EVFLAG_AUTO);
+  if (loop_ == nullptr) throw std::runtime_error("greenev: libev could not create an event loop");
+  ev_set_userdata(loop_, this);
+  ev_async_init(&async_, &hub_impl::on_async);
+  ev_async_start(loop_, &async_);
+  ev_unref(loop_);  // the hub's own watcher must not keep the loop alive
+  hub_greenlet_ = greenlet([this] { run(); }, greenlet_options{.name = "hub"});
+}
+
+hub_impl::~hub_impl() {
+  // Greenlets still waiting hold watchers in this loop: unwind them (and the
+  // hub greenlet itself) before the loop goes away.
+  kill_all_active_greenlets();
+  while (!ready_.empty()) {  // callbacks that never ran
+    if (ready_.front().fn == run_heap_callback) run_heap_callback_discard(ready_.front().arg);
+    ready_.pop_front();
+  }
+  ev_ref(loop_);
+  ev_async_stop(loop_, &async_);
+  if (!default_loop_) ev_loop_destroy(loop_);
+}
+
+bool hub_impl::current_greenlet_is(const greenlet& g) noexcept {
+  return tls_state != nullptr && tls_state->current == g.get();
+}
+
+void hub_impl::require_not_in_hub(const char* what) const {
+  if (in_hub()) {
+    throw greenlet_error(std::string("greenev: ") + what +
+                         " would block the hub itself (called from a loop callback); "
+                         "spawn a greenlet for blocking work");
+  }
+}
+
+void hub_impl::switch_to_hub() {
+  switch_to_impl(hub_greenlet_.get());
+}
+
+void hub_impl::report_hub_error(const char* where) noexcept {
+  print_failure(std::string("hub (") + where + ")", std::current_exception());
+}
+
+// One iteration: run the callbacks queued so far, then poll the loop —
+// without blocking if more callbacks are queued (and then only every
+// busy_poll_interval_ns), blocking otherwise. When nothing is queued and the
+// loop holds nothing that could ever wake anyone, the hub's parent (the
+// thread's main greenlet) gets loop_exit.
+void hub_impl::run() {
+  for (;;) {
+    run_ready_batch();
+    if (!ready_.empty()) {
+      if (poll_due()) run_loop(EVRUN_NOWAIT);
+      continue;
+    }
+    if (run_loop(EVRUN_ONCE) || !ready_.empty()) continue;
+    if (external_work_.load(std::memory_order_relaxed) > 0) {
+      ev_ref(loop_);  // another thread owes us a callback: wait for it
+      run_loop(EVRUN_ONCE);
+      ev_unref(loop_);
+      continue;
+    }
+    hub_greenlet_.parent().throw_into(std::make_exception_ptr(loop_exit(describe_blocked())));
+  }
+}
+
+void hub_impl::run_ready_batch() {
+  for (std::size_t n = ready_.size(); n > 0 && !ready_.empty(); --n) {
+    const ready_item item = ready_.front();
+    ready_.pop_front();
+    if (item.fn == nullptr) continue;
+    try {
+      item.fn(item.arg);
+    } catch (const greenlet_exit&) {
+      throw;  // the hub itself is being killed
+    } catch (...) {
+      report_hub_error("a callback");
+    }
+  }
+}
+
+bool hub_impl::run_loop(int flags) {
+  const bool alive = ev_run(loop_, flags) != 0;
+  if (loop_error_) std::rethrow_exception(std::exchange(loop_error_, nullptr));
+  return alive;
+}
+
+bool hub_impl::poll_due() noexcept {
+  if ((++batches_since_clock_check_ & 31u) != 0) return false;
+  const std::int64_t now = coarse_now_ns();
+  if (now - last_poll_coarse_ns_ < busy_poll_interval_ns) return false;
+  last_poll_coarse_ns_ = now;
+  return true;
+}
+
+void hub_impl::on_async(struct ev_loop* loop, ev_async*, int) noexcept {
+  auto* self = static_cast<hub_impl*>(ev_userdata(loop));
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard lock(self->async_mutex_);
+    batch.swap(self->async_queue_);
+  }
+  self->guard([&] {
+    for (auto& fn : batch) {
+      self->facade_.run_callback(std::move(fn));
+      self->finish_external_work();
+    }
+  });
+}
+
+std::string hub_impl::describe_blocked() const {
+  std::string text =
+      "greenev: this operation would block forever: the hub's loop has no active watchers "
+      "and no callbacks queued";
+  const std::size_t others = active_greenlet_count() - 1;  // minus the hub
+  if (others > 0) {
+    text += "; " + std::to_string(others) + " other greenlet" + (others == 1 ? " is" : "s are") +
+            " suspended with nothing to wake " + (others == 1 ? "it" : "them");
+  }
+  return text;
+}
+
+void start_timer(hub_impl& hub, ev_timer& timer, std::chrono::nanoseconds after) noexcept {
+  stop_timer(hub, timer);
+  ev_now_update(hub.loop_);
+  ev_timer_set(&timer, std::chrono::duration<double>(after).count(), 0.0);
+  ev_timer_start(hub.loop_, &timer);
+  ++hub.watchers_;
+}
+
+void stop_timer(hub_impl& hub, ev_timer& timer) noexcept {
+  if (!ev_is_active(&timer)) return;
+  ev_timer_stop(hub.loop_, &timer);
+  --hub.watchers_;
+}
+
+// ---- waiters ---------------------------------------------------------------
+
+waiter::waiter() noexcept : greenlet_(tls_state != nullptr ? tls_state->current : nullptr) {}
+
+waiter::~waiter() {
+  if (list_ != nullptr) list_->remove(*this);
+  if (scheduled_ != nullptr) scheduled_->fn = nullptr;
+}
+
+wait_list::~wait_list() {
+  while (pop_front() != nullptr) {
+  }
+}
+
+void wait_list::push_back(waiter& w) noexcept {
+  if (w.list_ != nullptr) w.list_->remove(w);
+  w.list_ = this;
+  w.prev_ = tail_;
+  w.next_ = nullptr;
+  if (tail_ != nullptr) {
+    tail_->next_ = &w;
+  } else {
+    head_ = &w;
+  }
+  tail_ = &w;
+  ++size_;
+}
+
+void wait_list::remove(waiter& w) noexcept {
+  if (w.list_ != this) return;
+  if (w.prev_ != nullptr) {
+    w.prev_->next_ = w.next_;
+  } else {
+    head_ = w.next_;
+  }
+  if (w.next_ != nullptr) {
+    w.next_->prev_ = w.prev_;
+  } else {
+    tail_ = w.prev_;
+  }
+  w.prev_ = w.next_ = nullptr;
+  w.list_ = nullptr;
+  --size_;
+}
+
+waiter* wait_list::pop_front() noexcept {
+  waiter* w = head_;
+  if (w != nullptr) remove(*w);
+  return w;
+}
+
+void resume_waiter(void* arg) {
+  auto& w = *static_cast<waiter*>(arg);
+  w.scheduled_ = nullptr;
+  hub_impl& hub = *tls_hub;
+  hub.wake_token_ = &w;
+  switch_to_impl(w.greenlet_);
+}
+
+void schedule_wake(waiter& w) noexcept {
+  w.woken_ = true;
+  if (w.scheduled_ != nullptr) return;
+  w.scheduled_ = local_hub().push(resume_waiter, &w);
+}
+
+void on_park_timer(waiter& w) noexcept {
+  w.timed_out_ = true;
+  if (w.scheduled_ == nullptr) w.scheduled_ = tls_hub->push(resume_waiter, &w);
+}
+
+namespace {
+void on_park_timer_cb(struct ev_loop* loop, ev_timer* timer, int) noexcept {
+  --static_cast<hub_impl*>(ev_userdata(loop))->watchers_;  // a fired one-shot timer is inactive
+  on_park_timer(*static_cast<waiter*>(timer->data));
+}
+
+struct timer_guard {
+  hub_impl& hub;
+  ev_timer& timer;
+  ~timer_guard() { stop_timer(hub, timer); }
+};
+}  // namespace
+
+bool park(waiter& w, wait_time timeout) {
+  hub_impl& hub = local_hub();
+  hub.require_not_in_hub("waiting");
+  if (w.list_ != nullptr && w.woken_) w.list_->remove(w);
+  if (!w.woken_ && !timeout.is_forever() && timeout.duration().count() == 0) {
+    if (w.list_ != nullptr) w.list_->remove(w);
+    return false;  // a zero timeout only polls
+  }
+  ev_timer timer;
+  ev_init(&timer, on_park_timer_cb);
+  timer.data = &w;
+  if (!timeout.is_forever()) start_timer(hub, timer, timeout.duration());
+  const timer_guard stop_timer{hub, timer};
+  hub.switch_to_hub();
+  if (hub.wake_token_ != &w) {
+    throw greenlet_error(
+        "greenev: a greenlet waiting in the hub was switched to by something other than "
+        "its waker (use the hub's primitives, not switch_to, to wake waiting greenlets)");
+  }
+  hub.wake_token_ = nullptr;
+  if (w.list_ != nullptr) w.list_->remove(w);
+  return w.woken_;
+}
+
+}  // namespace greenev::detail
+
+namespace greenev {
+
+hub& hub::current() {
+  return detail::local_hub().facade_;
+}
+
+const greenlet& hub::hub_greenlet() const noexcept {
+  return impl_->hub_greenlet_;
+}
+
+void hub::run_callback(std::function<void()> fn) {
+  auto owned = std::make_unique<std::function<void()>>(std::move(fn));
+  impl_->push(detail::run_heap_callback, owned.get());
+  owned.release();
+}
+
+void hub::run_callback_threadsafe(std::function<void()> fn) {
+  {
+    std::lock_guard lock(impl_->async_mutex_);
+    impl_->async_queue_.push_back(std::move(fn));
+  }
+  impl_->add_external_work();
+  ev_async_send(impl_->loop_, &impl_->async_);
+}
+
+std::size_t hub::active_watchers() const noexcept {
+  return impl_->watchers_;
+}
+
+std::size_t hub::pending_callbacks() const noexcept {
+  return impl_->ready_.size();
+}
+
+void sleep(wait_time duration) {
+  detail::waiter w;
+  if (duration.is_forever() || duration.duration().count() > 0) {
+    detail::park(w, duration);
+    return;
+  }
+  detail::local_hub().require_not_in_hub("sleep");
+  detail::schedule_wake(w);
+  detail::park(w);
+}
+
+}  // namespace greenev

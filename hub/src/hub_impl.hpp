@@ -1,0 +1,110 @@
+// Private: the hub's state and loop. docs/design.md, "One hub iteration".
+#pragma once
+
+#include <ev.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <greenev/detail/waiter.hpp>
+#include <greenev/hub.hpp>
+
+namespace greenev::detail {
+
+// One queued call in the hub. fn == nullptr: cancelled.
+struct ready_item {
+  void (*fn)(void* arg);
+  void* arg;
+};
+
+class hub_impl {
+ public:
+  hub_impl();
+  hub_impl(const hub_impl&) = delete;
+  hub_impl& operator=(const hub_impl&) = delete;
+  ~hub_impl();
+
+  // Queues fn(arg). The returned item stays valid (std::deque) until popped.
+  ready_item* push(void (*fn)(void*), void* arg) {
+    ready_.push_back({fn, arg});
+    return &ready_.back();
+  }
+
+  [[nodiscard]] bool in_hub() const noexcept { return current_greenlet_is(hub_greenlet_); }
+  // Throws greenlet_error naming `what` if called in the hub.
+  void require_not_in_hub(const char* what) const;
+  // Switches to the hub; returns when something switches back.
+  void switch_to_hub();
+
+  // Runs `f` inside a libev callback: a kill of the hub (greenlet_exit) is
+  // carried out of ev_run (C frames must not be unwound); anything else is
+  // reported and dropped.
+  template <class F>
+  void guard(F&& f) noexcept {
+    try {
+      f();
+    } catch (const greenlet_exit&) {
+      loop_error_ = std::current_exception();
+      ev_break(loop_, EVBREAK_ALL);
+    } catch (...) {
+      report_hub_error("a loop callback");
+    }
+  }
+  void report_hub_error(const char* where) noexcept;
+
+  // Refs the loop while work done elsewhere (another thread) will come back.
+  void add_external_work() noexcept { external_work_.fetch_add(1, std::memory_order_relaxed); }
+  void finish_external_work() noexcept { external_work_.fetch_sub(1, std::memory_order_relaxed); }
+
+  [[nodiscard]] std::string describe_blocked() const;
+
+  struct ev_loop* loop_ = nullptr;
+  bool default_loop_ = false;
+  greenlet hub_greenlet_;
+  const waiter* wake_token_ = nullptr;  // set by the hub right before resuming a waiter
+  std::deque<ready_item> ready_;
+  std::exception_ptr loop_error_;
+  hub facade_{this};
+
+  // Cross-thread callbacks.
+  ev_async async_{};
+  std::mutex async_mutex_;
+  std::vector<std::function<void()>> async_queue_;  // guarded by async_mutex_
+  std::atomic<std::size_t> external_work_{0};
+  std::size_t watchers_ = 0;  // active watchers started through greenev (not the async)
+
+ private:
+  static bool current_greenlet_is(const greenlet& g) noexcept;
+  void run();
+  void run_ready_batch();
+  bool run_loop(int flags);
+  bool poll_due() noexcept;
+  static void on_async(struct ev_loop* loop, ev_async* w, int revents) noexcept;
+
+  unsigned batches_since_clock_check_ = 0;
+  std::int64_t last_poll_coarse_ns_ = 0;
+};
+
+// Callbacks queued by hub::run_callback (heap std::function).
+void run_heap_callback(void* arg);
+void run_heap_callback_discard(void* arg) noexcept;
+
+// The calling thread's hub, created on first use.
+hub_impl& local_hub();
+
+// "<time> <name> failed with <type>: <what>" on stderr.
+void print_failure(const std::string& who, const std::exception_ptr& error) noexcept;
+
+// Starts/stops an ev_timer owned by the caller; `after` is from now (the
+// loop's clock is refreshed first: a stale clock would fire timers early).
+// Every watcher greenev starts is counted (hub::active_watchers()).
+void start_timer(hub_impl& hub, ev_timer& timer, std::chrono::nanoseconds after) noexcept;
+void stop_timer(hub_impl& hub, ev_timer& timer) noexcept;
+
+}  // namespace greenev::detail

@@ -1,0 +1,342 @@
+// Spawned tasks: start, finish, links, join and kill (gevent's Greenlet).
+#include <greenev/task.hpp>
+#include <greenev/timeout.hpp>
+
+#include <new>
+
+#include "hub_impl.hpp"
+
+namespace greenev::detail {
+
+namespace {
+
+ev_timer& start_timer_of(task_state& state) {
+  return *std::launder(reinterpret_cast<ev_timer*>(state.start_timer_));
+}
+
+void start_task(void* arg) {
+  auto* state = static_cast<task_state*>(arg);
+  struct releaser {
+    task_state* state;
+    ~releaser() { state->release(); }
+  } release_later{state};                                     // the queue's reference
+  if (state->phase_ != task_state::phase::scheduled) return;  // killed before it started
+  state->phase_ = task_state::phase::running;
+  greenlet g = state->greenlet_;
+  g.switch_to();
+}
+
+void on_start_timer(struct ev_loop* loop, ev_timer* timer, int) noexcept {
+  auto* hub = static_cast<hub_impl*>(ev_userdata(loop));
+  --hub->watchers_;
+  auto* state = static_cast<task_state*>(timer->data);
+  state->timer_started_ = false;
+  hub->push(start_task, state);  // hands the timer's reference to the queue
+}
+
+void fire_links_callback(void* arg) {
+  auto* state = static_cast<task_state*>(arg);
+  state->fire_links();
+  state->release();
+}
+
+void schedule_links(task_state& state) {
+  if (state.links_scheduled_ || state.links_head_ == nullptr) return;
+  state.links_scheduled_ = true;
+  state.add_ref();
+  local_hub().push(fire_links_callback, &state);
+}
+
+struct user_link final : link_node {
+  std::function<void(const basic_task&)> callback;
+};
+
+void fire_user_link(link_node& node, task_state& task) {
+  auto& link = static_cast<user_link&>(node);
+  task.add_ref();
+  link.callback(basic_task::adopt(&task));
+}
+
+struct joiner final : link_node {
+  waiter* w = nullptr;
+};
+
+void fire_joiner(link_node& node, task_state&) {
+  schedule_wake(*static_cast<joiner&>(node).w);
+}
+
+struct kill_request {
+  task_state* state;
+  std::exception_ptr error;
+};
+
+void kill_in_hub(void* arg) {
+  std::unique_ptr<kill_request> request(static_cast<kill_request*>(arg));
+  task_state& state = *request->state;
+  struct releaser {
+    task_state* state;
+    ~releaser() { state->release(); }
+  } release_later{&state};
+  if (state.phase_ != task_state::phase::running) return;
+  greenlet g = state.greenlet_;
+  g.throw_into(request->error);
+}
+
+}  // namespace
+
+task_state::~task_state() {
+  while (link_node* node = links_head_) {
+    remove_link(*node);
+    if (node->heap) delete static_cast<user_link*>(node);
+  }
+}
+
+void task_state::execute() noexcept {
+  add_ref();  // a running task outlives its handles
+  try {
+    run_function();
+  } catch (const greenlet_exit&) {
+    killed_ = true;
+    error_ = std::current_exception();
+  } catch (...) {
+    error_ = std::current_exception();
+    print_failure(greenlet_.name(), error_);
+  }
+  drop_function();
+  finish();
+  release();  // may free this; nothing touches it afterwards
+}
+
+void task_state::finish() noexcept {
+  phase_ = phase::done;
+  try {
+    schedule_links(*this);
+  } catch (...) {
+    print_failure("hub (scheduling links)", std::current_exception());
+  }
+}
+
+void task_state::add_link(link_node& node) noexcept {
+  node.owner = this;
+  node.id = next_link_id_++;
+  node.prev = links_tail_;
+  node.next = nullptr;
+  if (links_tail_ != nullptr) {
+    links_tail_->next = &node;
+  } else {
+    links_head_ = &node;
+  }
+  links_tail_ = &node;
+}
+
+void task_state::remove_link(link_node& node) noexcept {
+  if (node.owner != this) return;
+  if (node.prev != nullptr) {
+    node.prev->next = node.next;
+  } else {
+    links_head_ = node.next;
+  }
+  if (node.next != nullptr) {
+    node.next->prev = node.prev;
+  } else {
+    links_tail_ = node.prev;
+  }
+  node.prev = node.next = nullptr;
+  node.owner = nullptr;
+}
+
+void task_state::fire_links() noexcept {
+  links_scheduled_ = false;
+  while (link_node* node = links_head_) {
+    remove_link(*node);
+    try {
+      node->fire(*node, *this);
+    } catch (const greenlet_exit&) {
+      // A link that kills the hub: nothing sensible to do but stop here.
+      if (node->heap) delete static_cast<user_link*>(node);
+      return;
+    } catch (...) {
+      print_failure("link of " + greenlet_.name(), std::current_exception());
+    }
+    if (node->heap) delete static_cast<user_link*>(node);
+  }
+}
+
+void launch(task_state& state, wait_time delay, std::string name) {
+  hub_impl& hub = local_hub();
+  task_state* raw = &state;
+  state.greenlet_ =
+      greenlet([raw] { raw->execute(); }, hub.hub_greenlet_, greenlet_options{.name = std::move(name)});
+  state.add_ref();  // held by the queue (or the timer) until it starts
+  if (delay.is_forever() || delay.duration().count() > 0) {
+    ev_timer* timer = ::new (static_cast<void*>(state.start_timer_)) ev_timer;
+    static_assert(sizeof(ev_timer) <= sizeof(state.start_timer_));
+    ev_init(timer, on_start_timer);
+    timer->data = &state;
+    if (!delay.is_forever()) {
+      start_timer(hub, *timer, delay.duration());
+      state.timer_started_ = true;
+    }
+    return;
+  }
+  hub.push(start_task, &state);
+}
+
+bool join_task(task_state& state, wait_time timeout) {
+  if (state.phase_ == task_state::phase::done) return true;
+  if (tls_state != nullptr && state.greenlet_.get() == tls_state->current) {
+    throw greenlet_error("greenev: task " + state.greenlet_.name() + " cannot join itself");
+  }
+  waiter w;
+  joiner node;
+  node.fire = fire_joiner;
+  node.w = &w;
+  state.add_link(node);
+  struct unlinker {
+    task_state& state;
+    joiner& node;
+    ~unlinker() { state.remove_link(node); }
+  } unlink_on_exit{state, node};
+  return park(w, timeout);
+}
+
+void kill_task(task_state& state, std::exception_ptr error, bool block, wait_time timeout) {
+  if (!error) throw greenlet_error("greenev: kill " + state.greenlet_.name() + ": null exception_ptr");
+  switch (state.phase_) {
+    case task_state::phase::done:
+      return;
+    case task_state::phase::scheduled: {
+      // Never runs; finished now, links fire (gevent's "killed before start").
+      if (state.timer_started_) {
+        stop_timer(local_hub(), start_timer_of(state));
+        state.timer_started_ = false;
+        state.release();  // the timer's reference
+      }
+      try {
+        std::rethrow_exception(error);
+      } catch (const greenlet_exit&) {
+        state.killed_ = true;
+      } catch (...) {
+      }
+      state.error_ = std::move(error);
+      state.phase_ = task_state::phase::done;
+      schedule_links(state);
+      return;
+    }
+    case task_state::phase::running:
+      break;
+  }
+  if (tls_state != nullptr && state.greenlet_.get() == tls_state->current) std::rethrow_exception(error);
+  state.add_ref();
+  auto request = std::make_unique<kill_request>(kill_request{&state, std::move(error)});
+  local_hub().push(kill_in_hub, request.get());
+  request.release();
+  if (block) join_task(state, timeout);
+}
+
+void throw_task_timeout(const task_state& state, wait_time timeout) {
+  throw timeout_error(&state, timeout.duration());
+}
+
+}  // namespace greenev::detail
+
+namespace greenev {
+
+std::uint64_t basic_task::link(std::function<void(const basic_task&)> callback) const {
+  detail::task_state& state = require();
+  auto node = std::make_unique<detail::user_link>();
+  node->fire = detail::fire_user_link;
+  node->heap = true;
+  node->callback = std::move(callback);
+  state.add_link(*node);
+  const std::uint64_t id = node->id;
+  node.release();
+  if (state.phase_ == detail::task_state::phase::done) detail::schedule_links(state);
+  return id;
+}
+
+bool basic_task::unlink(std::uint64_t id) const {
+  detail::task_state& state = require();
+  for (detail::link_node* node = state.links_head_; node != nullptr; node = node->next) {
+    if (node->id == id && node->heap) {
+      state.remove_link(*node);
+      delete static_cast<detail::user_link*>(node);
+      return true;
+    }
+  }
+  return false;
+}
+
+namespace {
+
+struct joinall_state {
+  detail::waiter* w = nullptr;
+  std::vector<basic_task> finished;
+  std::size_t target = 0;
+  bool raise_error = false;
+  bool failed = false;
+};
+
+struct joinall_node final : detail::link_node {
+  joinall_state* shared = nullptr;
+};
+
+void fire_joinall(detail::link_node& node, detail::task_state& task) {
+  joinall_state& shared = *static_cast<joinall_node&>(node).shared;
+  task.add_ref();
+  shared.finished.push_back(basic_task::adopt(&task));
+  const bool failure = task.error_ && !task.killed_;
+  if (failure && shared.raise_error) shared.failed = true;
+  if (shared.finished.size() >= shared.target || shared.failed) detail::schedule_wake(*shared.w);
+}
+
+void rethrow_first_failure(const std::vector<basic_task>& finished) {
+  for (const basic_task& t : finished) {
+    if (!t.successful()) std::rethrow_exception(t.exception());
+  }
+}
+
+}  // namespace
+
+std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time timeout, bool raise_error,
+                                std::optional<std::size_t> count) {
+  joinall_state shared;
+  shared.raise_error = raise_error;
+  shared.target = std::min(count.value_or(tasks.size()), tasks.size());
+  std::vector<joinall_node> nodes(tasks.size());
+  std::size_t pending = 0;
+  for (const basic_task& t : tasks) {
+    if (!t) throw greenlet_error("greenev: joinall: an empty task handle");
+    if (t.ready()) shared.finished.push_back(t);
+  }
+  if (raise_error) rethrow_first_failure(shared.finished);
+  if (shared.finished.size() >= shared.target) return shared.finished;
+
+  detail::waiter w;
+  shared.w = &w;
+  struct unlinker {
+    std::vector<joinall_node>& nodes;
+    ~unlinker() {
+      for (joinall_node& node : nodes) {
+        if (node.owner != nullptr) node.owner->remove_link(node);
+      }
+    }
+  } unlink_on_exit{nodes};
+  for (const basic_task& t : tasks) {
+    if (t.ready()) continue;
+    joinall_node& node = nodes[pending++];
+    node.fire = fire_joinall;
+    node.shared = &shared;
+    t.state()->add_link(node);
+  }
+  detail::park(w, timeout);
+  if (raise_error) rethrow_first_failure(shared.finished);
+  return shared.finished;
+}
+
+void killall(const std::vector<basic_task>& tasks, std::exception_ptr error, bool block, wait_time timeout) {
+  for (const basic_task& t : tasks) t.kill(error, false);
+  if (block) joinall(tasks, timeout);
+}
+
+}  // namespace greenev

@@ -1,0 +1,76 @@
+// Scoped timeouts: an ev_timer whose expiry throws into the owning greenlet.
+#include <greenev/timeout.hpp>
+
+#include <new>
+#include <string>
+
+#include "hub_impl.hpp"
+
+namespace greenev {
+
+namespace {
+
+std::string describe(std::chrono::nanoseconds after) {
+  const double seconds = std::chrono::duration<double>(after).count();
+  char text[64];
+  std::snprintf(text, sizeof text, "greenev: timed out after %.3f s", seconds);
+  return text;
+}
+
+ev_timer& timer_of(unsigned char* storage) {
+  return *std::launder(reinterpret_cast<ev_timer*>(storage));
+}
+const ev_timer& timer_of(const unsigned char* storage) {
+  return *std::launder(reinterpret_cast<const ev_timer*>(storage));
+}
+
+void on_timer(struct ev_loop* loop, ev_timer* timer, int) noexcept {
+  --static_cast<detail::hub_impl*>(ev_userdata(loop))->watchers_;  // one-shot: inactive now
+  timeout::on_expiry(*static_cast<timeout*>(timer->data));
+}
+
+}  // namespace
+
+timeout_error::timeout_error(const void* source, std::chrono::nanoseconds after)
+    : std::runtime_error(describe(after)), source_(source), after_(after) {}
+
+timeout::timeout(wait_time duration) : target_(nullptr), duration_(duration.duration()) {
+  static_assert(sizeof(ev_timer) <= sizeof(watcher_) && alignof(ev_timer) <= alignof(std::max_align_t));
+  detail::hub_impl& hub = detail::local_hub();
+  hub.require_not_in_hub("a timeout");
+  target_ = detail::tls_state->current;
+  ev_timer* timer = ::new (static_cast<void*>(watcher_)) ev_timer;
+  ev_init(timer, on_timer);
+  timer->data = this;
+  if (!duration.is_forever()) {
+    detail::start_timer(hub, *timer, duration_);
+    started_ = true;
+  }
+}
+
+timeout::~timeout() {
+  cancel();
+}
+
+void timeout::cancel() noexcept {
+  if (!started_) return;
+  started_ = false;
+  detail::stop_timer(detail::local_hub(), timer_of(watcher_));
+}
+
+bool timeout::pending() const noexcept {
+  return started_ && ev_is_active(&timer_of(watcher_));
+}
+
+void timeout::on_expiry(timeout& self) noexcept {
+  self.started_ = false;
+  self.expired_ = true;
+  detail::hub_impl& hub = detail::local_hub();
+  hub.guard([&] {
+    self.target_->add_ref();
+    greenlet target = greenlet::adopt(self.target_);
+    if (!target.dead()) target.throw_into(std::make_exception_ptr(timeout_error(&self, self.duration_)));
+  });
+}
+
+}  // namespace greenev
