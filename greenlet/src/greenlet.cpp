@@ -417,6 +417,10 @@ std::any land_slow(thread_state& ts, greenlet_impl* from) {
   return value;
 }
 
+greenlet_impl* current_greenlet_slow() {
+  return local_state().current;
+}
+
 std::any switch_to_slow(greenlet_impl* target, std::any value) {
   thread_state& ts = local_state();
   checked(target, ts, "switch to");

@@ -63,9 +63,23 @@ std::atomic<std::size_t> option_size{default_size};
 std::atomic<stack_kind> option_kind{stack_kind::guarded};
 std::atomic<std::size_t> option_max_guarded{default_max_guarded};
 
-std::atomic<std::size_t> live_stacks{0};
-std::atomic<std::size_t> live_guarded{0};
+// In-use counts live in each thread's pool (no atomic read-modify-write on
+// the spawn path); stack_stats() sums the registered pools plus what exited
+// threads left behind. The guard limit counts guarded stacks *mapped* (in
+// use or pooled): mappings are what the kernel limits.
+std::atomic<std::size_t> mapped_guarded{0};
 std::atomic<std::size_t> mapped_bytes{0};
+std::atomic<std::ptrdiff_t> orphan_live{0};
+std::atomic<std::ptrdiff_t> orphan_live_guarded{0};
+
+struct pool_registry {
+  std::mutex mutex;
+  std::vector<const stack_pool*> pools;
+};
+pool_registry& registry() {
+  static pool_registry* r = new pool_registry;  // leaked: used by exiting threads
+  return *r;
+}
 
 // Compact stacks no thread is caching. Slabs are never unmapped: a compact
 // stack may still be referenced by a greenlet whose thread exited.
@@ -91,6 +105,7 @@ void unmap_guarded(stack_memory stack) noexcept {
   const std::size_t page = page_size();
   ::munmap(stack.bottom - page, stack.size + page);
   mapped_bytes.fetch_sub(stack.size + page, std::memory_order_relaxed);
+  mapped_guarded.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void forget_pages(const stack_memory& stack) noexcept {
@@ -118,6 +133,7 @@ stack_memory map_guarded(std::size_t size) {
     throw_mmap_error(total);
   }
   mapped_bytes.fetch_add(total, std::memory_order_relaxed);
+  mapped_guarded.fetch_add(1, std::memory_order_relaxed);
   stack_memory stack{static_cast<char*>(base) + page, size, true, 0};
   register_with_valgrind(stack);
   return stack;
@@ -165,14 +181,10 @@ void give_orphan_compact(stack_memory stack) noexcept {
   }
 }
 
-void note_live(const stack_memory& stack) noexcept {
-  live_stacks.fetch_add(1, std::memory_order_relaxed);
-  if (stack.guarded) live_guarded.fetch_add(1, std::memory_order_relaxed);
-}
-
-void note_dead(const stack_memory& stack) noexcept {
-  live_stacks.fetch_sub(1, std::memory_order_relaxed);
-  if (stack.guarded) live_guarded.fetch_sub(1, std::memory_order_relaxed);
+// Owner-thread-only updates of a counter others may read.
+void bump(std::atomic<std::size_t>& counter, std::ptrdiff_t delta) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + static_cast<std::size_t>(delta),
+                std::memory_order_relaxed);
 }
 
 void prepare_for_reuse([[maybe_unused]] const stack_memory& stack) noexcept {
@@ -185,11 +197,27 @@ void prepare_for_reuse([[maybe_unused]] const stack_memory& stack) noexcept {
 }  // namespace
 
 stack_statistics process_stack_stats() noexcept {
+  std::ptrdiff_t live = orphan_live.load(std::memory_order_relaxed);
+  std::ptrdiff_t guarded = orphan_live_guarded.load(std::memory_order_relaxed);
+  {
+    pool_registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    for (const stack_pool* pool : r.pools) {
+      live += static_cast<std::ptrdiff_t>(pool->live_.load(std::memory_order_relaxed));
+      guarded += static_cast<std::ptrdiff_t>(pool->live_guarded_.load(std::memory_order_relaxed));
+    }
+  }
   stack_statistics stats;
-  stats.live = live_stacks.load(std::memory_order_relaxed);
-  stats.live_guarded = live_guarded.load(std::memory_order_relaxed);
+  stats.live = static_cast<std::size_t>(live);
+  stats.live_guarded = static_cast<std::size_t>(guarded);
   stats.mapped_bytes = mapped_bytes.load(std::memory_order_relaxed);
   return stats;
+}
+
+stack_pool::stack_pool() {
+  pool_registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.pools.push_back(this);
 }
 
 std::size_t checked_stack_size(std::size_t requested, const char* who) {
@@ -203,6 +231,15 @@ std::size_t checked_stack_size(std::size_t requested, const char* who) {
 }
 
 stack_pool::~stack_pool() {
+  {
+    pool_registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    std::erase(r.pools, this);
+    orphan_live.fetch_add(static_cast<std::ptrdiff_t>(live_.load(std::memory_order_relaxed)),
+                          std::memory_order_relaxed);
+    orphan_live_guarded.fetch_add(static_cast<std::ptrdiff_t>(live_guarded_.load(std::memory_order_relaxed)),
+                                  std::memory_order_relaxed);
+  }
   for (bucket& b : buckets_) {
     for (stack_memory& stack : b.free) {
       if (stack.guarded) {
@@ -226,7 +263,7 @@ stack_memory stack_pool::allocate(std::size_t size, stack_kind kind) {
   if (kind == stack_kind::default_kind) kind = option_kind.load(std::memory_order_relaxed);
   bool guarded = kind == stack_kind::guarded;
   if (guarded &&
-      live_guarded.load(std::memory_order_relaxed) >= option_max_guarded.load(std::memory_order_relaxed)) {
+      mapped_guarded.load(std::memory_order_relaxed) >= option_max_guarded.load(std::memory_order_relaxed)) {
     guarded = false;
   }
   bucket& b = bucket_for(size, guarded);
@@ -247,12 +284,14 @@ stack_memory stack_pool::allocate(std::size_t size, stack_kind kind) {
       stack = map_compact_slab(size, b.free);
     }
   }
-  note_live(stack);
+  bump(live_, 1);
+  if (stack.guarded) bump(live_guarded_, 1);
   return stack;
 }
 
 void stack_pool::release(stack_memory stack) noexcept {
-  note_dead(stack);
+  bump(live_, -1);
+  if (stack.guarded) bump(live_guarded_, -1);
   bucket* b = nullptr;
   try {
     b = &bucket_for(stack.size, stack.guarded);
@@ -272,7 +311,8 @@ void stack_pool::release(stack_memory stack) noexcept {
 }
 
 void stack_pool::release_orphan(stack_memory stack) noexcept {
-  note_dead(stack);
+  orphan_live.fetch_sub(1, std::memory_order_relaxed);
+  if (stack.guarded) orphan_live_guarded.fetch_sub(1, std::memory_order_relaxed);
   if (stack.guarded) {
     unmap_guarded(stack);
   } else {

@@ -1,6 +1,7 @@
 // Private: stack allocation for greenlets (see docs/design.md, "The stack model").
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <vector>
 
@@ -12,7 +13,7 @@ namespace greenev::detail {
 // Per-thread cache of free stacks, bucketed by (size, guarded).
 class stack_pool {
  public:
-  stack_pool() = default;
+  stack_pool();
   stack_pool(const stack_pool&) = delete;
   stack_pool& operator=(const stack_pool&) = delete;
   ~stack_pool();  // unmaps guarded stacks, hands compact ones to the process pool
@@ -22,6 +23,11 @@ class stack_pool {
   void release(stack_memory stack) noexcept;
   void trim() noexcept;
   [[nodiscard]] std::size_t pooled() const noexcept;
+
+  // Stacks this thread handed out and has not got back. Written only by the
+  // owner thread; read by stack_stats() from any thread.
+  std::atomic<std::size_t> live_{0};
+  std::atomic<std::size_t> live_guarded_{0};
 
   // Release from a thread that has no pool (the owner thread has exited).
   static void release_orphan(stack_memory stack) noexcept;

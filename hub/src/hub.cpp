@@ -18,13 +18,12 @@ namespace {
 // The hub is owned by a thread-local whose destructor must be registered
 // after the greenlet layer's thread state (thread-locals die in reverse
 // order, so the hub then goes first, while greenlets can still be unwound).
-// `tls_hub` is a plain pointer so that testing it registers nothing.
-constinit thread_local hub_impl* tls_hub = nullptr;
+// `current_hub` is a plain pointer so that testing it registers nothing.
 struct hub_owner {
   std::unique_ptr<hub_impl> hub;
   ~hub_owner() {
     hub.reset();
-    tls_hub = nullptr;
+    current_hub = nullptr;
   }
 };
 thread_local hub_owner tls_hub_owner;
@@ -47,6 +46,20 @@ std::string demangled(const char* name) {
 }
 
 }  // namespace
+
+std::vector<std::pair<void (*)(void*), ready_discard>>& discarders() {
+  static std::vector<std::pair<void (*)(void*), ready_discard>> table;
+  return table;
+}
+
+void register_discard(void (*fn)(void*), ready_discard discard) {
+  static std::mutex mutex;
+  std::lock_guard lock(mutex);
+  for (const auto& entry : discarders()) {
+    if (entry.first == fn) return;
+  }
+  discarders().emplace_back(fn, discard);
+}
 
 void run_heap_callback(void* arg) {
   std::unique_ptr<std::function<void()>> fn(static_cast<std::function<void()>*>(arg));
@@ -79,16 +92,17 @@ void print_failure(const std::string& who, const std::exception_ptr& error) noex
   }
 }
 
-hub_impl& local_hub() {
-  if (tls_hub == nullptr) [[unlikely]] {
-    (void)greenlet::current();  // the greenlet layer's thread state first (see tls_hub)
-    tls_hub_owner.hub = std::make_unique<hub_impl>();
-    tls_hub = tls_hub_owner.hub.get();
-  }
-  return *tls_hub;
+__thread hub_impl* current_hub = nullptr;
+
+hub_impl& create_local_hub() {
+  (void)current_greenlet();  // the greenlet layer's thread state first (see hub_owner)
+  tls_hub_owner.hub = std::make_unique<hub_impl>();
+  current_hub = tls_hub_owner.hub.get();
+  return *current_hub;
 }
 
 hub_impl::hub_impl() {
+  register_discard(run_heap_callback, run_heap_callback_discard);
   // The main thread takes libev's default loop (the only one that can watch
   // signals); it is recognised by being the first hub in the process.
   static std::atomic<bool> default_taken{false};
@@ -109,29 +123,22 @@ hub_impl::~hub_impl() {
   // Greenlets still waiting hold watchers in this loop: unwind them (and the
   // hub greenlet itself) before the loop goes away.
   kill_all_active_greenlets();
-  while (!ready_.empty()) {  // callbacks that never ran
-    if (ready_.front().fn == run_heap_callback) run_heap_callback_discard(ready_.front().arg);
+  while (!ready_.empty()) {  // callbacks that will never run
+    const ready_item item = ready_.front();
     ready_.pop_front();
+    for (const auto& [fn, discard] : discarders()) {
+      if (item.fn == fn) discard(item.arg);
+    }
   }
   ev_ref(loop_);
   ev_async_stop(loop_, &async_);
   if (!default_loop_) ev_loop_destroy(loop_);
 }
 
-bool hub_impl::current_greenlet_is(const greenlet& g) noexcept {
-  return tls_state != nullptr && tls_state->current == g.get();
-}
-
-void hub_impl::require_not_in_hub(const char* what) const {
-  if (in_hub()) {
-    throw greenlet_error(std::string("greenev: ") + what +
-                         " would block the hub itself (called from a loop callback); "
-                         "spawn a greenlet for blocking work");
-  }
-}
-
-void hub_impl::switch_to_hub() {
-  switch_to_impl(hub_greenlet_.get());
+void hub_impl::throw_blocking_in_hub(const char* what) {
+  throw greenlet_error(std::string("greenev: ") + what +
+                       " would block the hub itself (called from a loop callback); "
+                       "spawn a greenlet for blocking work");
 }
 
 void hub_impl::report_hub_error(const char* where) noexcept {
@@ -161,13 +168,30 @@ void hub_impl::run() {
   }
 }
 
+// Resuming a parked greenlet is by far the most common callback: done
+// inline, so that the switch back into the hub lands here without returning
+// through another frame (each return after a switch is mispredicted).
+inline void hub_impl::resume(waiter& w) {
+  w.scheduled_ = nullptr;
+  wake_token_ = &w;
+  switch_to_impl(w.greenlet_);
+}
+
+void resume_waiter(void* arg) {
+  current_hub->resume(*static_cast<waiter*>(arg));
+}
+
 void hub_impl::run_ready_batch() {
   for (std::size_t n = ready_.size(); n > 0 && !ready_.empty(); --n) {
     const ready_item item = ready_.front();
     ready_.pop_front();
     if (item.fn == nullptr) continue;
     try {
-      item.fn(item.arg);
+      if (item.fn == resume_waiter) {
+        resume(*static_cast<waiter*>(item.arg));
+      } else {
+        item.fn(item.arg);
+      }
     } catch (const greenlet_exit&) {
       throw;  // the hub itself is being killed
     } catch (...) {
@@ -225,70 +249,7 @@ void start_timer(hub_impl& hub, ev_timer& timer, std::chrono::nanoseconds after)
   ++hub.watchers_;
 }
 
-void stop_timer(hub_impl& hub, ev_timer& timer) noexcept {
-  if (!ev_is_active(&timer)) return;
-  ev_timer_stop(hub.loop_, &timer);
-  --hub.watchers_;
-}
-
 // ---- waiters ---------------------------------------------------------------
-
-waiter::waiter() noexcept : greenlet_(tls_state != nullptr ? tls_state->current : nullptr) {}
-
-waiter::~waiter() {
-  if (list_ != nullptr) list_->remove(*this);
-  if (scheduled_ != nullptr) scheduled_->fn = nullptr;
-}
-
-wait_list::~wait_list() {
-  while (pop_front() != nullptr) {
-  }
-}
-
-void wait_list::push_back(waiter& w) noexcept {
-  if (w.list_ != nullptr) w.list_->remove(w);
-  w.list_ = this;
-  w.prev_ = tail_;
-  w.next_ = nullptr;
-  if (tail_ != nullptr) {
-    tail_->next_ = &w;
-  } else {
-    head_ = &w;
-  }
-  tail_ = &w;
-  ++size_;
-}
-
-void wait_list::remove(waiter& w) noexcept {
-  if (w.list_ != this) return;
-  if (w.prev_ != nullptr) {
-    w.prev_->next_ = w.next_;
-  } else {
-    head_ = w.next_;
-  }
-  if (w.next_ != nullptr) {
-    w.next_->prev_ = w.prev_;
-  } else {
-    tail_ = w.prev_;
-  }
-  w.prev_ = w.next_ = nullptr;
-  w.list_ = nullptr;
-  --size_;
-}
-
-waiter* wait_list::pop_front() noexcept {
-  waiter* w = head_;
-  if (w != nullptr) remove(*w);
-  return w;
-}
-
-void resume_waiter(void* arg) {
-  auto& w = *static_cast<waiter*>(arg);
-  w.scheduled_ = nullptr;
-  hub_impl& hub = *tls_hub;
-  hub.wake_token_ = &w;
-  switch_to_impl(w.greenlet_);
-}
 
 void schedule_wake(waiter& w) noexcept {
   w.woken_ = true;
@@ -298,7 +259,7 @@ void schedule_wake(waiter& w) noexcept {
 
 void on_park_timer(waiter& w) noexcept {
   w.timed_out_ = true;
-  if (w.scheduled_ == nullptr) w.scheduled_ = tls_hub->push(resume_waiter, &w);
+  if (w.scheduled_ == nullptr) w.scheduled_ = current_hub->push(resume_waiter, &w);
 }
 
 namespace {
@@ -314,10 +275,20 @@ struct timer_guard {
 };
 }  // namespace
 
+// Returns after the hub resumed `w` (checked); the caller did the rest.
+[[gnu::always_inline]] inline void park_in_hub(hub_impl& hub, const waiter& w) {
+  hub.switch_to_hub();
+  if (hub.wake_token_ != &w) [[unlikely]] {
+    throw greenlet_error(
+        "greenev: a greenlet waiting in the hub was switched to by something other than "
+        "its waker (use the hub's primitives, not switch_to, to wake waiting greenlets)");
+  }
+  hub.wake_token_ = nullptr;
+}
+
 bool park(waiter& w, wait_time timeout) {
   hub_impl& hub = local_hub();
   hub.require_not_in_hub("waiting");
-  if (w.list_ != nullptr && w.woken_) w.list_->remove(w);
   if (!w.woken_ && !timeout.is_forever() && timeout.duration().count() == 0) {
     if (w.list_ != nullptr) w.list_->remove(w);
     return false;  // a zero timeout only polls
@@ -327,15 +298,19 @@ bool park(waiter& w, wait_time timeout) {
   timer.data = &w;
   if (!timeout.is_forever()) start_timer(hub, timer, timeout.duration());
   const timer_guard stop_timer{hub, timer};
-  hub.switch_to_hub();
-  if (hub.wake_token_ != &w) {
-    throw greenlet_error(
-        "greenev: a greenlet waiting in the hub was switched to by something other than "
-        "its waker (use the hub's primitives, not switch_to, to wake waiting greenlets)");
-  }
-  hub.wake_token_ = nullptr;
+  park_in_hub(hub, w);
   if (w.list_ != nullptr) w.list_->remove(w);
   return w.woken_;
+}
+
+// sleep(0): queue our own wake-up and park, all in one frame.
+void sleep_yield() {
+  hub_impl& hub = local_hub();
+  hub.require_not_in_hub("sleep");
+  waiter w;
+  w.woken_ = true;
+  w.scheduled_ = hub.push(resume_waiter, &w);
+  park_in_hub(hub, w);
 }
 
 }  // namespace greenev::detail
@@ -374,14 +349,12 @@ std::size_t hub::pending_callbacks() const noexcept {
 }
 
 void sleep(wait_time duration) {
-  detail::waiter w;
   if (duration.is_forever() || duration.duration().count() > 0) {
+    detail::waiter w;
     detail::park(w, duration);
     return;
   }
-  detail::local_hub().require_not_in_hub("sleep");
-  detail::schedule_wake(w);
-  detail::park(w);
+  detail::sleep_yield();
 }
 
 }  // namespace greenev

@@ -17,12 +17,6 @@
 
 namespace greenev::detail {
 
-// One queued call in the hub. fn == nullptr: cancelled.
-struct ready_item {
-  void (*fn)(void* arg);
-  void* arg;
-};
-
 class hub_impl {
  public:
   hub_impl();
@@ -36,11 +30,17 @@ class hub_impl {
     return &ready_.back();
   }
 
-  [[nodiscard]] bool in_hub() const noexcept { return current_greenlet_is(hub_greenlet_); }
+  [[nodiscard]] bool in_hub() const noexcept {
+    return tls_state != nullptr && tls_state->current == hub_greenlet_.get();
+  }
   // Throws greenlet_error naming `what` if called in the hub.
-  void require_not_in_hub(const char* what) const;
+  void require_not_in_hub(const char* what) const {
+    if (in_hub()) [[unlikely]]
+      throw_blocking_in_hub(what);
+  }
+  [[noreturn]] static void throw_blocking_in_hub(const char* what);
   // Switches to the hub; returns when something switches back.
-  void switch_to_hub();
+  void switch_to_hub() { switch_to_impl(hub_greenlet_.get()); }
 
   // Runs `f` inside a libev callback: a kill of the hub (greenlet_exit) is
   // carried out of ev_run (C frames must not be unwound); anything else is
@@ -80,9 +80,13 @@ class hub_impl {
   std::size_t watchers_ = 0;  // active watchers started through greenev (not the async)
 
  private:
-  static bool current_greenlet_is(const greenlet& g) noexcept;
   void run();
   void run_ready_batch();
+
+ public:
+  void resume(waiter& w);
+
+ private:
   bool run_loop(int flags);
   bool poll_due() noexcept;
   static void on_async(struct ev_loop* loop, ev_async* w, int revents) noexcept;
@@ -91,12 +95,26 @@ class hub_impl {
   std::int64_t last_poll_coarse_ns_ = 0;
 };
 
+// How to drop a queued callback that will never run (the hub is going away):
+// callbacks that own something register how to release it.
+using ready_discard = void (*)(void* arg) noexcept;
+void register_discard(void (*fn)(void*), ready_discard discard);
+
+// The ready-queue callback that resumes a parked waiter.
+void resume_waiter(void* arg);
+void sleep_yield();
+
 // Callbacks queued by hub::run_callback (heap std::function).
 void run_heap_callback(void* arg);
 void run_heap_callback_discard(void* arg) noexcept;
 
 // The calling thread's hub, created on first use.
-hub_impl& local_hub();
+extern __thread hub_impl* current_hub __attribute__((tls_model("initial-exec")));
+hub_impl& create_local_hub();
+inline hub_impl& local_hub() {
+  hub_impl* hub = current_hub;
+  return hub != nullptr ? *hub : create_local_hub();
+}
 
 // "<time> <name> failed with <type>: <what>" on stderr.
 void print_failure(const std::string& who, const std::exception_ptr& error) noexcept;
@@ -105,6 +123,10 @@ void print_failure(const std::string& who, const std::exception_ptr& error) noex
 // loop's clock is refreshed first: a stale clock would fire timers early).
 // Every watcher greenev starts is counted (hub::active_watchers()).
 void start_timer(hub_impl& hub, ev_timer& timer, std::chrono::nanoseconds after) noexcept;
-void stop_timer(hub_impl& hub, ev_timer& timer) noexcept;
+inline void stop_timer(hub_impl& hub, ev_timer& timer) noexcept {
+  if (!ev_is_active(&timer)) return;
+  ev_timer_stop(hub.loop_, &timer);
+  --hub.watchers_;
+}
 
 }  // namespace greenev::detail

@@ -78,7 +78,7 @@ void kill_in_hub(void* arg) {
     ~releaser() { state->release(); }
   } release_later{&state};
   if (state.phase_ != task_state::phase::running) return;
-  greenlet g = state.greenlet_;
+  greenlet g = state.greenlet_;  // keeps it alive if the kill drops the last task handle
   g.throw_into(request->error);
 }
 
@@ -92,7 +92,7 @@ task_state::~task_state() {
 }
 
 void task_state::execute() noexcept {
-  add_ref();  // a running task outlives its handles
+  // Owns the reference the start queue held: a running task outlives its handles.
   try {
     run_function();
   } catch (const greenlet_exit&) {
@@ -109,6 +109,16 @@ void task_state::execute() noexcept {
 
 void task_state::finish() noexcept {
   phase_ = phase::done;
+  // Joiners only need a wake-up, which never switches: queue it now rather
+  // than through a link callback. Other links run later, in the hub.
+  for (link_node* node = links_head_; node != nullptr;) {
+    link_node* next = node->next;
+    if (node->fire == fire_joiner) {
+      remove_link(*node);
+      fire_joiner(*node, *this);
+    }
+    node = next;
+  }
   try {
     schedule_links(*this);
   } catch (...) {
@@ -162,8 +172,23 @@ void task_state::fire_links() noexcept {
   }
 }
 
+void release_task(void* arg) noexcept {
+  static_cast<task_state*>(arg)->release();
+}
+void discard_kill(void* arg) noexcept {
+  std::unique_ptr<kill_request> request(static_cast<kill_request*>(arg));
+  request->state->release();
+}
+
 void launch(task_state& state, wait_time delay, std::string name) {
   hub_impl& hub = local_hub();
+  static const bool registered = [] {
+    register_discard(start_task, release_task);
+    register_discard(fire_links_callback, release_task);
+    register_discard(kill_in_hub, discard_kill);
+    return true;
+  }();
+  (void)registered;
   task_state* raw = &state;
   state.greenlet_ =
       greenlet([raw] { raw->execute(); }, hub.hub_greenlet_, greenlet_options{.name = std::move(name)});

@@ -13,8 +13,8 @@
 //    kernel memory mappings per stack; Linux caps a process near 65530.
 //  - compact: no guard; stacks are carved from shared slabs, so a million of
 //    them cost a handful of mappings. An overflow corrupts memory silently.
-// The default kind is guarded until max_guarded_stacks are live, compact
-// beyond that, so a program can always create many greenlets.
+// Guarded stacks become compact once max_guarded_stacks are mapped, so a
+// program can always create many greenlets.
 //
 // Threading: the functions here are thread-safe. Options apply to greenlets
 // started after the call.
@@ -38,8 +38,9 @@ struct stack_options {
   std::size_t size = 0;
   /// guarded (the initial default) or compact; default_kind keeps the current.
   stack_kind kind = stack_kind::default_kind;
-  /// Live guarded stacks per process before new default-kind stacks are
-  /// compact. Default 16384 (a quarter of Linux's default map count limit).
+  /// Guarded stacks mapped per process (in use or pooled) before new
+  /// guarded-kind stacks are compact. Default 16384 (a quarter of Linux's
+  /// default map count limit).
   std::size_t max_guarded_stacks = 0;
 };
 

@@ -307,6 +307,14 @@ inline bool can_switch_inline(const thread_state* ts, const greenlet_impl* targe
          target->current_state() == greenlet_state::active && target != ts->current;
 }
 
+// The running greenlet of this thread (creating the thread's state on first
+// use), without touching reference counts.
+greenlet_impl* current_greenlet_slow();
+inline greenlet_impl* current_greenlet() {
+  thread_state* ts = tls_state;
+  return ts != nullptr ? ts->current : current_greenlet_slow();
+}
+
 // Switches to `target` (a greenlet of this thread, never null) without
 // touching its reference count: for layers that know it is alive.
 std::any switch_to_slow(greenlet_impl* target, std::any value);

@@ -15,14 +15,19 @@
 namespace greenev::detail {
 
 class wait_list;
-struct ready_item;
+
+// One queued call in the hub. fn == nullptr: cancelled.
+struct ready_item {
+  void (*fn)(void* arg);
+  void* arg;
+};
 
 class waiter {
  public:
-  waiter() noexcept;  // binds to the calling greenlet
+  waiter() : greenlet_(current_greenlet()) {}  // binds to the calling greenlet
   waiter(const waiter&) = delete;
   waiter& operator=(const waiter&) = delete;
-  ~waiter();
+  inline ~waiter();
 
   /// True once schedule_wake() picked it (it may not have run yet).
   [[nodiscard]] bool woken() const noexcept { return woken_; }
@@ -33,6 +38,8 @@ class waiter {
   friend class wait_list;
   friend void schedule_wake(waiter&) noexcept;
   friend bool park(waiter&, wait_time);
+  friend void sleep_yield();
+  friend class hub_impl;
   friend void resume_waiter(void*);
   friend void on_park_timer(waiter&) noexcept;
 
@@ -53,10 +60,41 @@ class wait_list {
   wait_list& operator=(const wait_list&) = delete;
   ~wait_list();  // unlinks whoever is left (they keep waiting on nothing)
 
-  void push_back(waiter& w) noexcept;
-  void remove(waiter& w) noexcept;
+  void push_back(waiter& w) noexcept {
+    if (w.list_ != nullptr) w.list_->remove(w);
+    w.list_ = this;
+    w.prev_ = tail_;
+    w.next_ = nullptr;
+    if (tail_ != nullptr) {
+      tail_->next_ = &w;
+    } else {
+      head_ = &w;
+    }
+    tail_ = &w;
+    ++size_;
+  }
+  void remove(waiter& w) noexcept {
+    if (w.list_ != this) return;
+    if (w.prev_ != nullptr) {
+      w.prev_->next_ = w.next_;
+    } else {
+      head_ = w.next_;
+    }
+    if (w.next_ != nullptr) {
+      w.next_->prev_ = w.prev_;
+    } else {
+      tail_ = w.prev_;
+    }
+    w.prev_ = w.next_ = nullptr;
+    w.list_ = nullptr;
+    --size_;
+  }
   /// Unlinks and returns the first waiter, or nullptr.
-  waiter* pop_front() noexcept;
+  waiter* pop_front() noexcept {
+    waiter* w = head_;
+    if (w != nullptr) remove(*w);
+    return w;
+  }
   [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
 
@@ -65,6 +103,11 @@ class wait_list {
   waiter* tail_ = nullptr;
   std::size_t size_ = 0;
 };
+
+inline waiter::~waiter() {
+  if (list_ != nullptr) list_->remove(*this);
+  if (scheduled_ != nullptr) scheduled_->fn = nullptr;
+}
 
 /// Queues `w`'s greenlet to be resumed by the hub (once; later calls do
 /// nothing). Never switches; callable from any greenlet of the thread,
