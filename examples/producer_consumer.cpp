@@ -1,36 +1,32 @@
-// Yield-style producer/consumer: the seed's baozi consumers as greenlets the producer switches into.
+// Yield-style producer/consumer: the seed's baozi consumers, on raw switches or on channels.
 //
 // The seed's consumers are python generators (`new_baozi = yield`, resumed by `con.send(n)`);
-// a greenlet does the same with switch_to(), and could yield from any depth of nested calls.
+// a greenlet does the same with switch_to() (--mode switch), and so do spawned tasks
+// handing baozi over a rendezvous channel (--mode queue), with the hub doing the switching.
 #include <unistd.h>
 
 #include <any>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <string_view>
 #include <utility>
 
 #include <greenev/greenlet.hpp>
+#include <greenev/queue.hpp>
+#include <greenev/task.hpp>
 
 namespace {
 
 constexpr int baozi_count = 5;
-
-// `new_baozi = yield` in the seed: give control back to the greenlet that resumes us (the
-// producer, our parent) and return the value it sends next.
-std::any yield_to_parent() {
-  // Not current().parent().switch_to(): its temporary handle to ourselves would stay on our
-  // suspended stack, so dropping the last outside handle could never unwind and free us.
-  greenev::greenlet parent = greenev::current().parent();
-  return parent.switch_to();
-}
 
 // The seed's consumer(name). Nothing runs until the producer's first switch (`con.__next__()`).
 greenev::greenlet make_consumer(std::string name) {
   return greenev::greenlet([name = std::move(name)] {
     std::cout << "---->staring eating baozi...\n";  // sic: the seed's output
     for (;;) {
-      const int baozi = std::any_cast<int>(yield_to_parent());
+      // `new_baozi = yield`: back to the producer (our parent) until it sends the next one.
+      const int baozi = std::any_cast<int>(greenev::switch_to_parent());
       std::cout << '[' << name << "] is eating baozi " << baozi << '\n';
     }
   });
@@ -56,6 +52,28 @@ void run_switch_mode() {
   // yield, as a python generator gets GeneratorExit from close().
 }
 
+// --mode queue: the same story with spawned tasks. A channel is a queue of size zero: put()
+// waits until a consumer has taken the baozi, so the lines come out in the same order.
+void run_queue_mode() {
+  greenev::channel<int> to_c1, to_c2;
+  auto consumer = [](std::string name, greenev::channel<int>& baozi) {
+    std::cout << "---->staring eating baozi...\n";
+    for (;;) {
+      const int n = baozi.get();  // new_baozi = yield
+      std::cout << '[' << name << "] is eating baozi " << n << '\n';
+    }
+  };
+  auto c1 = greenev::spawn(consumer, "c1", std::ref(to_c1));
+  auto c2 = greenev::spawn(consumer, "c2", std::ref(to_c2));
+  greenev::yield();  // con.__next__(): let both reach their first get()
+  for (int n = 1; n <= baozi_count; ++n) {
+    to_c1.put(n);
+    to_c2.put(n);
+    std::cout << producer_tag() << " is making baozi " << n << '\n';
+  }
+  greenev::killall({c1, c2});  // the consumers wait forever otherwise
+}
+
 struct mode {
   std::string_view name;
   std::string_view summary;
@@ -64,6 +82,7 @@ struct mode {
 
 constexpr mode modes[] = {
     {"switch", "consumers are greenlets the producer switches into (the seed's generators)", run_switch_mode},
+    {"queue", "consumers are spawned tasks fed through channels (rendezvous queues)", run_queue_mode},
 };
 
 void print_usage(std::ostream& out) {

@@ -428,6 +428,10 @@ std::any switch_to_slow(greenlet_impl* target, std::any value) {
   return switch_now(ts, target);
 }
 
+void trim_idle_stacks() noexcept {
+  if (tls_state != nullptr) tls_state->pool->trim_idle();
+}
+
 void kill_all_active_greenlets() noexcept {
   if (tls_state != nullptr) kill_all_active(*tls_state);
 }

@@ -51,10 +51,14 @@ constexpr std::size_t default_size = 1024 * 1024;
 constexpr std::size_t default_size = 256 * 1024;
 #endif
 constexpr std::size_t default_max_guarded = 16384;
-// Free stacks a thread keeps per bucket. Beyond that, guarded stacks are
-// unmapped and compact ones have their pages returned (madvise) and move to
-// the process-wide list, so a burst of greenlets does not pin RSS forever.
+// Free stacks a thread keeps per bucket once it is idle. Releasing a stack
+// never makes a system call: the excess is returned (guarded stacks
+// unmapped, compact ones madvise'd and handed to the process-wide list) by
+// trim_idle(), which the hub calls before it blocks, so that a burst of
+// greenlets neither pins RSS forever nor pays one syscall per stack while
+// it finishes. Without a hub, a bucket past hard_pool_limit trims itself.
 constexpr std::size_t local_pool_limit = 256;
+constexpr std::size_t hard_pool_limit = 16384;
 // Compact slabs hold this many stacks, capped at slab_bytes_limit.
 constexpr std::size_t stacks_per_slab = 64;
 constexpr std::size_t slab_bytes_limit = std::size_t{64} << 20;
@@ -292,22 +296,40 @@ stack_memory stack_pool::allocate(std::size_t size, stack_kind kind) {
 void stack_pool::release(stack_memory stack) noexcept {
   bump(live_, -1);
   if (stack.guarded) bump(live_guarded_, -1);
-  bucket* b = nullptr;
   try {
-    b = &bucket_for(stack.size, stack.guarded);
-    if (b->free.size() < local_pool_limit) {
-      b->free.push_back(stack);
-      return;
-    }
+    bucket& b = bucket_for(stack.size, stack.guarded);
+    b.free.push_back(stack);
+    if (b.free.size() > local_pool_limit) excess_ = true;
+    if (b.free.size() > hard_pool_limit) trim_to(local_pool_limit);
+    return;
   } catch (...) {
-    // No memory to grow the pool: fall through and give the stack back.
+    // No memory to grow the pool: give the stack back now.
   }
+  return_to_system(stack);
+}
+
+void stack_pool::return_to_system(stack_memory stack) noexcept {
   if (stack.guarded) {
     unmap_guarded(stack);
   } else {
     forget_pages(stack);
     give_orphan_compact(stack);
   }
+}
+
+// Returns the oldest free stacks (the coldest pages) beyond `keep` per bucket.
+void stack_pool::trim_to(std::size_t keep) noexcept {
+  for (bucket& b : buckets_) {
+    if (b.free.size() <= keep) continue;
+    const std::size_t excess = b.free.size() - keep;
+    for (std::size_t i = 0; i < excess; ++i) return_to_system(b.free[i]);
+    b.free.erase(b.free.begin(), b.free.begin() + static_cast<std::ptrdiff_t>(excess));
+  }
+  excess_ = false;
+}
+
+void stack_pool::trim_idle() noexcept {
+  if (excess_) trim_to(local_pool_limit);
 }
 
 void stack_pool::release_orphan(stack_memory stack) noexcept {
@@ -322,17 +344,7 @@ void stack_pool::release_orphan(stack_memory stack) noexcept {
 }
 
 void stack_pool::trim() noexcept {
-  for (bucket& b : buckets_) {
-    for (stack_memory& stack : b.free) {
-      if (stack.guarded) {
-        unmap_guarded(stack);
-      } else {
-        forget_pages(stack);
-        give_orphan_compact(stack);
-      }
-    }
-    b.free.clear();
-  }
+  trim_to(0);
 }
 
 std::size_t stack_pool::pooled() const noexcept {

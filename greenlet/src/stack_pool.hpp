@@ -20,8 +20,9 @@ class stack_pool {
 
   // Throws std::system_error if the kernel refuses the mapping.
   stack_memory allocate(std::size_t size, stack_kind kind);
-  void release(stack_memory stack) noexcept;
-  void trim() noexcept;
+  void release(stack_memory stack) noexcept;  // never a system call
+  void trim() noexcept;                       // returns every free stack
+  void trim_idle() noexcept;                  // returns the excess over the pool limit
   [[nodiscard]] std::size_t pooled() const noexcept;
 
   // Stacks this thread handed out and has not got back. Written only by the
@@ -39,6 +40,9 @@ class stack_pool {
     std::vector<stack_memory> free;
   };
   bucket& bucket_for(std::size_t size, bool guarded);
+  void trim_to(std::size_t keep) noexcept;
+  static void return_to_system(stack_memory stack) noexcept;
+  bool excess_ = false;
   std::vector<bucket> buckets_;
 };
 

@@ -157,6 +157,7 @@ void hub_impl::run() {
       if (poll_due()) run_loop(EVRUN_NOWAIT);
       continue;
     }
+    trim_idle_stacks();  // about to block: a good time for system calls
     if (run_loop(EVRUN_ONCE) || !ready_.empty()) continue;
     if (external_work_.load(std::memory_order_relaxed) > 0) {
       ev_ref(loop_);  // another thread owes us a callback: wait for it

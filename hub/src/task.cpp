@@ -14,16 +14,15 @@ ev_timer& start_timer_of(task_state& state) {
   return *std::launder(reinterpret_cast<ev_timer*>(state.start_timer_));
 }
 
+// Holds the queue's reference; hands it to the running task (execute()).
 void start_task(void* arg) {
   auto* state = static_cast<task_state*>(arg);
-  struct releaser {
-    task_state* state;
-    ~releaser() { state->release(); }
-  } release_later{state};                                     // the queue's reference
-  if (state->phase_ != task_state::phase::scheduled) return;  // killed before it started
+  if (state->phase_ != task_state::phase::scheduled) {  // killed before it started
+    state->release();
+    return;
+  }
   state->phase_ = task_state::phase::running;
-  greenlet g = state->greenlet_;
-  g.switch_to();
+  switch_to_impl(state->greenlet_.get());
 }
 
 void on_start_timer(struct ev_loop* loop, ev_timer* timer, int) noexcept {

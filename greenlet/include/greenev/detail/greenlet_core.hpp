@@ -222,6 +222,11 @@ extern __thread thread_state* tls_state __attribute__((tls_model("initial-exec")
 std::any land_slow(thread_state& ts, greenlet_impl* from);
 [[noreturn]] void rethrow_in_flight(thread_state& ts);
 
+// Returns this thread's pooled stacks beyond the pool limit to the system
+// (munmap / madvise). Cheap when there is nothing to do; the hub calls it
+// before blocking, so finishing a burst of greenlets costs no system calls.
+void trim_idle_stacks() noexcept;
+
 // Unwinds every active greenlet of the calling thread except the current
 // one (greenlet_exit, newest first), as thread exit does. For the hub, which
 // must unwind greenlets holding its watchers before destroying its loop.

@@ -58,7 +58,10 @@ class wait_list {
   wait_list() = default;
   wait_list(const wait_list&) = delete;
   wait_list& operator=(const wait_list&) = delete;
-  ~wait_list();  // unlinks whoever is left (they keep waiting on nothing)
+  ~wait_list() {  // unlinks whoever is left (they keep waiting on nothing)
+    while (pop_front() != nullptr) {
+    }
+  }
 
   void push_back(waiter& w) noexcept {
     if (w.list_ != nullptr) w.list_->remove(w);
