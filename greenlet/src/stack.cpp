@@ -45,7 +45,8 @@ std::size_t round_to_pages(std::size_t bytes) noexcept {
   return (bytes + page - 1) / page * page;
 }
 
-#ifdef GREENEV_ASAN
+#if defined(GREENEV_ASAN) || defined(GREENEV_DETAIL_TU_TSAN)
+// Sanitizers make frames larger (redzones, shadow bookkeeping).
 constexpr std::size_t default_size = 1024 * 1024;
 #else
 constexpr std::size_t default_size = 256 * 1024;

@@ -116,13 +116,19 @@ hub_impl::hub_impl() {
   ev_async_init(&async_, &hub_impl::on_async);
   ev_async_start(loop_, &async_);
   ev_unref(loop_);  // the hub's own watcher must not keep the loop alive
-  hub_greenlet_ = greenlet([this] { run(); }, greenlet_options{.name = "hub"});
+  // The parent is the thread's main greenlet (not whichever greenlet happened
+  // to touch greenev first): loop_exit goes there, and it outlives the hub.
+  tls_state->main->add_ref();
+  const greenlet main = greenlet::adopt(tls_state->main);
+  hub_greenlet_ = greenlet([this] { run(); }, main, greenlet_options{.name = "hub"});
 }
 
 hub_impl::~hub_impl() {
   // Greenlets still waiting hold watchers in this loop: unwind them (and the
   // hub greenlet itself) before the loop goes away.
   kill_all_active_greenlets();
+  for (auto& [object, cleanup] : pending_cleanup_) cleanup(object);
+  pending_cleanup_.clear();
   while (!ready_.empty()) {  // callbacks that will never run
     const ready_item item = ready_.front();
     ready_.pop_front();

@@ -10,12 +10,17 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <greenev/detail/waiter.hpp>
 #include <greenev/hub.hpp>
 
 namespace greenev::detail {
+
+// How to drop a queued callback that will never run (the hub is going away):
+// callbacks that own something register how to release it.
+using ready_discard = void (*)(void* arg) noexcept;
 
 class hub_impl {
  public:
@@ -78,6 +83,9 @@ class hub_impl {
   std::vector<std::function<void()>> async_queue_;  // guarded by async_mutex_
   std::atomic<std::size_t> external_work_{0};
   std::size_t watchers_ = 0;  // active watchers started through greenev (not the async)
+  // Things holding watchers or references that must be released if the hub
+  // goes away first (tasks waiting for their spawn_later timer).
+  std::unordered_map<void*, ready_discard> pending_cleanup_;
 
  private:
   void run();
@@ -95,9 +103,6 @@ class hub_impl {
   std::int64_t last_poll_coarse_ns_ = 0;
 };
 
-// How to drop a queued callback that will never run (the hub is going away):
-// callbacks that own something register how to release it.
-using ready_discard = void (*)(void* arg) noexcept;
 void register_discard(void (*fn)(void*), ready_discard discard);
 
 // The ready-queue callback that resumes a parked waiter.

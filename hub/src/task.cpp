@@ -30,6 +30,7 @@ void on_start_timer(struct ev_loop* loop, ev_timer* timer, int) noexcept {
   --hub->watchers_;
   auto* state = static_cast<task_state*>(timer->data);
   state->timer_started_ = false;
+  hub->pending_cleanup_.erase(state);
   hub->push(start_task, state);  // hands the timer's reference to the queue
 }
 
@@ -179,6 +180,15 @@ void discard_kill(void* arg) noexcept {
   request->state->release();
 }
 
+// The hub is going away before a spawn_later task started.
+void discard_delayed_start(void* arg) noexcept {
+  auto* state = static_cast<task_state*>(arg);
+  if (state->timer_started_)
+    stop_timer(local_hub(), *std::launder(reinterpret_cast<ev_timer*>(state->start_timer_)));
+  state->timer_started_ = false;
+  state->release();  // the timer's reference
+}
+
 void launch(task_state& state, wait_time delay, std::string name) {
   hub_impl& hub = local_hub();
   static const bool registered = [] {
@@ -201,6 +211,7 @@ void launch(task_state& state, wait_time delay, std::string name) {
       start_timer(hub, *timer, delay.duration());
       state.timer_started_ = true;
     }
+    hub.pending_cleanup_.emplace(&state, discard_delayed_start);  // the hub may go first
     return;
   }
   hub.push(start_task, &state);
@@ -231,8 +242,9 @@ void kill_task(task_state& state, std::exception_ptr error, bool block, wait_tim
       return;
     case task_state::phase::scheduled: {
       // Never runs; finished now, links fire (gevent's "killed before start").
-      if (state.timer_started_) {
-        stop_timer(local_hub(), start_timer_of(state));
+      hub_impl& hub = local_hub();
+      if (hub.pending_cleanup_.erase(&state) != 0) {  // waiting for its spawn_later timer
+        if (state.timer_started_) stop_timer(hub, start_timer_of(state));
         state.timer_started_ = false;
         state.release();  // the timer's reference
       }
@@ -241,6 +253,7 @@ void kill_task(task_state& state, std::exception_ptr error, bool block, wait_tim
       } catch (const greenlet_exit&) {
         state.killed_ = true;
       } catch (...) {
+        print_failure(state.greenlet_.name(), error);  // a failure, as if it had run
       }
       state.error_ = std::move(error);
       state.phase_ = task_state::phase::done;
@@ -307,6 +320,7 @@ struct joinall_node final : detail::link_node {
 
 void fire_joinall(detail::link_node& node, detail::task_state& task) {
   joinall_state& shared = *static_cast<joinall_node&>(node).shared;
+  if (shared.finished.size() >= shared.target && !shared.raise_error) return;  // enough already
   task.add_ref();
   shared.finished.push_back(basic_task::adopt(&task));
   const bool failure = task.error_ && !task.killed_;
@@ -334,7 +348,10 @@ std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time 
     if (t.ready()) shared.finished.push_back(t);
   }
   if (raise_error) rethrow_first_failure(shared.finished);
-  if (shared.finished.size() >= shared.target) return shared.finished;
+  if (shared.finished.size() >= shared.target) {
+    shared.finished.resize(shared.target);  // gevent returns exactly `count`
+    return shared.finished;
+  }
 
   detail::waiter w;
   shared.w = &w;
@@ -355,6 +372,7 @@ std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time 
   }
   detail::park(w, timeout);
   if (raise_error) rethrow_first_failure(shared.finished);
+  if (shared.finished.size() > shared.target) shared.finished.resize(shared.target);
   return shared.finished;
 }
 

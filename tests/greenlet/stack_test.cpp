@@ -98,7 +98,7 @@ volatile std::size_t recursion_limit = std::numeric_limits<std::size_t>::max();
 
 TEST_F(stack_defaults, initial_values) {
   const stack_options defaults = greenev::default_stack_options();
-  EXPECT_EQ(defaults.size, greenev::testing::address_sanitizer ? 1024 * kib : 256 * kib);
+  EXPECT_EQ(defaults.size, greenev::testing::sanitized ? 1024 * kib : 256 * kib);
   EXPECT_EQ(defaults.kind, stack_kind::guarded);
   EXPECT_EQ(defaults.max_guarded_stacks, 16384u);
   EXPECT_EQ(greenev::min_stack_size, 16 * kib);

@@ -34,7 +34,7 @@ enum class stack_kind : unsigned char {
 
 struct stack_options {
   /// Usable bytes, rounded up to whole pages. Default 256 KiB (1 MiB under
-  /// AddressSanitizer, whose frames are larger).
+  /// AddressSanitizer or ThreadSanitizer, whose frames are larger).
   std::size_t size = 0;
   /// guarded (the initial default) or compact; default_kind keeps the current.
   stack_kind kind = stack_kind::default_kind;

@@ -11,7 +11,8 @@
 // printed once to stderr as "<time> <name> failed with <type>: <what>";
 // greenlet_exit (a kill) is not a failure. Handles are cheap to copy; a
 // running task keeps going when every handle is gone.
-// Threading: a task runs on the thread that spawned it; use its handle there.
+// Threading: a task runs on the thread that spawned it; copy, use and drop its
+// handles there only (their reference count is not atomic).
 #pragma once
 
 #include <atomic>
@@ -62,9 +63,10 @@ class task_state {
   task_state& operator=(const task_state&) = delete;
   virtual ~task_state();
 
-  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  // Not atomic: a task and its handles stay on the hub's thread.
+  void add_ref() noexcept { ++refs_; }
   void release() noexcept {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    if (--refs_ == 0) delete this;
   }
 
   // Runs in the task's greenlet: the function, then finish().
@@ -90,7 +92,7 @@ class task_state {
 
  private:
   void finish() noexcept;
-  std::atomic<std::size_t> refs_{1};
+  std::size_t refs_ = 1;
 };
 
 template <class R>
@@ -162,8 +164,8 @@ class basic_task {
   [[nodiscard]] bool ready() const { return require().phase_ == detail::task_state::phase::done; }
   /// Finished without an exception other than greenlet_exit.
   [[nodiscard]] bool successful() const { return ready() && (!require().error_ || require().killed_); }
-  /// Started and not finished.
-  [[nodiscard]] bool started() const { return require().phase_ != detail::task_state::phase::scheduled; }
+  /// Started and not finished (gevent's `started`).
+  [[nodiscard]] bool started() const { return require().phase_ == detail::task_state::phase::running; }
   /// The exception that ended it (a failure or greenlet_exit), else null.
   [[nodiscard]] std::exception_ptr exception() const { return require().error_; }
   /// True if it was killed (ended by greenlet_exit).
@@ -240,13 +242,28 @@ struct spawn_options {
   wait_time delay = std::chrono::nanoseconds(0);
 };
 
+namespace detail {
+// The stored copies are passed as rvalues (they are used once, so move-only
+// arguments work, as with std::thread) unless the function only accepts
+// lvalues (a lambda taking `T&`).
+template <class F, class... Args>
+inline constexpr bool spawn_moves_v = std::is_invocable_v<std::decay_t<F>, std::decay_t<Args>...>;
+template <class F, class... Args>
+using spawn_result_t =
+    std::conditional_t<spawn_moves_v<F, Args...>, std::invoke_result<std::decay_t<F>, std::decay_t<Args>...>,
+                       std::invoke_result<std::decay_t<F>&, std::decay_t<Args>&...>>::type;
+}  // namespace detail
+
 /// Spawns `f(args...)` (arguments decay-copied) with options. Never switches.
 template <class F, class... Args>
-auto spawn_with(spawn_options options, F&& f, Args&&... args)
-    -> task<std::invoke_result_t<std::decay_t<F>&, std::decay_t<Args>&...>> {
-  using result = std::invoke_result_t<std::decay_t<F>&, std::decay_t<Args>&...>;
+auto spawn_with(spawn_options options, F&& f, Args&&... args) -> task<detail::spawn_result_t<F, Args...>> {
+  using result = detail::spawn_result_t<F, Args...>;
   auto call = [f = std::forward<F>(f), ... args = std::forward<Args>(args)]() mutable -> result {
-    return std::invoke(f, args...);
+    if constexpr (detail::spawn_moves_v<F, Args...>) {
+      return std::invoke(std::move(f), std::move(args)...);
+    } else {
+      return std::invoke(f, args...);
+    }
   };
   auto* state = new detail::task_of<result, decltype(call)>(std::move(call));
   auto handle = task<result>::adopt(state);

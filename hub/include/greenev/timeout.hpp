@@ -9,7 +9,7 @@
 // An expiring timeout raises timeout_error at the greenlet's current blocking
 // call. Waits nest: a primitive's own timeout (event::wait(1s)) never swallows
 // an outer timeout's error, and code that catches timeout_error should check
-// raised_by() and rethrow errors that are not its own.
+// raised() and rethrow errors that are not its own.
 // Threading: a timeout belongs to the greenlet that created it; create,
 // cancel and destroy it there.
 #pragma once

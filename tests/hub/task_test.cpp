@@ -1,0 +1,837 @@
+// Tests for greenev/task.hpp: spawn/join/get, the state of a task through its
+// life, kill (before start, while waiting, while running; greenlet_exit or a
+// custom exception; blocking or not), links, joinall/killall, failure
+// reporting and names. Ports the contracts of gevent's test__greenlet
+// (TestBasic, TestKill*, TestLink, TestStuff), test__joinall and test__issue330.
+#include <greenev/task.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <ostream>
+#include <regex>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <greenev/event.hpp>
+#include <greenev/hub.hpp>
+#include <greenev/timeout.hpp>
+
+#include "support/assertions.hpp"
+#include "support/hub_fixture.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using greenev::basic_task;
+using greenev::event;
+using greenev::greenlet_error;
+using greenev::greenlet_exit;
+using greenev::spawn;
+using greenev::task;
+using greenev::task_killed;
+using greenev::testing::throws_with;
+using steady = std::chrono::steady_clock;
+
+using task_lifecycle = greenev::testing::hub_test;
+using task_spawn = greenev::testing::hub_test;
+using task_links = greenev::testing::hub_test;
+using task_join = greenev::testing::hub_test;
+using task_failure = greenev::testing::hub_test;
+
+std::chrono::milliseconds since(steady::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start);
+}
+
+// The custom exception the kill tests use.
+struct custom_error : std::runtime_error {
+  custom_error() : std::runtime_error("custom kill") {}
+};
+
+// What an exception_ptr holds, for messages: its what(), or a description.
+std::string describe(const std::exception_ptr& error) {
+  if (!error) return "no exception";
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (const greenlet_exit&) {
+    return "greenlet_exit";
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+template <class Exception>
+bool holds(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const Exception&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+// Counts "needle" in "text".
+std::size_t occurrences(const std::string& text, const std::string& needle) {
+  std::size_t count = 0;
+  for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++count;
+  return count;
+}
+
+// ---- a task's state through its life (gevent TestBasic) ---------------------------------
+
+TEST_F(task_lifecycle, state_of_a_task_that_returns) {
+  event gate;
+  std::vector<basic_task> linked;
+  auto t = spawn([&] {
+    (void)gate.wait();
+    return 5;
+  });
+  t.link([&](const basic_task& done) { linked.push_back(done); });
+
+  EXPECT_FALSE(t.started());
+  EXPECT_FALSE(t.ready());
+  EXPECT_FALSE(t.successful());
+  EXPECT_FALSE(t.value().has_value());
+  EXPECT_FALSE(t.exception());
+
+  greenev::sleep(0.0);  // started; now waiting for the gate
+  EXPECT_TRUE(t.started());
+  EXPECT_FALSE(t.ready());
+  EXPECT_FALSE(t.successful());
+  EXPECT_FALSE(t.value().has_value());
+  EXPECT_TRUE(linked.empty());
+
+  gate.set();
+  EXPECT_TRUE(t.join(5s));
+  EXPECT_TRUE(t.ready());
+  EXPECT_TRUE(t.successful());
+  EXPECT_FALSE(t.killed());
+  EXPECT_EQ(t.value(), std::optional<int>(5));
+  EXPECT_FALSE(t.exception()) << describe(t.exception());
+  EXPECT_EQ(t.get(), 5);
+  greenev::sleep(0.0);  // links run in the hub
+  ASSERT_EQ(linked.size(), 1u);
+  EXPECT_TRUE(linked[0] == t);
+}
+
+// gevent: `started` is true while the greenlet is scheduled or running and
+// false again once it is dead ("assertFalse(g.started) # changed"); the
+// header says "Started and not finished".
+TEST_F(task_lifecycle, started_is_false_once_the_task_finished) {
+  auto t = spawn([] {
+    greenev::sleep(0.001);
+    return 1;
+  });
+  greenev::sleep(0.0);
+  EXPECT_TRUE(t.started());
+  t.join();
+  EXPECT_TRUE(t.ready());
+  EXPECT_FALSE(t.started());
+}
+
+TEST_F(task_lifecycle, state_of_a_task_that_fails) {
+  event gate;
+  auto t = spawn([&]() -> int {
+    (void)gate.wait();
+    throw std::runtime_error("test_error_exit");
+  });
+  greenev::sleep(0.0);
+  EXPECT_TRUE(t.started());
+  EXPECT_FALSE(t.ready());
+
+  ::testing::internal::CaptureStderr();
+  gate.set();
+  EXPECT_TRUE(t.join(5s));
+  (void)::testing::internal::GetCapturedStderr();
+  EXPECT_TRUE(t.ready());
+  EXPECT_FALSE(t.successful());
+  EXPECT_FALSE(t.killed());
+  EXPECT_FALSE(t.value().has_value());
+  ASSERT_TRUE(t.exception());
+  EXPECT_TRUE(holds<std::runtime_error>(t.exception()));
+  EXPECT_EQ(describe(t.exception()), "test_error_exit");
+  EXPECT_TRUE(throws_with<std::runtime_error>([&] { (void)t.get(); }, "test_error_exit"));
+  // get() rethrows every time.
+  EXPECT_TRUE(throws_with<std::runtime_error>([&] { (void)t.get(); }, "test_error_exit"));
+}
+
+TEST_F(task_lifecycle, empty_handle_throws_greenlet_error) {
+  task<int> empty;
+  EXPECT_FALSE(empty);
+  EXPECT_TRUE(throws_with<greenlet_error>([&] { (void)empty.ready(); }, "empty task handle"));
+  EXPECT_TRUE(throws_with<greenlet_error>([&] { (void)empty.join(); }, "empty task handle"));
+  EXPECT_TRUE(throws_with<greenlet_error>([&] { (void)empty.get(); }, "empty task handle"));
+  EXPECT_TRUE(throws_with<greenlet_error>([&] { empty.kill(); }, "empty task handle"));
+}
+
+// ---- spawn ---------------------------------------------------------------------------------
+
+TEST_F(task_spawn, spawn_only_schedules_the_task) {
+  bool ran = false;
+  auto t = spawn([&] { ran = true; });
+  EXPECT_FALSE(ran) << "spawn must not switch";
+  greenev::sleep(0.0);
+  EXPECT_TRUE(ran);
+  EXPECT_TRUE(t.ready());
+}
+
+TEST_F(task_spawn, arguments_are_decay_copied) {
+  std::string text = "original";
+  int number = 1;
+  const char literal[] = "array";
+  auto t = spawn(
+      [](const std::string& s, int n, const char* c, const std::unique_ptr<int>& owned) {
+        return s + "/" + std::to_string(n) + "/" + c + "/" + std::to_string(*owned);
+      },
+      text, number, literal, std::make_unique<int>(9));
+  text = "changed";  // after spawn, before the task runs: the task has its own copies
+  number = 2;
+  EXPECT_EQ(t.get(), "original/1/array/9");
+
+  // Arguments taken by reference in the function still refer to the copies.
+  int counter = 0;
+  auto by_ref = spawn([](int& n) { return ++n; }, counter);
+  EXPECT_EQ(by_ref.get(), 1);
+  EXPECT_EQ(counter, 0);
+  // std::ref passes a reference on purpose.
+  auto with_ref = spawn([](int& n) { return ++n; }, std::ref(counter));
+  EXPECT_EQ(with_ref.get(), 1);
+  EXPECT_EQ(counter, 1);
+}
+
+TEST_F(task_spawn, void_function) {
+  int calls = 0;
+  task<void> t = spawn([&] { ++calls; });
+  t.get();
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(t.ready());
+  EXPECT_TRUE(t.successful());
+  EXPECT_FALSE(t.exception());
+}
+
+TEST_F(task_spawn, spawn_later_starts_after_the_delay) {
+  const auto start = steady::now();
+  std::chrono::milliseconds started_after{-1};
+  auto t = greenev::spawn_later(50ms, [&] {
+    started_after = since(start);
+    return 3;
+  });
+  greenev::sleep(0.0);
+  EXPECT_FALSE(t.started());
+  EXPECT_EQ(t.get(), 3);
+  EXPECT_GE(started_after, 25ms);
+  EXPECT_LT(started_after, 2s);
+
+  // double seconds too
+  const auto again = steady::now();
+  auto u = greenev::spawn_later(0.03, [&] { return since(again); });
+  const auto took = u.get();
+  EXPECT_GE(took, 15ms);
+  EXPECT_LT(took, 2s);
+}
+
+TEST_F(task_spawn, killing_a_task_spawned_later_stops_its_timer) {
+  bool ran = false;
+  auto t = greenev::spawn_later(10s, [&] { ran = true; });
+  EXPECT_EQ(greenev::hub::current().active_watchers(), 1u);
+  t.kill();
+  EXPECT_TRUE(t.ready());
+  EXPECT_EQ(greenev::hub::current().active_watchers(), 0u);
+  greenev::sleep(0.01);
+  EXPECT_FALSE(ran);
+}
+
+TEST_F(task_spawn, get_with_timeout_throws_timeout_error_naming_the_task) {
+  auto t = spawn([] { greenev::sleep(10.0); });
+  const auto start = steady::now();
+  try {
+    t.get(20ms);
+    ADD_FAILURE() << "get(20ms) returned";
+  } catch (const greenev::timeout_error& error) {
+    EXPECT_EQ(error.source(), static_cast<const void*>(t.state()));
+  }
+  EXPECT_GE(since(start), 15ms);
+  EXPECT_FALSE(t.ready());
+  t.kill();
+}
+
+TEST_F(task_spawn, named_tasks) {
+  auto worker = greenev::spawn_with({.name = "worker"}, [] { return 1; });
+  EXPECT_EQ(worker.name(), "worker");
+  EXPECT_EQ(worker.raw_greenlet().name(), "worker");
+  auto a = spawn([] {});
+  auto b = spawn([] {});
+  EXPECT_FALSE(a.name().empty());
+  EXPECT_NE(a.name(), b.name());
+  greenev::joinall({worker, a, b});
+  EXPECT_EQ(worker.name(), "worker");
+}
+
+// A task nobody holds a handle to keeps running until it is done.
+TEST_F(task_spawn, task_whose_handles_are_dropped_runs_to_completion) {
+  event done;
+  bool finished = false;
+  {
+    auto t = spawn([&] {
+      greenev::sleep(0.01);
+      finished = true;
+      done.set();
+    });
+    greenev::sleep(0.0);  // started
+  }
+  spawn([&] {
+    // never started when its only handle goes: it still runs
+    (void)done.wait();
+  });
+  EXPECT_TRUE(done.wait(5s));
+  EXPECT_TRUE(finished);
+  greenev::sleep(0.0);
+}
+
+// ---- kill: gevent's TestKill matrix -------------------------------------------------------
+
+enum class kill_when { before_start, while_waiting, while_running };
+
+struct kill_case {
+  bool block;
+  kill_when when;
+  bool custom;  // custom_error instead of greenlet_exit
+};
+
+// For gtest's messages (instead of a byte dump).
+void PrintTo(const kill_case& c, std::ostream* out) {
+  *out << "{block=" << c.block << ", when=" << static_cast<int>(c.when) << ", custom=" << c.custom << "}";
+}
+
+class task_kill : public greenev::testing::hub_test, public ::testing::WithParamInterface<kill_case> {};
+
+std::string kill_case_name(const ::testing::TestParamInfo<kill_case>& info) {
+  const kill_case& c = info.param;
+  std::string name = c.when == kill_when::before_start    ? "before_start"
+                     : c.when == kill_when::while_waiting ? "while_waiting"
+                                                          : "self_while_running";
+  name += c.block ? "_block" : "_nonblock";
+  name += c.custom ? "_custom_error" : "_greenlet_exit";
+  return name;
+}
+
+TEST_P(task_kill, kill) {
+  const kill_case c = GetParam();
+  const std::exception_ptr error =
+      c.custom ? std::make_exception_ptr(custom_error{}) : std::make_exception_ptr(greenlet_exit{});
+  bool ran = false;
+  bool reached_end = false;
+  bool kill_threw_in_task = false;
+  std::vector<basic_task> linked;
+  basic_task self;
+  auto t = spawn([&] {
+    ran = true;
+    if (c.when == kill_when::while_running) {
+      try {
+        self.kill(error, c.block);
+      } catch (...) {
+        kill_threw_in_task = true;
+        throw;
+      }
+    } else {
+      greenev::sleep(10.0);
+    }
+    reached_end = true;
+  });
+  self = t;
+  t.link([&](const basic_task& done) { linked.push_back(done); });
+
+  ::testing::internal::CaptureStderr();  // custom errors are reported as failures
+  switch (c.when) {
+    case kill_when::before_start:
+      t.kill(error, c.block);
+      EXPECT_TRUE(t.ready()) << "a task killed before it started is finished at once";
+      break;
+    case kill_when::while_waiting:
+      greenev::sleep(0.0);
+      ASSERT_TRUE(t.started());
+      t.kill(error, c.block);
+      if (c.block) {
+        EXPECT_TRUE(t.ready()) << "kill(block) returns once the task finished";
+      }
+      break;
+    case kill_when::while_running:
+      break;
+  }
+  EXPECT_TRUE(t.join(5s));
+  greenev::sleep(0.01);  // spin the loop: it must not run now, and links fire
+  (void)::testing::internal::GetCapturedStderr();
+
+  EXPECT_EQ(ran, c.when != kill_when::before_start) << "a task killed before it started never runs";
+  EXPECT_FALSE(reached_end);
+  if (c.when == kill_when::while_running) {
+    EXPECT_TRUE(kill_threw_in_task) << "killing yourself throws at once";
+  }
+  EXPECT_TRUE(t.ready());
+  EXPECT_EQ(t.successful(), !c.custom);
+  EXPECT_EQ(t.killed(), !c.custom);
+  ASSERT_TRUE(t.exception());
+  if (c.custom) {
+    EXPECT_TRUE(holds<custom_error>(t.exception())) << describe(t.exception());
+    EXPECT_TRUE(throws_with<custom_error>([&] { t.get(); }, "custom kill"));
+  } else {
+    EXPECT_TRUE(holds<greenlet_exit>(t.exception())) << describe(t.exception());
+    EXPECT_TRUE(throws_with<task_killed>([&] { t.get(); }, "killed"));
+  }
+  ASSERT_EQ(linked.size(), 1u) << "links fire exactly once, also for a task killed before it started";
+  EXPECT_TRUE(linked[0] == t);
+
+  // Killing again does not hurt.
+  t.kill(error, c.block);
+  greenev::sleep(0.0);
+  EXPECT_TRUE(t.ready());
+  EXPECT_EQ(t.successful(), !c.custom);
+  EXPECT_EQ(linked.size(), 1u);
+}
+
+std::vector<kill_case> all_kill_cases() {
+  std::vector<kill_case> cases;
+  for (bool block : {true, false}) {
+    for (kill_when when : {kill_when::before_start, kill_when::while_waiting, kill_when::while_running}) {
+      for (bool custom : {false, true}) cases.push_back({block, when, custom});
+    }
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(matrix, task_kill, ::testing::ValuesIn(all_kill_cases()), kill_case_name);
+
+// A task waiting in a try block that catches the kill still ends when the
+// handler returns; kill(block) waits for the handler (which may block).
+TEST_F(task_spawn, kill_with_block_waits_for_the_task_to_handle_the_kill) {
+  std::vector<std::string> steps;
+  auto t = spawn([&] {
+    try {
+      greenev::sleep(10.0);
+    } catch (const greenlet_exit&) {
+      steps.push_back("caught");
+      greenev::sleep(0.01);  // cleanup that blocks
+      steps.push_back("cleaned up");
+      throw;
+    }
+  });
+  greenev::sleep(0.0);
+  t.kill();
+  steps.push_back("kill returned");
+  EXPECT_EQ(steps, (std::vector<std::string>{"caught", "cleaned up", "kill returned"}));
+  EXPECT_TRUE(t.killed());
+}
+
+TEST_F(task_spawn, kill_with_timeout_returns_when_the_task_does_not_die) {
+  event release;
+  auto t = spawn([&] {
+    try {
+      greenev::sleep(10.0);
+    } catch (const greenlet_exit&) {
+      (void)release.wait(5s);  // ignores the kill for a while
+      throw;
+    }
+  });
+  greenev::sleep(0.0);
+  const auto start = steady::now();
+  t.kill(std::make_exception_ptr(greenlet_exit{}), true, 20ms);
+  EXPECT_GE(since(start), 15ms);
+  EXPECT_FALSE(t.ready());
+  release.set();
+  EXPECT_TRUE(t.join(5s));
+  EXPECT_TRUE(t.killed());
+}
+
+// Killing a task while it waits in any blocking primitive cleans up: the
+// waiter leaves the primitive, its timer stops, and completing the primitive
+// afterwards does not resume the dead task (ASan would see a stale waiter on
+// its stack).
+struct wait_target {
+  event flag;
+  greenev::async_result<int> result;
+  event release;     // lets `target` return
+  task<int> target;  // a task that returns once `release` is set
+};
+
+struct waiting_call {
+  const char* name;
+  void (*wait)(wait_target& target);
+};
+
+void PrintTo(const waiting_call& call, std::ostream* out) {
+  *out << call.name;
+}
+
+std::vector<waiting_call> waiting_calls() {
+  return {
+      {"event_wait", [](wait_target& w) { (void)w.flag.wait(); }},
+      {"event_wait_with_timeout", [](wait_target& w) { (void)w.flag.wait(10s); }},
+      {"event_wait_in_a_timeout",
+       [](wait_target& w) {
+         greenev::timeout deadline(10s);
+         (void)w.flag.wait();
+       }},
+      {"async_result_get", [](wait_target& w) { (void)w.result.get(); }},
+      {"async_result_get_with_timeout", [](wait_target& w) { (void)w.result.get(10s); }},
+      {"task_join", [](wait_target& w) { (void)w.target.join(); }},
+      {"task_get_with_timeout", [](wait_target& w) { (void)w.target.get(10s); }},
+      {"joinall", [](wait_target& w) { (void)greenev::joinall({w.target}); }},
+      {"sleep", [](wait_target&) { greenev::sleep(10.0); }},
+  };
+}
+
+class task_kill_while_waiting : public greenev::testing::hub_test,
+                                public ::testing::WithParamInterface<waiting_call> {};
+
+TEST_P(task_kill_while_waiting, cleans_up) {
+  wait_target w;
+  w.target = spawn([&w] {
+    (void)w.release.wait();
+    return 1;
+  });
+  bool resumed = false;
+  auto victim = spawn([&] {
+    GetParam().wait(w);
+    resumed = true;
+  });
+  greenev::sleep(0.0);
+  greenev::sleep(0.0);
+  ASSERT_TRUE(victim.started());
+  ASSERT_FALSE(victim.ready());
+  victim.kill();
+  EXPECT_TRUE(victim.ready());
+  EXPECT_TRUE(victim.killed());
+  EXPECT_EQ(w.flag.waiters(), 0u);
+  // Complete everything the victim could have waited for.
+  w.flag.set();
+  w.result.set(1);
+  w.release.set();
+  EXPECT_EQ(w.target.get(5s), 1);
+  greenev::sleep(0.0);
+  greenev::sleep(0.001);
+  EXPECT_FALSE(resumed);
+  EXPECT_TRUE(victim.killed());
+}
+
+std::string waiting_call_name(const ::testing::TestParamInfo<waiting_call>& param_info) {
+  return param_info.param.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(primitives, task_kill_while_waiting, ::testing::ValuesIn(waiting_calls()),
+                         waiting_call_name);
+
+// ---- links --------------------------------------------------------------------------------
+
+TEST_F(task_links, links_fire_in_the_order_they_were_added) {
+  constexpr int count = 1000;
+  std::vector<int> order;
+  auto t = spawn([] { greenev::sleep(0.001); });
+  for (int i = 0; i < count; ++i) t.link([&order, i](const basic_task&) { order.push_back(i); });
+  t.join();
+  greenev::sleep(0.0);
+  ASSERT_EQ(order.size(), static_cast<std::size_t>(count));
+  for (int i = 0; i < count; ++i) ASSERT_EQ(order[static_cast<std::size_t>(i)], i) << "at " << i;
+}
+
+TEST_F(task_links, links_added_after_completion_fire_in_the_next_hub_iteration) {
+  auto t = spawn([] { return 25; });
+  t.join();
+  for (int round = 0; round < 3; ++round) {
+    int got = 0;
+    t.link([&](const basic_task& done) { got = done == t ? t.value().value_or(-1) : -2; });
+    EXPECT_EQ(got, 0) << "link must not call the callback at once";
+    greenev::sleep(0.0);
+    EXPECT_EQ(got, 25);
+  }
+}
+
+TEST_F(task_links, unlink_removes_a_link) {
+  std::vector<std::string> fired;
+  auto t = spawn([] { greenev::sleep(0.001); });
+  const auto a = t.link([&](const basic_task&) { fired.push_back("a"); });
+  const auto b = t.link([&](const basic_task&) { fired.push_back("b"); });
+  EXPECT_NE(a, b);
+  EXPECT_TRUE(t.unlink(a));
+  EXPECT_FALSE(t.unlink(a)) << "unlinking twice";
+  t.join();
+  greenev::sleep(0.0);
+  EXPECT_EQ(fired, (std::vector<std::string>{"b"}));
+  EXPECT_FALSE(t.unlink(b)) << "a link that fired is gone";
+}
+
+// gevent test_multiple_listeners_error_unlink: a link removed by an earlier
+// link while the links are being fired does not fire.
+TEST_F(task_links, unlink_during_notification_prevents_the_later_link) {
+  std::vector<std::string> fired;
+  auto t = spawn([] { return 5; });
+  std::uint64_t second = 0;
+  t.link([&](const basic_task& done) {
+    fired.push_back("first");
+    EXPECT_TRUE(done.unlink(second));
+  });
+  second = t.link([&](const basic_task&) { fired.push_back("second"); });
+  t.link([&](const basic_task&) { fired.push_back("third"); });
+  t.join();
+  greenev::sleep(0.0);
+  EXPECT_EQ(fired, (std::vector<std::string>{"first", "third"}));
+}
+
+TEST_F(task_links, exception_from_a_link_is_reported_and_later_links_still_fire) {
+  std::vector<int> results;
+  auto t = greenev::spawn_with({.name = "linked"}, [] { return 5; });
+  t.link([&](const basic_task&) {
+    results.push_back(10);
+    throw std::runtime_error("listener1");
+  });
+  t.link([&](const basic_task&) {
+    results.push_back(20);
+    throw std::runtime_error("listener2");
+  });
+  t.link([&](const basic_task&) { results.push_back(30); });
+  ::testing::internal::CaptureStderr();
+  t.join();
+  greenev::sleep(0.0);
+  greenev::sleep(0.001);  // the hub keeps going
+  const std::string output = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(results, (std::vector<int>{10, 20, 30}));
+  EXPECT_NE(output.find("std::runtime_error: listener1"), std::string::npos) << output;
+  EXPECT_NE(output.find("std::runtime_error: listener2"), std::string::npos) << output;
+  EXPECT_NE(output.find("linked"), std::string::npos) << output;
+}
+
+// ---- join, joinall, killall ---------------------------------------------------------------
+
+TEST_F(task_join, join_with_timeout_returns_false_and_leaves_no_watcher) {
+  auto t = spawn([] { greenev::sleep(10.0); });
+  greenev::sleep(0.0);
+  const std::size_t watchers = greenev::hub::current().active_watchers();  // the task's sleep
+  const auto start = steady::now();
+  EXPECT_FALSE(t.join(20ms));
+  EXPECT_GE(since(start), 15ms);
+  EXPECT_LT(since(start), 2s);
+  EXPECT_EQ(greenev::hub::current().active_watchers(), watchers);
+  EXPECT_FALSE(t.ready());
+  EXPECT_FALSE(t.join(0ms)) << "a zero timeout only polls";
+  t.kill();
+  EXPECT_TRUE(t.join(0ms));
+}
+
+TEST_F(task_join, a_task_joining_itself_gets_greenlet_error) {
+  basic_task self;
+  std::string message;
+  auto t = spawn([&] {
+    try {
+      self.join();
+    } catch (const greenlet_error& error) {
+      message = error.what();
+    }
+  });
+  self = t;
+  t.join();
+  EXPECT_NE(message.find("cannot join itself"), std::string::npos) << message;
+  self = basic_task();
+}
+
+TEST_F(task_join, joinall_with_timeout_returns_the_finished_ones) {
+  auto fast = spawn([] { return 1; });
+  auto slow = spawn([] { greenev::sleep(10.0); });
+  const auto start = steady::now();
+  const auto done = greenev::joinall({fast, slow}, 50ms);
+  const auto elapsed = since(start);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_TRUE(done[0] == fast);
+  EXPECT_GE(elapsed, 40ms);
+  EXPECT_LT(elapsed, 2s);
+  EXPECT_FALSE(slow.ready());
+  slow.kill();
+}
+
+TEST_F(task_join, joinall_returns_tasks_in_completion_order) {
+  auto late = spawn([] { greenev::sleep(0.03); });
+  auto early = spawn([] { greenev::sleep(0.005); });
+  auto already = spawn([] {});
+  already.join();
+  const auto done = greenev::joinall({late, early, already});
+  ASSERT_EQ(done.size(), 3u);
+  EXPECT_TRUE(done[0] == already);
+  EXPECT_TRUE(done[1] == early);
+  EXPECT_TRUE(done[2] == late);
+}
+
+// gevent test_joinall_exception_order: the first failure in completion order
+// is raised, as soon as it happens.
+TEST_F(task_join, joinall_raise_error_raises_the_first_failure_to_happen) {
+  auto first = spawn([] {
+    greenev::sleep(0.1);
+    throw std::runtime_error("first");
+  });
+  auto second = spawn([] {
+    greenev::sleep(0.01);
+    throw std::runtime_error("second");
+  });
+  auto fine = spawn([] { greenev::sleep(0.005); });
+  ::testing::internal::CaptureStderr();
+  EXPECT_TRUE(throws_with<std::runtime_error>(
+      [&] {
+        greenev::joinall({first, second, fine}, {}, true);
+      },
+      "second"));
+  EXPECT_FALSE(first.ready()) << "joinall should raise when 'second' fails, not wait for 'first'";
+  // Already finished failures raise at once too.
+  EXPECT_TRUE(throws_with<std::runtime_error>([&] { greenev::joinall({second}, {}, true); }, "second"));
+  greenev::joinall({first, second, fine});
+  (void)::testing::internal::GetCapturedStderr();
+  // All finished before the call: the first failure in the given order.
+  EXPECT_TRUE(throws_with<std::runtime_error>(
+      [&] {
+        greenev::joinall({fine, first, second}, {}, true);
+      },
+      "first"));
+}
+
+TEST_F(task_join, joinall_raise_error_without_failures_returns_everything) {
+  auto x = spawn([] { return 1; });
+  auto y = spawn([] { return 2; });
+  auto z = spawn([] { return 3; });
+  EXPECT_EQ(greenev::joinall({x, y, z}, {}, true).size(), 3u);
+  EXPECT_EQ(x.get() + y.get() + z.get(), 6);
+}
+
+TEST_F(task_join, joinall_with_count_returns_after_that_many) {
+  auto one = spawn([] { greenev::sleep(0.005); });
+  auto two = spawn([] { greenev::sleep(0.01); });
+  auto slow = spawn([] { greenev::sleep(10.0); });
+  const auto done = greenev::joinall({slow, one, two}, {}, false, 2);
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_TRUE(done[0] == one);
+  EXPECT_TRUE(done[1] == two);
+  EXPECT_FALSE(slow.ready());
+  slow.kill();
+}
+
+// gevent's joinall(count=n) returns n tasks (it collects iwait's first n),
+// also when more than n finish in the same hub iteration or already had.
+TEST_F(task_join, joinall_with_count_returns_exactly_count_tasks) {
+  auto a = spawn([] {});
+  auto b = spawn([] {});
+  auto c = spawn([] {});
+  EXPECT_EQ(greenev::joinall({a, b, c}, {}, false, 2).size(), 2u) << "finishing in the same iteration";
+  EXPECT_TRUE(a.ready() && b.ready() && c.ready());
+  EXPECT_EQ(greenev::joinall({a, b, c}, {}, false, 2).size(), 2u) << "already finished";
+}
+
+// gevent test_joinall_count_raise_error.
+TEST_F(task_join, joinall_count_ignores_failures_without_raise_error) {
+  auto sleeper = spawn([] {
+    for (;;) greenev::sleep(0.1);
+  });
+  ::testing::internal::CaptureStderr();
+  auto raiser = spawn([] { throw std::runtime_error("count"); });
+  const auto done = greenev::joinall({sleeper, raiser}, {}, false, 1);
+  (void)::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_TRUE(done[0] == raiser);
+  EXPECT_TRUE(raiser.ready());
+  EXPECT_FALSE(sleeper.ready());
+  sleeper.kill();
+  EXPECT_TRUE(sleeper.ready());
+}
+
+// gevent test__joinall: the same task twice in the list.
+TEST_F(task_join, joinall_with_a_task_listed_twice) {
+  auto a = spawn([] {});
+  auto b = spawn([] {});
+  const auto done = greenev::joinall({a, b, a}, 5s);
+  EXPECT_EQ(done.size(), 3u);
+  EXPECT_TRUE(a.ready() && b.ready());
+}
+
+TEST_F(task_join, killall_kills_every_task) {
+  int ran = 0;
+  int reached_end = 0;
+  std::vector<basic_task> tasks;
+  for (int i = 0; i < 3; ++i) {
+    tasks.push_back(spawn([&] {
+      ++ran;
+      greenev::sleep(10.0);
+      ++reached_end;
+    }));
+  }
+  greenev::sleep(0.0);
+  tasks.push_back(spawn([&] { ++ran; }));  // not started yet
+  greenev::killall(tasks);
+  for (const basic_task& t : tasks) {
+    EXPECT_TRUE(t.ready());
+    EXPECT_TRUE(t.killed());
+    EXPECT_TRUE(t.successful());
+  }
+  greenev::sleep(0.01);
+  EXPECT_EQ(ran, 3);
+  EXPECT_EQ(reached_end, 0);
+}
+
+TEST_F(task_join, killall_without_block_and_with_a_custom_error) {
+  std::vector<basic_task> tasks;
+  for (int i = 0; i < 3; ++i) tasks.push_back(spawn([] { greenev::sleep(10.0); }));
+  greenev::sleep(0.0);
+  ::testing::internal::CaptureStderr();
+  greenev::killall(tasks, std::make_exception_ptr(custom_error{}), false);
+  EXPECT_FALSE(tasks[0].ready()) << "killall(block=false) does not switch";
+  EXPECT_EQ(greenev::joinall(tasks, 5s).size(), 3u);
+  (void)::testing::internal::GetCapturedStderr();
+  for (const basic_task& t : tasks) {
+    EXPECT_FALSE(t.successful());
+    EXPECT_TRUE(holds<custom_error>(t.exception()));
+  }
+}
+
+// ---- failures -----------------------------------------------------------------------------
+
+TEST_F(task_failure, uncaught_exception_is_printed_once_and_stored) {
+  ::testing::internal::CaptureStderr();
+  auto t = greenev::spawn_with({.name = "worker"}, []() -> int { throw std::runtime_error("boom"); });
+  t.join();
+  EXPECT_TRUE(throws_with<std::runtime_error>([&] { (void)t.get(); }, "boom"));
+  EXPECT_TRUE(throws_with<std::runtime_error>([&] { (void)t.get(); }, "boom"));
+  (void)greenev::joinall({t});
+  greenev::sleep(0.0);
+  greenev::sleep(0.001);
+  const std::string output = ::testing::internal::GetCapturedStderr();
+  const std::regex line(
+      R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z worker failed with std::runtime_error: boom\n)");
+  EXPECT_TRUE(std::regex_search(output, line)) << output;
+  EXPECT_EQ(occurrences(output, "failed with"), 1u) << output;
+  EXPECT_EQ(occurrences(output, "boom"), 1u) << output;
+}
+
+TEST_F(task_failure, a_kill_is_not_a_failure_and_is_not_printed) {
+  ::testing::internal::CaptureStderr();
+  auto t = spawn([] { greenev::sleep(10.0); });
+  greenev::sleep(0.0);
+  t.kill();
+  greenev::sleep(0.0);
+  const std::string output = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(output, "");
+  EXPECT_TRUE(t.successful());
+}
+
+TEST_F(task_failure, failure_of_a_non_standard_exception_names_its_type) {
+  ::testing::internal::CaptureStderr();
+  auto t = greenev::spawn_with({.name = "thrower"}, [] { throw 42; });
+  t.join();
+  const std::string output = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(output.find("thrower failed with int"), std::string::npos) << output;
+  EXPECT_TRUE(holds<int>(t.exception()));
+  EXPECT_FALSE(t.successful());
+}
+
+}  // namespace
