@@ -16,4 +16,7 @@ demo() {
 
 demo "explicit switches between two greenlets (greenlet's func1/func2)" "$bin/greenlet_switch"
 demo "a yield-style producer feeding two consumers, on greenlet switches" "$bin/producer_consumer"
-printf '\n\033[1mtour done.\033[0m More demos (sleep, sockets, DNS, monkey patching) arrive with the hub and IO layers.\n'
+demo "the same baozi, with spawned tasks and rendezvous channels" "$bin/producer_consumer" --mode queue
+demo "two greenlets interleaving on sleep (gevent.sleep)" "$bin/sleep_order" --delay 0.5
+demo "ten tasks sleeping 0.5 s: one after another, then spawned together" "$bin/sync_vs_async" --tasks 10 --delay 0.5
+printf '\n\033[1mtour done.\033[0m Sockets, DNS and monkey patching arrive with the IO layers.\n'

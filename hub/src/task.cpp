@@ -376,6 +376,58 @@ std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time 
   return shared.finished;
 }
 
+struct iwait::node final : detail::link_node {
+  iwait* owner_iwait = nullptr;
+};
+
+void iwait::fire(detail::link_node& self, detail::task_state& task) {
+  iwait& it = *static_cast<node&>(self).owner_iwait;
+  task.add_ref();
+  it.finished_.push_back(basic_task::adopt(&task));
+  if (it.waiter_ != nullptr) detail::schedule_wake(*it.waiter_);
+}
+
+iwait::iwait(const std::vector<basic_task>& tasks, wait_time timeout)
+    : tasks_(tasks), nodes_(std::make_unique<node[]>(tasks.size())) {
+  if (!timeout.is_forever()) deadline_ = std::chrono::steady_clock::now() + timeout.duration();
+  for (std::size_t i = 0; i < tasks_.size(); ++i) {
+    const basic_task& t = tasks_[i];
+    if (!t) throw greenlet_error("greenev: iwait: an empty task handle");
+    if (t.ready()) {
+      finished_.push_back(t);
+      continue;
+    }
+    nodes_[i].fire = &iwait::fire;
+    nodes_[i].owner_iwait = this;
+    t.state()->add_link(nodes_[i]);
+  }
+}
+
+iwait::~iwait() {
+  for (std::size_t i = 0; i < tasks_.size(); ++i) {
+    if (nodes_[i].owner != nullptr) nodes_[i].owner->remove_link(nodes_[i]);
+  }
+}
+
+std::optional<basic_task> iwait::next() {
+  if (finished_.empty() && returned_ < tasks_.size()) {
+    wait_time left;
+    if (deadline_) left = *deadline_ - std::chrono::steady_clock::now();
+    detail::waiter w;
+    waiter_ = &w;
+    struct reset {
+      detail::waiter*& slot;
+      ~reset() { slot = nullptr; }
+    } clear_on_exit{waiter_};
+    detail::park(w, left);
+  }
+  if (finished_.empty()) return std::nullopt;
+  basic_task t = std::move(finished_.front());
+  finished_.erase(finished_.begin());
+  ++returned_;
+  return t;
+}
+
 void killall(const std::vector<basic_task>& tasks, std::exception_ptr error, bool block, wait_time timeout) {
   for (const basic_task& t : tasks) t.kill(error, false);
   if (block) joinall(tasks, timeout);

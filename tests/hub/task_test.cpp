@@ -835,3 +835,39 @@ TEST_F(task_failure, failure_of_a_non_standard_exception_names_its_type) {
 }
 
 }  // namespace
+
+namespace {
+
+using task_iwait = greenev::testing::hub_test;
+
+TEST_F(task_iwait, yields_tasks_in_completion_order) {
+  std::vector<greenev::basic_task> tasks{greenev::spawn([] { greenev::sleep(0.06); }),
+                                         greenev::spawn([] { greenev::sleep(0.02); }),
+                                         greenev::spawn([] { greenev::sleep(0.04); })};
+  std::vector<std::size_t> order;
+  for (greenev::iwait each(tasks); auto t = each.next();) {
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+      if (*t == tasks[i]) order.push_back(i);
+    }
+  }
+  EXPECT_EQ(order, (std::vector<std::size_t>{1, 2, 0}));
+}
+
+TEST_F(task_iwait, stops_at_its_timeout_and_leaves_no_link) {
+  auto slow = greenev::spawn([] { greenev::sleep(5.0); });
+  auto quick = greenev::spawn([] {});
+  std::vector<greenev::basic_task> tasks{slow, quick};
+  std::size_t seen = 0;
+  {
+    greenev::iwait each(tasks, 0.05);
+    while (auto t = each.next()) {
+      EXPECT_TRUE(*t == quick);
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 1u);
+  EXPECT_FALSE(slow.ready());
+  slow.kill();
+}
+
+}  // namespace
