@@ -385,6 +385,7 @@ thread_state_owner::~thread_state_owner() {
       break;
     }
   }
+  ts->main->release_locals();  // while the thread state can still serve them
   ts->main->state.store(greenlet_state::dead, std::memory_order_relaxed);
   greenlet_impl* main = ts->main;
   thread_anchor* anchor = ts->anchor;

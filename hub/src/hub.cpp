@@ -339,11 +339,11 @@ void hub::run_callback(std::function<void()> fn) {
 }
 
 void hub::run_callback_threadsafe(std::function<void()> fn) {
+  impl_->add_external_work();  // before the hub can see (and finish) it
   {
     std::lock_guard lock(impl_->async_mutex_);
     impl_->async_queue_.push_back(std::move(fn));
   }
-  impl_->add_external_work();
   ev_async_send(impl_->loop_, &impl_->async_);
 }
 

@@ -6,14 +6,23 @@
 //
 // Each header documents itself: greenlet.hpp and stack.hpp (raw greenlets,
 // switch_to); hub.hpp (the per-thread loop, sleep); task.hpp (spawn, join,
-// kill); timeout.hpp; event.hpp (event, async_result).
+// kill, joinall, iwait); timeout.hpp; event.hpp (event, async_result);
+// semaphore.hpp (semaphore, mutex/lock, rlock); queue.hpp (queues,
+// channel); pool.hpp (group, pool); local.hpp (greenlet_local);
+// threadpool.hpp; signal.hpp (signal_handler).
 #pragma once
 
 #include <greenev/errors.hpp>
 #include <greenev/event.hpp>
 #include <greenev/greenlet.hpp>
 #include <greenev/hub.hpp>
+#include <greenev/local.hpp>
+#include <greenev/pool.hpp>
+#include <greenev/queue.hpp>
+#include <greenev/semaphore.hpp>
+#include <greenev/signal.hpp>
 #include <greenev/stack.hpp>
 #include <greenev/task.hpp>
+#include <greenev/threadpool.hpp>
 #include <greenev/timeout.hpp>
 #include <greenev/version.hpp>

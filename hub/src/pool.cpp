@@ -1,0 +1,225 @@
+// Groups and pools: membership through task links, pool slots handed over
+// FIFO through waiters.
+#include <greenev/pool.hpp>
+
+#include <string>
+
+#include "hub_impl.hpp"
+
+namespace greenev {
+
+namespace {
+
+// A waiter's payload once release_slot() handed it a slot. The waiter then
+// owns the slot: if it leaves without using it (killed before it resumed),
+// it must pass the slot on.
+char slot_granted;
+
+using steady = std::chrono::steady_clock;
+
+// The time left until `deadline` (forever stays forever).
+wait_time remaining(wait_time total, steady::time_point deadline) {
+  if (total.is_forever()) return total;
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - steady::now());
+}
+
+steady::time_point deadline_after(wait_time total) {
+  return total.is_forever() ? steady::time_point::max() : steady::now() + total.duration();
+}
+
+}  // namespace
+
+group::~group() {
+  for (member& m : members_) m.task.unlink(m.link_id);
+}
+
+bool group::acquire_slot(wait_time timeout, map_run* run) {
+  if (limit_ == unlimited) return true;
+  if (occupied_ < limit_ && slot_waiters_.empty()) {
+    ++occupied_;
+    return true;
+  }
+  detail::waiter w;
+  slot_waiters_.push_back(w);
+  struct pass_on {
+    group& self;
+    detail::waiter& w;
+    map_run* run;
+    bool used = false;
+    ~pass_on() {
+      if (run != nullptr) run->waiting = nullptr;
+      if (!used && w.payload == &slot_granted) self.release_slot();
+    }
+  } guard{*this, w, run};
+  if (run != nullptr) run->waiting = &w;
+  detail::park(w, timeout);
+  guard.used = w.payload == &slot_granted;
+  return guard.used;
+}
+
+void group::acquire_slot_or_throw(wait_time timeout) {
+  if (!acquire_slot(timeout)) {
+    throw pool_full("greenev: pool of " + std::to_string(limit_) + " still full after waiting " +
+                    std::to_string(std::chrono::duration<double>(timeout.duration()).count()) + " s");
+  }
+}
+
+void group::release_slot() noexcept {
+  if (limit_ == unlimited) return;
+  if (detail::waiter* w = slot_waiters_.pop_front()) {
+    w->payload = &slot_granted;
+    detail::schedule_wake(*w);
+    return;
+  }
+  --occupied_;
+  detail::wake_all(available_waiters_);
+}
+
+void group::insert_member(const basic_task& task) {
+  const auto position = members_.insert(members_.end(), member{task});
+  try {
+    index_.emplace(task.state(), position);
+    position->link_id = task.link([this](const basic_task& finished) { discard(finished); });
+  } catch (...) {
+    index_.erase(task.state());
+    members_.erase(position);
+    task.kill(std::make_exception_ptr(greenlet_exit{}), false);  // unstarted: it never runs
+    throw;
+  }
+}
+
+void group::add(const basic_task& task, wait_time timeout) {
+  if (!task) throw greenlet_error("greenev: group::add: an empty task handle");
+  if (contains(task)) return;
+  acquire_slot_or_throw(timeout);
+  if (contains(task)) {  // added by someone else while we waited
+    release_slot();
+    return;
+  }
+  try {
+    insert_member(task);
+  } catch (...) {
+    release_slot();
+    throw;
+  }
+}
+
+bool group::discard(const basic_task& task) noexcept {
+  const auto found = index_.find(task.state());
+  if (found == index_.end()) return false;
+  const auto position = found->second;
+  index_.erase(found);
+  try {
+    position->task.unlink(position->link_id);  // a no-op when the link is what called us
+  } catch (...) {
+  }
+  members_.erase(position);
+  release_slot();
+  detail::wake_all(discard_waiters_);
+  if (members_.empty()) detail::wake_all(empty_waiters_);
+  return true;
+}
+
+bool group::contains(const basic_task& task) const noexcept {
+  return task && index_.contains(task.state());
+}
+
+std::vector<basic_task> group::tasks() const {
+  std::vector<basic_task> result;
+  result.reserve(members_.size());
+  for (const member& m : members_) result.push_back(m.task);
+  return result;
+}
+
+bool group::join(wait_time timeout, bool raise_error) {
+  std::vector<basic_task> watched;
+  if (raise_error) watched = tasks();
+  bool emptied = members_.empty();
+  if (!emptied) {
+    detail::waiter w;
+    empty_waiters_.push_back(w);
+    emptied = detail::park(w, timeout);
+  }
+  for (const basic_task& t : watched) {
+    if (t.ready() && !t.successful()) std::rethrow_exception(t.exception());
+  }
+  return emptied;
+}
+
+void group::kill(std::exception_ptr error, bool block, wait_time timeout) {
+  if (!error) throw greenlet_error("greenev: group::kill with a null exception_ptr");
+  const steady::time_point deadline = deadline_after(timeout);
+  const detail::greenlet_impl* self = greenlet::current().get();
+  for (;;) {
+    // Kill whoever has not been killed yet (members added meanwhile too);
+    // the calling greenlet, if a member, last.
+    std::vector<basic_task> victims;
+    basic_task calling_member;
+    for (member& m : members_) {
+      if (m.dying) continue;
+      m.dying = true;
+      if (m.task.raw_greenlet().get() == self) {
+        calling_member = m.task;
+      } else {
+        victims.push_back(m.task);
+      }
+    }
+    for (const basic_task& t : victims) t.kill(error, false);
+    if (calling_member) calling_member.kill(error, false);  // throws here and now
+    if (!block || members_.empty()) return;
+    // Members leave through their links, in the hub: wait for the next one.
+    const wait_time left = remaining(timeout, deadline);
+    if (!left.is_forever() && left.duration().count() <= 0) return;
+    detail::waiter w;
+    discard_waiters_.push_back(w);
+    if (!detail::park(w, left)) return;
+  }
+}
+
+void group::killone(const basic_task& task, std::exception_ptr error, bool block, wait_time timeout) {
+  const auto found = index_.find(task.state());
+  if (!task || found == index_.end()) return;
+  found->second->dying = true;
+  task.kill(std::move(error), block, timeout);
+}
+
+std::size_t group::wait_available(wait_time timeout) {
+  if (free_count() > 0) return free_count();
+  detail::waiter w;
+  available_waiters_.push_back(w);
+  detail::park(w, timeout);
+  return free_count();
+}
+
+void group::watch_for_map(map_run& run, const basic_task& task) {
+  if (run.watched.size() == run.watched.capacity()) run.watched.reserve(2 * run.watched.size() + 8);
+  const std::uint64_t id = task.link([this, &run](const basic_task& finished) {
+    if (finished.successful() || run.failure) return;
+    run.failure = finished.exception();
+    if (run.waiting != nullptr) {  // stop waiting for a slot
+      slot_waiters_.remove(*run.waiting);
+      detail::schedule_wake(*run.waiting);
+    }
+  });
+  run.watched.emplace_back(task, id);
+}
+
+void group::finish_map(map_run& run) noexcept {
+  for (auto& [task, id] : run.watched) {
+    try {
+      task.unlink(id);
+    } catch (...) {
+    }
+  }
+  run.watched.clear();
+}
+
+void group::stop_all(const std::vector<basic_task>& tasks) {
+  killall(tasks, std::make_exception_ptr(greenlet_exit{}), true);
+}
+
+pool::pool(std::size_t size) : group(size) {
+  if (size == 0) throw std::invalid_argument("greenev: a pool of size 0 could never run anything");
+}
+
+}  // namespace greenev

@@ -1,0 +1,481 @@
+// Tests for greenev/pool.hpp: group membership (spawn, add, discard, removal
+// when a task finishes), join (timeout, raise_error), kill (blocking, members
+// added while killing, timeout), map (order, failure cleanup), and pool
+// limits (spawn waits while full, FIFO hand-over of freed slots, add with a
+// timeout, wait_available, size 0). Ports the contracts of gevent's
+// test__pool.py (TestPool*, TestJoinEmpty, TestSpawn, TestErrorInHandler).
+#include <greenev/pool.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include <greenev/event.hpp>
+#include <greenev/hub.hpp>
+#include <greenev/task.hpp>
+#include <greenev/timeout.hpp>
+
+#include "support/assertions.hpp"
+#include "support/hub_fixture.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using greenev::basic_task;
+using greenev::event;
+using greenev::group;
+using greenev::pool;
+using greenev::task;
+using steady = std::chrono::steady_clock;
+
+using group_test = greenev::testing::hub_test;
+using pool_test = greenev::testing::hub_test;
+using map_test = greenev::testing::hub_test;
+
+std::chrono::milliseconds since(steady::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start);
+}
+
+// Lets every queued start, link and wake-up run.
+void settle() {
+  for (int i = 0; i < 5; ++i) greenev::yield();
+}
+
+TEST_F(group_test, spawn_adds_and_finishing_removes) {
+  group g;
+  event go;
+  auto a = g.spawn([&] {
+    go.wait();
+    return 1;
+  });
+  auto b = g.spawn(
+      [&](int n) {
+        go.wait();
+        return n;
+      },
+      2);
+  EXPECT_EQ(g.size(), 2u);
+  EXPECT_TRUE(g.contains(a));
+  EXPECT_TRUE(g.contains(b));
+  EXPECT_FALSE(g.full());
+  EXPECT_EQ(g.tasks(), (std::vector<basic_task>{a, b}));
+  go.set();
+  EXPECT_TRUE(g.join(2s));
+  EXPECT_TRUE(g.empty());
+  EXPECT_FALSE(g.contains(a));
+  EXPECT_EQ(a.get() + b.get(), 3);
+}
+
+TEST_F(group_test, join_on_empty_group_returns_at_once) {
+  group g;
+  EXPECT_TRUE(g.join());
+  EXPECT_TRUE(g.join(0.0));
+}
+
+TEST_F(group_test, join_times_out_while_members_run) {
+  group g;
+  event never;
+  auto t = g.spawn([&] { never.wait(); });
+  const auto start = steady::now();
+  EXPECT_FALSE(g.join(50ms));
+  EXPECT_GE(since(start), 40ms);
+  EXPECT_EQ(g.size(), 1u);
+  g.kill();
+  EXPECT_TRUE(g.empty());
+  EXPECT_TRUE(t.killed());
+}
+
+TEST_F(group_test, add_and_discard_tasks_spawned_elsewhere) {
+  group g;
+  event go;
+  auto t = greenev::spawn([&] {
+    go.wait();
+    return 7;
+  });
+  g.add(t);
+  g.add(t);  // again: no effect
+  EXPECT_EQ(g.size(), 1u);
+  EXPECT_TRUE(g.discard(t));
+  EXPECT_FALSE(g.discard(t));
+  EXPECT_FALSE(g.contains(t));
+  go.set();
+  EXPECT_EQ(t.get(1s), 7);  // discarding did not kill it
+  EXPECT_TRUE(greenev::testing::throws_with<greenev::greenlet_error>([&] { g.add(basic_task{}); }, "empty"));
+}
+
+TEST_F(group_test, a_finished_task_added_leaves_on_the_next_iteration) {
+  group g;
+  auto t = greenev::spawn([] { return 1; });
+  t.join();
+  g.add(t);
+  EXPECT_TRUE(g.contains(t));
+  settle();
+  EXPECT_FALSE(g.contains(t));
+  EXPECT_TRUE(g.join(0.0));
+}
+
+TEST_F(group_test, join_with_raise_error_rethrows_a_members_failure) {
+  group g;
+  testing::internal::CaptureStderr();
+  g.spawn([] { greenev::sleep(0.01); });
+  g.spawn([]() -> int { throw std::runtime_error("member failed"); });
+  EXPECT_TRUE(greenev::testing::throws_with<std::runtime_error>([&] { g.join({}, true); }, "member failed"));
+  const std::string reported = testing::internal::GetCapturedStderr();
+  EXPECT_NE(reported.find("failed with std::runtime_error: member failed"), std::string::npos) << reported;
+  EXPECT_TRUE(g.empty());
+}
+
+TEST_F(group_test, join_without_raise_error_ignores_failures_and_kills_are_not_failures) {
+  group g;
+  testing::internal::CaptureStderr();
+  g.spawn([] { throw std::runtime_error("ignored"); });
+  EXPECT_TRUE(g.join());
+  (void)testing::internal::GetCapturedStderr();
+  event never;
+  g.spawn([&] { never.wait(); });
+  g.kill(std::make_exception_ptr(greenev::greenlet_exit{}), false);
+  EXPECT_TRUE(g.join({}, true));  // a kill is not a failure
+}
+
+TEST_F(group_test, kill_blocks_until_every_member_died) {
+  group g;
+  event never;
+  int unwound = 0;
+  struct on_unwind {
+    int& count;
+    ~on_unwind() { ++count; }
+  };
+  std::vector<task<void>> members;
+  for (int i = 0; i < 3; ++i) {
+    members.push_back(g.spawn([&] {
+      on_unwind guard{unwound};
+      never.wait();
+    }));
+  }
+  settle();  // all started and waiting
+  bool ran = false;
+  auto unstarted = g.spawn([&] { ran = true; });
+  g.kill();
+  EXPECT_TRUE(g.empty());
+  EXPECT_EQ(unwound, 3);
+  EXPECT_FALSE(ran);  // killed before it started: never runs
+  for (const auto& m : members) EXPECT_TRUE(m.killed());
+  EXPECT_TRUE(unstarted.killed());
+}
+
+TEST_F(group_test, kill_without_block_returns_before_members_died) {
+  group g;
+  event never;
+  auto t = g.spawn([&] { never.wait(); });
+  settle();
+  g.kill(std::make_exception_ptr(greenev::greenlet_exit{}), false);
+  EXPECT_FALSE(t.ready());
+  EXPECT_TRUE(g.join(1s));
+  EXPECT_TRUE(t.killed());
+}
+
+TEST_F(group_test, kill_also_kills_members_added_while_killing) {
+  group g;
+  event never;
+  basic_task second;
+  struct spawn_on_unwind {
+    group& g;
+    event& never;
+    basic_task& spawned;
+    ~spawn_on_unwind() {
+      spawned = g.spawn([&never = never] { never.wait(); });
+    }
+  };
+  g.spawn([&] {
+    spawn_on_unwind guard{g, never, second};
+    never.wait();
+  });
+  settle();
+  g.kill(std::make_exception_ptr(greenev::greenlet_exit{}), true, 2s);
+  ASSERT_TRUE(second);
+  EXPECT_TRUE(second.ready());
+  EXPECT_TRUE(second.killed());
+  EXPECT_TRUE(g.empty());
+}
+
+TEST_F(group_test, kill_with_timeout_returns_while_a_member_still_dies) {
+  group g;
+  event never;
+  struct slow_unwind {
+    ~slow_unwind() { greenev::sleep(0.5); }  // switches while unwinding
+  };
+  auto t = g.spawn([&] {
+    slow_unwind guard;
+    never.wait();
+  });
+  settle();
+  const auto start = steady::now();
+  g.kill(std::make_exception_ptr(greenev::greenlet_exit{}), true, 50ms);
+  EXPECT_LT(since(start), 400ms);
+  EXPECT_FALSE(t.ready());
+  EXPECT_TRUE(g.join(2s));
+  EXPECT_TRUE(t.killed());
+}
+
+TEST_F(group_test, killone_kills_only_that_member) {
+  group g;
+  event never;
+  auto a = g.spawn([&] { never.wait(); });
+  auto b = g.spawn([&] { never.wait(); });
+  settle();
+  g.killone(a);
+  EXPECT_TRUE(a.killed());
+  EXPECT_FALSE(b.ready());
+  g.kill();
+  EXPECT_TRUE(b.killed());
+}
+
+TEST_F(group_test, a_member_killing_its_group_dies_last) {
+  group g;
+  event never;
+  auto other = g.spawn([&] { never.wait(); });
+  auto killer = g.spawn([&] {
+    greenev::yield();
+    g.kill();
+  });
+  EXPECT_TRUE(g.join(2s));
+  EXPECT_TRUE(other.killed());
+  EXPECT_TRUE(killer.killed());
+}
+
+TEST_F(map_test, results_come_in_input_order) {
+  group g;
+  const std::vector<int> items{5, 4, 3, 2, 1};
+  // Larger items finish first: completion order is the reverse of input order.
+  const std::vector<int> squares = g.map(
+      [](int n) {
+        greenev::sleep(std::chrono::milliseconds(5 * (6 - n)));
+        return n * n;
+      },
+      items);
+  EXPECT_EQ(squares, (std::vector<int>{25, 16, 9, 4, 1}));
+  EXPECT_TRUE(g.empty());
+}
+
+TEST_F(map_test, pool_map_runs_at_most_size_at_once_and_keeps_order) {
+  pool p(2);
+  int running = 0;
+  int most = 0;
+  std::vector<std::string> words{"a", "bb", "ccc", "dddd", "eeeee"};
+  const std::vector<std::size_t> lengths = p.map(
+      [&](const std::string& word) {
+        most = std::max(most, ++running);
+        greenev::sleep(0.01);
+        --running;
+        return word.size();
+      },
+      words);
+  EXPECT_EQ(lengths, (std::vector<std::size_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(most, 2);
+}
+
+TEST_F(map_test, void_functions_and_empty_ranges) {
+  group g;
+  int sum = 0;
+  g.map([&](int n) { sum += n; }, std::vector<int>{1, 2, 3});
+  EXPECT_EQ(sum, 6);
+  EXPECT_TRUE(g.map([](int n) { return n; }, std::vector<int>{}).empty());
+}
+
+TEST_F(map_test, a_failure_propagates_after_the_other_tasks_were_stopped) {
+  pool p(3);
+  int unwound = 0;
+  int finished = 0;
+  struct on_unwind {
+    int& count;
+    ~on_unwind() { ++count; }
+  };
+  testing::internal::CaptureStderr();
+  EXPECT_TRUE(greenev::testing::throws_with<std::invalid_argument>(
+      [&] {
+        (void)p.map(
+            [&](int n) {
+              on_unwind guard{unwound};
+              if (n == 1) throw std::invalid_argument("bad item 1");
+              greenev::sleep(1.0);
+              ++finished;
+              return n;
+            },
+            std::vector<int>{0, 1, 2, 3, 4});
+      },
+      "bad item 1"));
+  (void)testing::internal::GetCapturedStderr();
+  // Items 0 and 2 were running and were killed; 3 and 4 never started.
+  EXPECT_EQ(unwound, 3);
+  EXPECT_EQ(finished, 0);
+  settle();
+  EXPECT_TRUE(p.empty());
+  EXPECT_EQ(p.free_count(), 3u);
+}
+
+TEST_F(pool_test, size_zero_is_an_error) {
+  EXPECT_THROW(pool(0), std::invalid_argument);
+}
+
+TEST_F(pool_test, spawn_waits_while_full) {
+  pool p(2);
+  std::vector<std::string> log;
+  auto worker = [&](int id, double seconds) {
+    log.push_back("start " + std::to_string(id));
+    greenev::sleep(seconds);
+    log.push_back("end " + std::to_string(id));
+  };
+  p.spawn(worker, 0, 0.03);
+  log.emplace_back("spawned 0");
+  p.spawn(worker, 1, 0.3);
+  log.emplace_back("spawned 1");
+  EXPECT_TRUE(p.full());
+  EXPECT_EQ(p.free_count(), 0u);
+  const auto start = steady::now();
+  p.spawn(worker, 2, 0.0);  // waits until task 0 ended
+  log.emplace_back("spawned 2");
+  EXPECT_GE(since(start), 20ms);
+  EXPECT_LE(p.size(), 2u);
+  EXPECT_TRUE(p.join(2s));
+  EXPECT_EQ(log, (std::vector<std::string>{"spawned 0", "spawned 1", "start 0", "start 1", "end 0",
+                                           "spawned 2", "start 2", "end 2", "end 1"}));
+  EXPECT_EQ(p.free_count(), 2u);
+  EXPECT_EQ(p.capacity(), 2u);
+}
+
+TEST_F(pool_test, freed_slots_go_to_waiters_in_fifo_order) {
+  pool p(1);
+  event release;
+  event gate;
+  auto holder = p.spawn([&] { release.wait(); });
+  std::vector<int> order;
+  std::vector<basic_task> spawners;
+  for (int i = 0; i < 3; ++i) {
+    spawners.push_back(greenev::spawn([&, i] {
+      p.spawn([&order, &gate, i] {
+        order.push_back(i);
+        gate.wait();
+      });
+    }));
+    settle();  // spawner i is waiting before spawner i+1 starts
+  }
+  EXPECT_TRUE(p.discard(holder));  // hands the slot to spawner 0 at once
+  // No newcomer can take the slot meanwhile: it is spoken for.
+  EXPECT_EQ(p.free_count(), 0u);
+  EXPECT_TRUE(greenev::testing::throws_with<greenev::pool_full>([&] { p.add(greenev::spawn([] {}), 0.0); },
+                                                                "still full"));
+  settle();
+  EXPECT_EQ(order, (std::vector<int>{0}));
+  gate.set();
+  EXPECT_EQ(greenev::joinall(spawners, 2s).size(), 3u);
+  EXPECT_TRUE(p.join(2s));
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(p.free_count(), 1u);
+  release.set();
+  holder.join();
+}
+
+TEST_F(pool_test, a_waiter_killed_after_it_was_handed_a_slot_passes_it_on) {
+  pool p(1);
+  event release;
+  auto holder = p.spawn([&] { release.wait(); });
+  bool a_ran = false;
+  bool b_ran = false;
+  auto a = greenev::spawn([&] { p.spawn([&] { a_ran = true; }); });
+  settle();
+  auto b = greenev::spawn([&] { p.spawn([&] { b_ran = true; }); });
+  settle();
+  // The kill is queued before the wake-up that hands `a` the slot: `a` dies
+  // owning a slot it never used.
+  a.kill(std::make_exception_ptr(greenev::greenlet_exit{}), false);
+  EXPECT_TRUE(p.discard(holder));
+  EXPECT_TRUE(b.join(2s));
+  EXPECT_TRUE(a.killed());
+  EXPECT_TRUE(p.join(2s));
+  EXPECT_FALSE(a_ran);
+  EXPECT_TRUE(b_ran);
+  EXPECT_EQ(p.free_count(), 1u);
+  release.set();
+  holder.join();
+}
+
+TEST_F(pool_test, a_waiter_that_times_out_takes_no_slot) {
+  pool p(1);
+  event release;
+  auto holder = p.spawn([&] { release.wait(); });
+  bool ran = false;
+  auto late = greenev::spawn([&] { ran = true; });
+  const auto start = steady::now();
+  EXPECT_TRUE(greenev::testing::throws_with<greenev::pool_full>([&] { p.add(late, 30ms); }, "still full"));
+  EXPECT_GE(since(start), 20ms);
+  EXPECT_FALSE(p.contains(late));
+  EXPECT_TRUE(late.join(1s));  // it was not killed, only not added
+  EXPECT_TRUE(ran);
+  try {
+    greenev::timeout deadline(20ms);
+    p.spawn([] {});
+    ADD_FAILURE() << "spawn on a full pool did not wait";
+  } catch (const greenev::timeout_error&) {
+  }
+  EXPECT_EQ(p.size(), 1u);
+  release.set();
+  EXPECT_TRUE(p.join(1s));
+  EXPECT_EQ(p.free_count(), 1u);
+}
+
+TEST_F(pool_test, wait_available_waits_for_a_free_slot_without_taking_it) {
+  pool p(2);
+  event release_first;
+  event release_second;
+  p.spawn([&] { release_first.wait(); });
+  EXPECT_EQ(p.wait_available(), 1u);  // not full: at once
+  p.spawn([&] { release_second.wait(); });
+  EXPECT_EQ(p.wait_available(10ms), 0u);
+  auto releaser = greenev::spawn([&] {
+    greenev::sleep(0.02);
+    release_second.set();
+  });
+  const auto start = steady::now();
+  EXPECT_EQ(p.wait_available(5s), 1u);
+  EXPECT_GE(since(start), 10ms);
+  EXPECT_EQ(p.size(), 1u);  // waiting took no slot
+  release_first.set();
+  EXPECT_TRUE(p.join(5s));
+  EXPECT_EQ(p.wait_available(0.0), 2u);
+  releaser.join();
+}
+
+TEST_F(pool_test, a_failing_member_frees_its_slot_and_reports) {
+  pool p(1);
+  testing::internal::CaptureStderr();
+  auto failing = p.spawn([]() -> int { throw std::runtime_error("pooled failure"); });
+  auto next = p.spawn([] { return 5; });  // waits for the failing one's slot
+  const std::string reported = testing::internal::GetCapturedStderr();
+  EXPECT_NE(reported.find("failed with std::runtime_error: pooled failure"), std::string::npos) << reported;
+  EXPECT_TRUE(
+      greenev::testing::throws_with<std::runtime_error>([&] { (void)failing.get(); }, "pooled failure"));
+  EXPECT_EQ(next.get(1s), 5);
+  EXPECT_TRUE(p.join(1s));
+  EXPECT_EQ(p.free_count(), 1u);
+}
+
+TEST_F(pool_test, spawn_from_the_hub_on_a_full_pool_is_an_error) {
+  pool p(1);
+  event release;
+  p.spawn([&] { release.wait(); });
+  bool refused = false;
+  greenev::hub::current().run_callback([&] {
+    refused = greenev::testing::throws_with<greenev::greenlet_error>([&] { p.spawn([] {}); }, "hub");
+  });
+  settle();
+  EXPECT_TRUE(refused);
+  release.set();
+  EXPECT_TRUE(p.join(1s));
+}
+
+}  // namespace
