@@ -16,9 +16,11 @@
 #include <vector>
 
 #include <benchmark/benchmark.h>
+
 #include <boost/context/fiber.hpp>
 #include <boost/context/fixedsize_stack.hpp>
 #include <boost/context/pooled_fixedsize_stack.hpp>
+#include "bench_report.hpp"
 
 #include <greenev/greenlet.hpp>
 #include <greenev/stack.hpp>
@@ -118,80 +120,15 @@ BENCHMARK(BM_greenlet_create_run_destroy_compact);
 
 // ---- same-run ratios -------------------------------------------------------
 
-struct ratio {
-  const char* numerator;
-  const char* denominator;
-  double goal;  // 0: informational
-};
-
-constexpr ratio ratios[] = {
+constexpr greenev::bench::ratio ratios[] = {
     {"greenlet_round_trip", "raw_fiber_round_trip", 1.30},
     {"greenlet_round_trip_int", "raw_fiber_round_trip", 0},
     {"greenlet_create_run_destroy", "raw_fiber_create_run_destroy", 0},
     {"greenlet_create_run_destroy_compact", "raw_fiber_create_run_destroy", 0},
 };
 
-template <class Run>
-bool failed(const Run& run) {
-  if constexpr (requires { run.skipped; }) {  // Google Benchmark >= 1.8
-    return static_cast<bool>(run.skipped);
-  } else {
-    return run.error_occurred;
-  }
-}
-
-// Prints the usual table and remembers each benchmark's real time per iteration,
-// in nanoseconds (the median when --benchmark_repetitions is given).
-class ratio_reporter : public benchmark::ConsoleReporter {
- public:
-  using ConsoleReporter::ConsoleReporter;
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Iteration || failed(run)) continue;
-      std::string name = run.run_name.function_name;
-      if (name.starts_with("BM_")) name.erase(0, 3);
-      samples_[name].push_back(run.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(run.time_unit) *
-                               1e9);
-    }
-  }
-
-  void print_summary() const {
-    for (const auto& [name, samples] : samples_)
-      std::printf("time %s = %.2f ns\n", name.c_str(), median(samples));
-    for (const ratio& r : ratios) {
-      const auto numerator = samples_.find(r.numerator);
-      const auto denominator = samples_.find(r.denominator);
-      if (numerator == samples_.end() || denominator == samples_.end()) continue;  // filtered out
-      std::printf("ratio %s/%s = %.2f", r.numerator, r.denominator,
-                  median(numerator->second) / median(denominator->second));
-      if (r.goal > 0) std::printf(" (goal <= %.2f)", r.goal);
-      std::printf("\n");
-    }
-    std::fflush(stdout);
-  }
-
- private:
-  static double median(std::vector<double> values) {
-    std::sort(values.begin(), values.end());
-    const std::size_t mid = values.size() / 2;
-    return values.size() % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
-  }
-
-  std::map<std::string, std::vector<double>> samples_;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  // A reporter passed in ignores --benchmark_format and --benchmark_color: console, coloured on a tty.
-  ratio_reporter reporter(isatty(STDOUT_FILENO) == 1 ? ratio_reporter::OO_ColorTabular
-                                                     : ratio_reporter::OO_Tabular);
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  reporter.print_summary();
-  benchmark::Shutdown();
-  return 0;
+  return greenev::bench::run_benchmarks(argc, argv, ratios, {});
 }

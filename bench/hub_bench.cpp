@@ -17,6 +17,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench_report.hpp"
+
 #include <greenev/greenlet.hpp>
 #include <greenev/hub.hpp>
 #include <greenev/task.hpp>
@@ -149,12 +151,7 @@ BENCHMARK(BM_sleep0_two_greenlets)->UseRealTime();
 
 // ---- same-run ratios and goals ---------------------------------------------
 
-struct ratio {
-  const char* numerator;
-  const char* denominator;
-};
-
-constexpr ratio ratios[] = {
+constexpr greenev::bench::ratio ratios[] = {
     {"spawn_run_join", "greenlet_create_run_destroy"},
     {"spawn_run_join_batch", "greenlet_create_run_destroy"},
     {"sleep0", "greenlet_round_trip"},
@@ -163,87 +160,15 @@ constexpr ratio ratios[] = {
     {"sleep0_two_greenlets", "raw_libev_idle"},
 };
 
-struct goal {
-  const char* name;
-  double ns;  // DESIGN.md section 7
-};
-
-constexpr goal goals[] = {
+constexpr greenev::bench::goal goals[] = {
     {"spawn_run_join", 150},
     {"spawn_run_join_batch", 150},
     {"sleep0", 60},
     {"sleep0_two_greenlets", 60},
 };
 
-template <class Run>
-bool failed(const Run& run) {
-  if constexpr (requires { run.skipped; }) {  // Google Benchmark >= 1.8
-    return static_cast<bool>(run.skipped);
-  } else {
-    return run.error_occurred;
-  }
-}
-
-// Prints the usual table and remembers each benchmark's real time per operation, in
-// nanoseconds (the median when --benchmark_repetitions is given).
-class per_op_reporter : public benchmark::ConsoleReporter {
- public:
-  using ConsoleReporter::ConsoleReporter;
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
-    for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Iteration || failed(run)) continue;
-      std::string name = run.run_name.function_name;
-      if (name.starts_with("BM_")) name.erase(0, 3);
-      const auto counter = run.counters.find("per_op");
-      samples_[name].push_back(counter != run.counters.end()
-                                   ? counter->second.value * 1e9
-                                   : run.GetAdjustedRealTime() /
-                                         benchmark::GetTimeUnitMultiplier(run.time_unit) * 1e9);
-    }
-  }
-
-  void print_summary() const {
-    for (const auto& [name, samples] : samples_)
-      std::printf("time %s = %.2f ns\n", name.c_str(), median(samples));
-    for (const ratio& r : ratios) {
-      const auto numerator = samples_.find(r.numerator);
-      const auto denominator = samples_.find(r.denominator);
-      if (numerator == samples_.end() || denominator == samples_.end()) continue;  // filtered out
-      std::printf("ratio %s/%s = %.2f\n", r.numerator, r.denominator,
-                  median(numerator->second) / median(denominator->second));
-    }
-    for (const goal& g : goals) {
-      const auto found = samples_.find(g.name);
-      if (found == samples_.end()) continue;
-      const double ns = median(found->second);
-      std::printf("goal %s = %.2f ns (goal <= %.0f ns) %s\n", g.name, ns, g.ns,
-                  ns <= g.ns ? "MET" : "MISSED");
-    }
-    std::fflush(stdout);
-  }
-
- private:
-  static double median(std::vector<double> values) {
-    std::sort(values.begin(), values.end());
-    const std::size_t mid = values.size() / 2;
-    return values.size() % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2;
-  }
-
-  std::map<std::string, std::vector<double>> samples_;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  // A reporter passed in ignores --benchmark_format and --benchmark_color: console, coloured on a tty.
-  per_op_reporter reporter(isatty(STDOUT_FILENO) == 1 ? per_op_reporter::OO_ColorTabular
-                                                      : per_op_reporter::OO_Tabular);
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  reporter.print_summary();
-  benchmark::Shutdown();
-  return 0;
+  return greenev::bench::run_benchmarks(argc, argv, ratios, goals);
 }
