@@ -187,6 +187,9 @@ class greenlet_impl {
 
   greenlet_impl() noexcept;
   ~greenlet_impl();
+  // Recycled through a small per-thread cache: spawning is allocation-bound.
+  static void* operator new(std::size_t size);
+  static void operator delete(void* block) noexcept;
   [[nodiscard]] greenlet_state current_state() const noexcept {
     return state.load(std::memory_order_relaxed);
   }
