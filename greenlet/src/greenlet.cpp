@@ -23,50 +23,6 @@ namespace greenev::detail {
 namespace ctx = boost::context;
 
 greenlet_impl::greenlet_impl() noexcept = default;
-namespace {
-// Blocks of sizeof(greenlet_impl), any thread's: they all come from ::operator
-// new, so whichever thread frees one may keep it for reuse.
-// Off under sanitizers, so that AddressSanitizer still sees every reuse.
-struct impl_block_cache {
-#if GREENEV_SANITIZED
-  static constexpr std::size_t limit = 0;
-#else
-  static constexpr std::size_t limit = 1024;
-#endif
-  std::vector<void*> blocks;
-  ~impl_block_cache() {
-    for (void* block : blocks) ::operator delete(block);
-  }
-};
-constinit thread_local bool impl_cache_gone = false;
-struct impl_cache_holder {
-  impl_block_cache cache;
-  ~impl_cache_holder() { impl_cache_gone = true; }
-};
-thread_local impl_cache_holder impl_cache;
-}  // namespace
-
-void* greenlet_impl::operator new(std::size_t size) {
-  if (size == sizeof(greenlet_impl) && !impl_cache_gone && !impl_cache.cache.blocks.empty()) {
-    void* block = impl_cache.cache.blocks.back();
-    impl_cache.cache.blocks.pop_back();
-    return block;
-  }
-  return ::operator new(size);
-}
-
-void greenlet_impl::operator delete(void* block) noexcept {
-  if (!impl_cache_gone && impl_cache.cache.blocks.size() < impl_block_cache::limit) {
-    try {
-      impl_cache.cache.blocks.push_back(block);
-      return;
-    } catch (...) {
-      // No room: free it.
-    }
-  }
-  ::operator delete(block);
-}
-
 greenlet_impl::~greenlet_impl() {
   release_locals();
   if (body != nullptr) destroy_body();
@@ -466,7 +422,7 @@ greenlet_impl* current_greenlet_slow() {
   return local_state().current;
 }
 
-std::any switch_to_slow(greenlet_impl* target, std::any value) {
+std::any switch_to_slow(greenlet_impl* target, std::any&& value) {
   thread_state& ts = local_state();
   checked(target, ts, "switch to");
   ts.value = std::move(value);

@@ -172,9 +172,14 @@ std::any switch_to_parent(std::any value = {});
 [[nodiscard]] std::size_t active_greenlet_count() noexcept;
 
 inline std::any greenlet::switch_to(std::any value) {
-  if (impl_ == nullptr) [[unlikely]]
-    require();
-  return detail::switch_to_impl(impl_, std::move(value));
+#if GREENEV_DETAIL_INLINE_SWITCH
+  detail::thread_state* ts = detail::tls_state;
+  if (detail::can_switch_inline(ts, impl_)) [[likely]] {
+    ts->value = std::move(value);
+    return detail::switch_to_active(*ts, impl_);
+  }
+#endif
+  return detail::switch_to_slow(require(), std::move(value));
 }
 
 }  // namespace greenev

@@ -187,9 +187,6 @@ class greenlet_impl {
 
   greenlet_impl() noexcept;
   ~greenlet_impl();
-  // Recycled through a small per-thread cache: spawning is allocation-bound.
-  static void* operator new(std::size_t size);
-  static void operator delete(void* block) noexcept;
   [[nodiscard]] greenlet_state current_state() const noexcept {
     return state.load(std::memory_order_relaxed);
   }
@@ -325,8 +322,9 @@ inline greenlet_impl* current_greenlet() {
 
 // Switches to `target` (a greenlet of this thread, never null) without
 // touching its reference count: for layers that know it is alive.
-std::any switch_to_slow(greenlet_impl* target, std::any value);
-inline std::any switch_to_impl(greenlet_impl* target, std::any value = {}) {
+// (By reference: every extra std::any temporary here costs on each switch.)
+std::any switch_to_slow(greenlet_impl* target, std::any&& value);
+inline std::any switch_to_impl(greenlet_impl* target, std::any&& value) {
 #if GREENEV_DETAIL_INLINE_SWITCH
   thread_state* ts = tls_state;
   if (can_switch_inline(ts, target)) [[likely]] {
@@ -335,6 +333,9 @@ inline std::any switch_to_impl(greenlet_impl* target, std::any value = {}) {
   }
 #endif
   return switch_to_slow(target, std::move(value));
+}
+inline std::any switch_to_impl(greenlet_impl* target) {
+  return switch_to_impl(target, std::any());
 }
 
 }  // namespace greenev::detail
