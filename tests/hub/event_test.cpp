@@ -21,6 +21,7 @@
 
 #include "support/assertions.hpp"
 #include "support/hub_fixture.hpp"
+#include "support/timing.hpp"
 
 namespace {
 
@@ -37,9 +38,7 @@ using event_basics = greenev::testing::hub_test;
 using event_waiters = greenev::testing::hub_test;
 using async_result_basics = greenev::testing::hub_test;
 
-std::chrono::milliseconds since(steady::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start);
-}
+using greenev::testing::since;
 
 // ---- event -------------------------------------------------------------------------------
 

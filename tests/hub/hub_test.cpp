@@ -26,6 +26,7 @@
 
 #include "support/assertions.hpp"
 #include "support/hub_fixture.hpp"
+#include "support/timing.hpp"
 
 namespace {
 
@@ -45,9 +46,7 @@ using hub_sleep = greenev::testing::hub_test;
 using hub_errors = greenev::testing::hub_test;
 using hub_threads = greenev::testing::hub_test;
 
-std::chrono::milliseconds since(steady::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start);
-}
+using greenev::testing::since;
 
 // Runs `body` on a new thread and waits at most `limit` for it. A thread that
 // hangs cannot be joined or cancelled, so a hang fails the test by ending the

@@ -22,6 +22,7 @@
 
 #include "support/assertions.hpp"
 #include "support/hub_fixture.hpp"
+#include "support/timing.hpp"
 
 namespace {
 
@@ -37,9 +38,7 @@ using group_test = greenev::testing::hub_test;
 using pool_test = greenev::testing::hub_test;
 using map_test = greenev::testing::hub_test;
 
-std::chrono::milliseconds since(steady::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start);
-}
+using greenev::testing::since;
 
 // Lets every queued start, link and wake-up run.
 void settle() {

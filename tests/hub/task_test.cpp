@@ -25,6 +25,7 @@
 
 #include "support/assertions.hpp"
 #include "support/hub_fixture.hpp"
+#include "support/timing.hpp"
 
 namespace {
 
@@ -45,9 +46,7 @@ using task_links = greenev::testing::hub_test;
 using task_join = greenev::testing::hub_test;
 using task_failure = greenev::testing::hub_test;
 
-std::chrono::milliseconds since(steady::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start);
-}
+using greenev::testing::since;
 
 // The custom exception the kill tests use.
 struct custom_error : std::runtime_error {

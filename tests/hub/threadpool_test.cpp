@@ -24,6 +24,7 @@
 
 #include "support/assertions.hpp"
 #include "support/hub_fixture.hpp"
+#include "support/timing.hpp"
 
 namespace {
 
@@ -33,9 +34,7 @@ using greenev::testing::throws_with;
 using steady = std::chrono::steady_clock;
 using threadpool_test = greenev::testing::hub_test;
 
-std::chrono::milliseconds since(steady::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start);
-}
+using greenev::testing::since;
 
 // Waits cooperatively (bounded) until `done()` holds.
 template <class Predicate>

@@ -20,6 +20,7 @@
 
 #include "support/assertions.hpp"
 #include "support/hub_fixture.hpp"
+#include "support/timing.hpp"
 
 namespace {
 
@@ -36,9 +37,7 @@ using timeout_basics = greenev::testing::hub_test;
 using timeout_nesting = greenev::testing::hub_test;
 using timeout_helpers = greenev::testing::hub_test;
 
-std::chrono::milliseconds since(steady::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start);
-}
+using greenev::testing::since;
 
 // ---- a single timeout ----------------------------------------------------------------------
 
