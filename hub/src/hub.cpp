@@ -333,12 +333,14 @@ const greenlet& hub::hub_greenlet() const noexcept {
 }
 
 void hub::run_callback(std::function<void()> fn) {
+  if (!fn) throw std::invalid_argument("greenev: hub::run_callback: an empty function");
   auto owned = std::make_unique<std::function<void()>>(std::move(fn));
   impl_->push(detail::run_heap_callback, owned.get());
   owned.release();
 }
 
 void hub::run_callback_threadsafe(std::function<void()> fn) {
+  if (!fn) throw std::invalid_argument("greenev: hub::run_callback_threadsafe: an empty function");
   impl_->add_external_work();  // before the hub can see (and finish) it
   {
     std::lock_guard lock(impl_->async_mutex_);

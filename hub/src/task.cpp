@@ -281,6 +281,8 @@ namespace greenev {
 
 std::uint64_t basic_task::link(std::function<void(const basic_task&)> callback) const {
   detail::task_state& state = require();
+  if (!callback)
+    throw std::invalid_argument("greenev: link on " + state.greenlet_.name() + ": an empty function");
   auto node = std::make_unique<detail::user_link>();
   node->fire = detail::fire_user_link;
   node->heap = true;

@@ -536,3 +536,21 @@ TEST_F(hub_threads, thread_exit_unwinds_tasks_still_waiting) {
 }
 
 }  // namespace
+
+namespace {
+
+using hub_bad_input = greenev::testing::hub_test;
+
+TEST_F(hub_bad_input, empty_callbacks_are_rejected_before_anything_is_queued) {
+  const std::size_t queued = greenev::hub::current().pending_callbacks();
+  EXPECT_TRUE(greenev::testing::throws_with<std::invalid_argument>(
+      [] { greenev::hub::current().run_callback({}); }, "empty function"));
+  EXPECT_TRUE(greenev::testing::throws_with<std::invalid_argument>(
+      [] { greenev::hub::current().run_callback_threadsafe({}); }, "empty function"));
+  EXPECT_EQ(greenev::hub::current().pending_callbacks(), queued);
+  auto t = greenev::spawn([] {});
+  EXPECT_TRUE(greenev::testing::throws_with<std::invalid_argument>([&] { t.link({}); }, "empty function"));
+  t.join();
+}
+
+}  // namespace

@@ -85,11 +85,13 @@ class hub {
 
   /// Queues `fn` to run in the hub, after callbacks queued before it (FIFO).
   /// Never switches. An exception escaping `fn` is reported to stderr and
-  /// ignored. Must be called on this hub's thread.
+  /// ignored. Must be called on this hub's thread. Throws
+  /// std::invalid_argument for an empty function.
   void run_callback(std::function<void()> fn);
 
   /// Like run_callback(), from any thread: wakes the loop through ev_async.
   /// The callback keeps the loop from reporting loop_exit until it has run.
+  /// Throws std::invalid_argument for an empty function.
   void run_callback_threadsafe(std::function<void()> fn);
 
   /// Counters for tests and diagnostics: libev watchers active (excluding the

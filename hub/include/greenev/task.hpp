@@ -175,7 +175,8 @@ class basic_task {
 
   /// Calls `callback(task)` in the hub once the task finished (at once, in
   /// the next hub iteration, if it already has). Links fire in the order
-  /// they were added. Returns an id for unlink(). Never switches.
+  /// they were added. Returns an id for unlink(). Never switches. Throws
+  /// std::invalid_argument for an empty function.
   std::uint64_t link(std::function<void(const basic_task&)> callback) const;
   /// Removes a link that has not fired; false if there was none.
   bool unlink(std::uint64_t id) const;
