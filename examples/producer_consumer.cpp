@@ -74,53 +74,28 @@ void run_queue_mode() {
   greenev::killall({c1, c2});  // the consumers wait forever otherwise
 }
 
-struct mode {
-  std::string_view name;
-  std::string_view summary;
-  void (*run)();
-};
-
-constexpr mode modes[] = {
-    {"switch", "consumers are greenlets the producer switches into (the seed's generators)", run_switch_mode},
-    {"queue", "consumers are spawned tasks fed through channels (rendezvous queues)", run_queue_mode},
-};
-
-void print_usage(std::ostream& out) {
-  out << "usage: producer_consumer [--mode MODE]\n\nmodes:\n";
-  for (const mode& m : modes)
-    out << "  " << m.name << "  " << m.summary << (&m == &modes[0] ? " (default)" : "") << '\n';
-}
-
-int usage_error(std::string_view message) {
-  std::cerr << "producer_consumer: " << message << "\n\n";
-  print_usage(std::cerr);
-  return 2;
-}
+constexpr std::string_view usage =
+    "usage: producer_consumer [--mode switch|queue]\n"
+    "  switch  consumers are greenlets the producer switches into (default; the seed's generators)\n"
+    "  queue   consumers are spawned tasks fed through channels (rendezvous queues)\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string_view mode_name = modes[0].name;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      print_usage(std::cout);
-      return 0;
-    }
-    if (arg == "--mode") {
-      if (++i == argc) return usage_error("--mode needs a value");
-      mode_name = argv[i];
-    } else if (arg.starts_with("--mode=")) {
-      mode_name = arg.substr(7);
-    } else {
-      return usage_error("unknown argument '" + std::string(arg) + "'");
-    }
+  if (argc == 2 && (std::string_view(argv[1]) == "-h" || std::string_view(argv[1]) == "--help")) {
+    std::cout << usage;
+    return 0;
   }
-  for (const mode& m : modes) {
-    if (m.name == mode_name) {
-      m.run();
-      return 0;
-    }
+  const std::string_view mode = argc == 3 && std::string_view(argv[1]) == "--mode" ? argv[2]
+                                : argc == 1                                        ? "switch"
+                                                                                   : "";
+  if (mode == "switch") {
+    run_switch_mode();
+  } else if (mode == "queue") {
+    run_queue_mode();
+  } else {
+    std::cerr << "producer_consumer: bad arguments\n" << usage;
+    return 2;
   }
-  return usage_error("unknown mode '" + std::string(mode_name) + "'");
+  return 0;
 }
