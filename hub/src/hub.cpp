@@ -297,7 +297,7 @@ bool park(waiter& w, wait_time timeout) {
   hub_impl& hub = local_hub();
   hub.require_not_in_hub("waiting");
   if (!w.woken_ && !timeout.is_forever() && timeout.duration().count() == 0) {
-    if (w.list_ != nullptr) w.list_->remove(w);
+    if (w.fifo() != nullptr) w.fifo()->remove(w);
     return false;  // a zero timeout only polls
   }
   ev_timer timer;
@@ -306,7 +306,7 @@ bool park(waiter& w, wait_time timeout) {
   if (!timeout.is_forever()) start_timer(hub, timer, timeout.duration());
   const timer_guard stop_timer{hub, timer};
   park_in_hub(hub, w);
-  if (w.list_ != nullptr) w.list_->remove(w);
+  if (w.fifo() != nullptr) w.fifo()->remove(w);
   return w.woken_;
 }
 

@@ -41,7 +41,7 @@ void fire_links_callback(void* arg) {
 }
 
 void schedule_links(task_state& state) {
-  if (state.links_scheduled_ || state.links_head_ == nullptr) return;
+  if (state.links_scheduled_ || state.links_.empty()) return;
   state.links_scheduled_ = true;
   state.add_ref();
   local_hub().push(fire_links_callback, &state);
@@ -85,8 +85,7 @@ void kill_in_hub(void* arg) {
 }  // namespace
 
 task_state::~task_state() {
-  while (link_node* node = links_head_) {
-    remove_link(*node);
+  while (link_node* node = links_.pop_front()) {
     if (node->heap) delete static_cast<user_link*>(node);
   }
 }
@@ -111,8 +110,8 @@ void task_state::finish() noexcept {
   phase_ = phase::done;
   // Joiners only need a wake-up, which never switches: queue it now rather
   // than through a link callback. Other links run later, in the hub.
-  for (link_node* node = links_head_; node != nullptr;) {
-    link_node* next = node->next;
+  for (link_node* node = links_.front(); node != nullptr;) {
+    link_node* next = node->fifo_next();
     if (node->fire == fire_joiner) {
       remove_link(*node);
       fire_joiner(*node, *this);
@@ -127,38 +126,17 @@ void task_state::finish() noexcept {
 }
 
 void task_state::add_link(link_node& node) noexcept {
-  node.owner = this;
   node.id = next_link_id_++;
-  node.prev = links_tail_;
-  node.next = nullptr;
-  if (links_tail_ != nullptr) {
-    links_tail_->next = &node;
-  } else {
-    links_head_ = &node;
-  }
-  links_tail_ = &node;
+  links_.push_back(node);
 }
 
 void task_state::remove_link(link_node& node) noexcept {
-  if (node.owner != this) return;
-  if (node.prev != nullptr) {
-    node.prev->next = node.next;
-  } else {
-    links_head_ = node.next;
-  }
-  if (node.next != nullptr) {
-    node.next->prev = node.prev;
-  } else {
-    links_tail_ = node.prev;
-  }
-  node.prev = node.next = nullptr;
-  node.owner = nullptr;
+  links_.remove(node);
 }
 
 void task_state::fire_links() noexcept {
   links_scheduled_ = false;
-  while (link_node* node = links_head_) {
-    remove_link(*node);
+  while (link_node* node = links_.pop_front()) {
     try {
       node->fire(*node, *this);
     } catch (const greenlet_exit&) {
@@ -296,7 +274,7 @@ std::uint64_t basic_task::link(std::function<void(const basic_task&)> callback) 
 
 bool basic_task::unlink(std::uint64_t id) const {
   detail::task_state& state = require();
-  for (detail::link_node* node = state.links_head_; node != nullptr; node = node->next) {
+  for (detail::link_node* node = state.links_.front(); node != nullptr; node = node->fifo_next()) {
     if (node->id == id && node->heap) {
       state.remove_link(*node);
       delete static_cast<detail::user_link*>(node);
@@ -361,7 +339,7 @@ std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time 
     std::vector<joinall_node>& nodes;
     ~unlinker() {
       for (joinall_node& node : nodes) {
-        if (node.owner != nullptr) node.owner->remove_link(node);
+        if (node.fifo() != nullptr) node.fifo()->remove(node);
       }
     }
   } unlink_on_exit{nodes};
@@ -407,7 +385,7 @@ iwait::iwait(const std::vector<basic_task>& tasks, wait_time timeout)
 
 iwait::~iwait() {
   for (std::size_t i = 0; i < tasks_.size(); ++i) {
-    if (nodes_[i].owner != nullptr) nodes_[i].owner->remove_link(nodes_[i]);
+    if (nodes_[i].fifo() != nullptr) nodes_[i].fifo()->remove(nodes_[i]);
   }
 }
 

@@ -47,11 +47,8 @@ namespace detail {
 class task_state;
 
 // A callback run in the hub after a task finished; intrusive and FIFO.
-struct link_node {
+struct link_node : fifo_hook<link_node> {
   void (*fire)(link_node& self, task_state& task) = nullptr;
-  link_node* prev = nullptr;
-  link_node* next = nullptr;
-  task_state* owner = nullptr;
   std::uint64_t id = 0;
   bool heap = false;  // owned by the task (a user link); deleted after firing
 };
@@ -82,8 +79,7 @@ class task_state {
   bool killed_ = false;  // ended by greenlet_exit (also: before starting)
   bool links_scheduled_ = false;
   std::exception_ptr error_;  // the failure, or the greenlet_exit that ended it
-  link_node* links_head_ = nullptr;
-  link_node* links_tail_ = nullptr;
+  intrusive_fifo<link_node> links_;
   std::uint64_t next_link_id_ = 1;
   alignas(16) unsigned char start_timer_[64];  // ev_timer for spawn_later
   bool timer_started_ = false;

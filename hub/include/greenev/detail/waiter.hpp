@@ -10,11 +10,10 @@
 
 #include <cstddef>
 
+#include <greenev/detail/intrusive_fifo.hpp>
 #include <greenev/hub.hpp>
 
 namespace greenev::detail {
-
-class wait_list;
 
 // One queued call in the hub. fn == nullptr: cancelled.
 struct ready_item {
@@ -22,7 +21,7 @@ struct ready_item {
   void* arg;
 };
 
-class waiter {
+class waiter : public fifo_hook<waiter> {
  public:
   waiter() : greenlet_(current_greenlet()) {}  // binds to the calling greenlet
   waiter(const waiter&) = delete;
@@ -35,7 +34,6 @@ class waiter {
   void* payload = nullptr;
 
  private:
-  friend class wait_list;
   friend void schedule_wake(waiter&) noexcept;
   friend bool park(waiter&, wait_time);
   friend void sleep_yield();
@@ -44,71 +42,16 @@ class waiter {
   friend void on_park_timer(waiter&) noexcept;
 
   greenlet_impl* greenlet_;
-  wait_list* list_ = nullptr;
-  waiter* prev_ = nullptr;
-  waiter* next_ = nullptr;
   ready_item* scheduled_ = nullptr;  // queued resume, cancelled if we go first
   bool woken_ = false;
   bool timed_out_ = false;
 };
 
-/// An intrusive FIFO of waiters. Not thread-safe: the hub's thread only.
-class wait_list {
- public:
-  wait_list() = default;
-  wait_list(const wait_list&) = delete;
-  wait_list& operator=(const wait_list&) = delete;
-  ~wait_list() {  // unlinks whoever is left (they keep waiting on nothing)
-    while (pop_front() != nullptr) {
-    }
-  }
-
-  void push_back(waiter& w) noexcept {
-    if (w.list_ != nullptr) w.list_->remove(w);
-    w.list_ = this;
-    w.prev_ = tail_;
-    w.next_ = nullptr;
-    if (tail_ != nullptr) {
-      tail_->next_ = &w;
-    } else {
-      head_ = &w;
-    }
-    tail_ = &w;
-    ++size_;
-  }
-  void remove(waiter& w) noexcept {
-    if (w.list_ != this) return;
-    if (w.prev_ != nullptr) {
-      w.prev_->next_ = w.next_;
-    } else {
-      head_ = w.next_;
-    }
-    if (w.next_ != nullptr) {
-      w.next_->prev_ = w.prev_;
-    } else {
-      tail_ = w.prev_;
-    }
-    w.prev_ = w.next_ = nullptr;
-    w.list_ = nullptr;
-    --size_;
-  }
-  /// Unlinks and returns the first waiter, or nullptr.
-  waiter* pop_front() noexcept {
-    waiter* w = head_;
-    if (w != nullptr) remove(*w);
-    return w;
-  }
-  [[nodiscard]] bool empty() const noexcept { return head_ == nullptr; }
-  [[nodiscard]] std::size_t size() const noexcept { return size_; }
-
- private:
-  waiter* head_ = nullptr;
-  waiter* tail_ = nullptr;
-  std::size_t size_ = 0;
-};
+/// An intrusive FIFO of waiters (a primitive's waiting greenlets).
+using wait_list = intrusive_fifo<waiter>;
 
 inline waiter::~waiter() {
-  if (list_ != nullptr) list_->remove(*this);
+  if (fifo() != nullptr) fifo()->remove(*this);
   if (scheduled_ != nullptr) scheduled_->fn = nullptr;
 }
 
