@@ -1,7 +1,7 @@
 // The contract every blocking call of the hub keeps, checked once over a table
 // of them (gevent's AbstractGenericWaitTestCase / AbstractGenericGetTestCase,
 // applied to sleep, event, async_result, tasks, semaphores, locks, queues,
-// channels and joinable queues):
+// channels, joinable queues and fd waits):
 //  (a) with a timeout it returns or raises after roughly that time;
 //  (b) it reports the timeout its own way: a return value, timeout_error, or
 //      queue_empty / queue_full — the table says which;
@@ -25,17 +25,20 @@
 
 #include <greenev/event.hpp>
 #include <greenev/hub.hpp>
+#include <greenev/io.hpp>
 #include <greenev/queue.hpp>
 #include <greenev/semaphore.hpp>
 #include <greenev/task.hpp>
 #include <greenev/timeout.hpp>
 
 #include "support/hub_fixture.hpp"
+#include "support/socket_pair.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 using greenev::wait_time;
+using greenev::testing::socket_pair;
 using steady = std::chrono::steady_clock;
 
 // How a call reports that its own timeout passed.
@@ -336,6 +339,47 @@ std::vector<blocking_op> blocking_ops() {
                               EXPECT_EQ(q->get(), 1);
                               q->task_done();
                               EXPECT_TRUE(q->join(0.0));
+                            },
+                    };
+                  }});
+
+  rows.push_back({"wait_read", outcome::returns_false, [] {
+                    auto pair = std::make_shared<socket_pair>();
+                    return blocked_call{
+                        .wait = [pair](wait_time t) { return greenev::wait_read(pair->fds[0], t); },
+                        .finish =
+                            [pair] {
+                              pair->send_byte();
+                              EXPECT_TRUE(greenev::wait_read(pair->fds[0], 1.0));
+                            },
+                    };
+                  }});
+  rows.push_back({"wait_write (buffer full)", outcome::returns_false, [] {
+                    auto pair = std::make_shared<socket_pair>();
+                    pair->fill();
+                    return blocked_call{
+                        .wait = [pair](wait_time t) { return greenev::wait_write(pair->fds[1], t); },
+                        .finish =
+                            [pair] {
+                              pair->drain();
+                              EXPECT_TRUE(greenev::wait_write(pair->fds[1], 1.0));
+                            },
+                    };
+                  }});
+  rows.push_back({"poll", outcome::returns_false, [] {
+                    auto pair = std::make_shared<socket_pair>();
+                    return blocked_call{
+                        .wait =
+                            [pair](wait_time t) {
+                              pollfd entry{.fd = pair->fds[0], .events = POLLIN, .revents = 0};
+                              return greenev::poll({&entry, 1}, t) == 1;
+                            },
+                        .finish =
+                            [pair] {
+                              pair->send_byte();
+                              pollfd entry{.fd = pair->fds[0], .events = POLLIN, .revents = 0};
+                              EXPECT_EQ(greenev::poll({&entry, 1}, 1.0), 1u);
+                              EXPECT_EQ(entry.revents, POLLIN);
                             },
                     };
                   }});
