@@ -4,13 +4,13 @@ include(CMakePackageConfigHelpers)
 
 set(GREENEV_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/greenev)
 
-install(TARGETS greenev_greenlet greenev_hub greenev
+install(TARGETS greenev_greenlet greenev_hub greenev_monkey greenev
   EXPORT greenevTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY greenlet/include/greenev hub/include/greenev include/greenev
+install(DIRECTORY greenlet/include/greenev hub/include/greenev monkey/include/greenev include/greenev
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.hpp")
 install(FILES ${PROJECT_BINARY_DIR}/generated/include/greenev/version.hpp

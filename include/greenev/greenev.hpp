@@ -12,10 +12,12 @@
 // threadpool.hpp; signal.hpp (signal_handler).
 #pragma once
 
+#include <greenev/address.hpp>
 #include <greenev/errors.hpp>
 #include <greenev/event.hpp>
 #include <greenev/greenlet.hpp>
 #include <greenev/hub.hpp>
+#include <greenev/io.hpp>
 #include <greenev/local.hpp>
 #include <greenev/pool.hpp>
 #include <greenev/queue.hpp>
