@@ -3,19 +3,21 @@
 # (Google Benchmark, same-run ratios against raw Boost.Context, libev and greenlet
 # baselines), and hub_soak's 100k sleepers; a million greenlets once. Prints every median,
 # then python greenlet's and gevent's figures where installed, then a table of each measure
-# against its DESIGN.md section 7 goal.
+# against its DESIGN.md section 7 goal. With --echo, bench/echo_bench.sh's echo table after.
 set -euo pipefail
 
 usage() {
   cat <<'USAGE'
 usage: bench/run.sh [--runs N] [--min-time SECONDS] [--check] [--no-soak] [--no-gevent]
-                    [-- BENCHMARK_ARGS...]
+                    [--echo] [-- BENCHMARK_ARGS...]
 
   --runs N            run each benchmark binary and the 100k-sleepers soak N times (default 5)
   --min-time SECONDS  --benchmark_min_time for each benchmark (default 0.2)
   --check             exit 1 if the median of a measure with a goal misses it
   --no-soak           skip hub_soak (100k sleepers, a million greenlets)
   --no-gevent         skip the python greenlet and gevent baselines
+  --echo              then run bench/echo_bench.sh --runs N (echo servers: raw libev,
+                      greenev, gevent); its failure fails this script too
   -- ARGS...          passed to greenlet_bench and hub_bench (e.g. --benchmark_filter=sleep0)
 
 Builds into build/bench (Release). Exits non-zero if the build or a run fails.
@@ -28,6 +30,7 @@ min_time=0.2
 check=0
 soak=1
 gevent=1
+echo_bench=0
 bench_args=()
 while (($#)); do
   case "$1" in
@@ -38,6 +41,7 @@ while (($#)); do
     --check) check=1; shift ;;
     --no-soak) soak=0; shift ;;
     --no-gevent) gevent=0; shift ;;
+    --echo) echo_bench=1; shift ;;
     -h | --help) usage; exit 0 ;;
     --) shift; bench_args=("$@"); break ;;
     *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -202,4 +206,10 @@ awk -v python_ns="$python_round_trip_ns" -v check="$check" -v runs="$runs" '
     exit check && missed
   }
 ' "$work/results.txt" "$work/gevent.txt" || status=$?
+if ((echo_bench)); then
+  echo
+  echo_args=(--runs "$runs" --build-dir "$build")
+  ((gevent)) || echo_args+=(--no-gevent)
+  bench/echo_bench.sh "${echo_args[@]}" || status=1
+fi
 exit $status
