@@ -23,6 +23,7 @@
 #include <greenev/queue.hpp>
 #include <greenev/semaphore.hpp>
 #include <greenev/signal.hpp>
+#include <greenev/socket.hpp>
 #include <greenev/stack.hpp>
 #include <greenev/task.hpp>
 #include <greenev/threadpool.hpp>
