@@ -136,6 +136,8 @@ hub_impl::~hub_impl() {
       if (item.fn == fn) discard(item.arg);
     }
   }
+  // A thread still inside run_callback_threadsafe holds this lock.
+  const std::lock_guard lock(async_mutex_);
   ev_ref(loop_);
   ev_async_stop(loop_, &async_);
   if (!default_loop_) ev_loop_destroy(loop_);
@@ -342,10 +344,10 @@ void hub::run_callback(std::function<void()> fn) {
 void hub::run_callback_threadsafe(std::function<void()> fn) {
   if (!fn) throw std::invalid_argument("greenev: hub::run_callback_threadsafe: an empty function");
   impl_->add_external_work();  // before the hub can see (and finish) it
-  {
-    std::lock_guard lock(impl_->async_mutex_);
-    impl_->async_queue_.push_back(std::move(fn));
-  }
+  // Signalled under the lock: once the hub has run `fn`, its thread may
+  // destroy the hub (the destructor takes this lock first).
+  std::lock_guard lock(impl_->async_mutex_);
+  impl_->async_queue_.push_back(std::move(fn));
   ev_async_send(impl_->loop_, &impl_->async_);
 }
 

@@ -22,6 +22,7 @@
 #include <greenev/pool.hpp>
 #include <greenev/queue.hpp>
 #include <greenev/semaphore.hpp>
+#include <greenev/server.hpp>
 #include <greenev/signal.hpp>
 #include <greenev/socket.hpp>
 #include <greenev/stack.hpp>

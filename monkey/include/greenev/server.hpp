@@ -1,0 +1,95 @@
+// A TCP (or Unix stream) server running one greenlet per connection
+// (gevent.server.StreamServer).
+//
+//   greenev::stream_server server(greenev::address::parse("127.0.0.1", 8001),
+//                                 [](greenev::socket& conn, const greenev::address&) {
+//                                   while (auto data = conn.recv(4096); !data.empty()) conn.sendall(data);
+//                                 });
+//   server.serve_forever();   // until server.stop() (e.g. from a signal_handler)
+//
+// Each accepted connection runs `handler(conn, peer)` in a new greenlet; the
+// connection is closed when the handler returns or throws. An exception from
+// a handler is reported like any task failure (stderr) and does not affect the
+// server. Accept errors (EMFILE, ENOBUFS...) are reported and retried after a
+// growing pause (10 ms up to 1 s), so a full fd table does not spin the loop.
+//
+// Threading: with `workers = N > 1`, start() runs N - 1 more threads, each
+// with its own hub and its own SO_REUSEPORT listener on the same address, so
+// the kernel spreads connections over every core; handlers then run on any of
+// those threads (share nothing between them without thread-safe means). All
+// member functions must be called on the thread that created the server.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include <greenev/address.hpp>
+#include <greenev/hub.hpp>
+#include <greenev/socket.hpp>
+
+namespace greenev {
+
+namespace detail {
+struct stream_server_state;
+}
+
+struct stream_server_options {
+  /// At most this many connections handled at once per thread; accepting
+  /// pauses while full (gevent's spawn=Pool(n)). Unlimited if empty.
+  std::optional<std::size_t> max_connections{};
+  /// listen(2) backlog.
+  int backlog = 1024;
+  /// Threads, each with a hub and a SO_REUSEPORT listener (TCP only).
+  unsigned workers = 1;
+  /// TCP_NODELAY on accepted TCP connections (request/response traffic).
+  bool no_delay = true;
+};
+
+class stream_server {
+ public:
+  using handler_type = std::function<void(socket& connection, const address& peer)>;
+
+  /// A server that will listen on `local` (port 0: any free port). Nothing
+  /// is bound until start(). Throws std::invalid_argument for an empty
+  /// handler, zero workers, or workers > 1 on a non-TCP address.
+  stream_server(address local, handler_type handler, stream_server_options options = {});
+  /// A server on a socket that is already bound and listening (workers must be 1).
+  stream_server(socket listener, handler_type handler, stream_server_options options = {});
+
+  stream_server(const stream_server&) = delete;
+  stream_server& operator=(const stream_server&) = delete;
+  /// stop(0) if still serving: closes, then kills remaining handlers.
+  ~stream_server();
+
+  /// Binds and listens (SO_REUSEADDR), starts accepting in a new greenlet,
+  /// and starts the worker threads. Returns once every listener is bound.
+  /// Throws std::system_error if binding fails (nothing is left running),
+  /// greenlet_error if already started. Switches only while waiting for
+  /// worker threads to bind.
+  void start();
+
+  /// start() unless started, then waits until stop() is called (from
+  /// another greenlet, e.g. a signal_handler). Switches.
+  void serve_forever();
+
+  /// Stops accepting (closes the listeners), waits up to `timeout` for
+  /// running handlers to finish, then kills those left; with workers, does
+  /// the same on every thread and joins them. Idempotent. Switches.
+  void stop(wait_time timeout = 1.0);
+
+  /// The bound address (the real port after binding port 0); empty before start().
+  [[nodiscard]] address local_address() const;
+  [[nodiscard]] bool started() const noexcept;
+  [[nodiscard]] bool stopped() const noexcept;
+  /// Connections being handled on this thread now.
+  [[nodiscard]] std::size_t connections() const noexcept;
+  /// Connections accepted so far on every thread.
+  [[nodiscard]] std::size_t accepted() const noexcept;
+
+ private:
+  std::unique_ptr<detail::stream_server_state> state_;
+};
+
+}  // namespace greenev
