@@ -30,6 +30,7 @@
 
 #include <greenev/event.hpp>
 #include <greenev/io.hpp>
+#include <greenev/semaphore.hpp>
 #include <greenev/task.hpp>
 
 #include "dns_internal.hpp"
@@ -39,6 +40,9 @@ namespace greenev::detail::dns {
 namespace {
 
 class channel_state;
+
+// Queries of one channel on the wire at once (see channel_state::slots_).
+constexpr std::size_t max_in_flight = 128;
 
 // One lookup. Shared by the waiting caller and the c-ares callback, so that
 // either may go first: a killed caller leaves the request to the callback.
@@ -224,13 +228,16 @@ class channel_state : public std::enable_shared_from_this<channel_state> {
   }
 
   // Starts a query with `submit(channel, callback_argument)` and makes sure
-  // the driver runs. Never switches. The callback may already have run.
+  // the driver runs. Switches only while max_in_flight queries are pending.
+  // The callback may already have run.
   template <class Submit>
   request_ref start(int flags, Submit&& submit) {
     auto r = std::make_shared<request>();
     r->owner = this;
     r->flags = flags;
+    slots_.acquire();
     if (channel_ == nullptr) {  // shut down (the thread is exiting)
+      slots_.release();
       r->finished = true;
       r->status = ARES_EDESTRUCTION;
       return r;
@@ -268,6 +275,7 @@ class channel_state : public std::enable_shared_from_this<channel_state> {
     r.status = status;
     r.finished = true;
     --pending_;
+    slots_.release();  // the query left the wire, even if its caller had left before
     if (!r.abandoned) --live_pending_;
     r.done.set();
   }
@@ -370,6 +378,11 @@ class channel_state : public std::enable_shared_from_this<channel_state> {
   bool driver_running_ = false;
   bool driver_parked_ = false;
   bool kicked_ = false;  // the eventfd holds an unread poke
+  // All of a thread's queries share one UDP socket per server: a burst of a
+  // thousand overflows the server's receive buffer (dnsmasq's default holds
+  // a few hundred queries), and every dropped query costs a full timeout.
+  // Lookups beyond this many wait their turn here, in FIFO order.
+  greenev::semaphore slots_{max_in_flight};
 };
 
 // Every channel of this thread; the current one is shared by new lookups.
