@@ -21,6 +21,7 @@
 #include <greenev/local.hpp>
 #include <greenev/pool.hpp>
 #include <greenev/queue.hpp>
+#include <greenev/select.hpp>
 #include <greenev/semaphore.hpp>
 #include <greenev/server.hpp>
 #include <greenev/signal.hpp>
