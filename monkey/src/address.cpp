@@ -117,8 +117,12 @@ std::string address::to_string() const {
   switch (family()) {
     case AF_INET:
       return host() + ":" + std::to_string(port());
-    case AF_INET6:
-      return "[" + host() + "]:" + std::to_string(port());
+    case AF_INET6: {
+      // Appended piecewise: GCC 12 at -O3 misreports "[" + host() as an overlapping memcpy (-Wrestrict).
+      std::string text = "[";
+      text.append(host()).append("]:").append(std::to_string(port()));
+      return text;
+    }
     default:
       return host();
   }
