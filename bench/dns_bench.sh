@@ -4,7 +4,8 @@
 # loaded with N names (host<i>.bench.greenev.test), then runs greenev's bench/dns_bench
 # and gevent's bench/dns_bench.py alternately, each as a fresh process per run (one
 # untimed warm-up lookup, then N concurrent lookups timed). Prints every run, the medians
-# and the ratio (gevent seconds / greenev seconds: how many times faster greenev is).
+# and best runs, and the ratio (gevent seconds / greenev seconds: how many times faster
+# greenev is).
 set -euo pipefail
 
 usage() {
@@ -132,9 +133,18 @@ awk -v names="$names" -v check="$check" '
   }
   { split($2, kv, "="); side = $1; times[side, ++count[side]] = kv[2] }
   END {
-    for (side in count) { for (i = 1; i <= count[side]; i++) v[i] = times[side, i]; m[side] = median(v, count[side]) }
+    for (side in count) {
+      best[side] = times[side, 1]
+      for (i = 1; i <= count[side]; i++) { v[i] = times[side, i]; if (v[i] < best[side]) best[side] = v[i] }
+      m[side] = median(v, count[side])
+    }
     printf "== medians: greenev %.4f s (%.0f lookups/s)", m["greenev"], names / m["greenev"]
     if ("gevent" in m) printf ", gevent ares %.4f s (%.0f lookups/s), ratio gevent/greenev %.2fx", m["gevent"], names / m["gevent"], m["gevent"] / m["greenev"]
+    printf "\n"
+    # A dropped UDP query costs gevent (c-ares, no flow control) a 5 s retry: the best
+    # runs compare the resolvers without those outliers.
+    printf "== best: greenev %.4f s", best["greenev"]
+    if ("gevent" in m) printf ", gevent ares %.4f s, ratio %.2fx", best["gevent"], best["gevent"] / best["greenev"]
     printf "\n"
     if (names == 1000) {
       verdict = m["greenev"] <= 0.05 ? "met" : "MISSED"
