@@ -32,14 +32,28 @@ struct io_wait : detail::fifo_hook<io_wait> {
 };
 
 // Per thread, indexed by fd. A deque: the lists must not move (their nodes
-// point back at them). If the table dies before a waiting greenlet unwinds
-// (thread exit), its destructor unlinks the nodes, and the waits' guards
-// then only stop their watchers.
-thread_local std::deque<detail::intrusive_fifo<io_wait>> waits_by_fd;
+// point back at them). Reached through a plain pointer that the owner clears
+// when the thread exits: thread-locals die in reverse order of creation, so
+// cleanups of objects made before the table (a resolver channel, say) may
+// still call cancel_wait() afterwards; they then find nothing. The table's
+// destructor unlinks any remaining nodes, so guards of waits unwound later
+// only stop their watchers.
+using fd_table = std::deque<detail::intrusive_fifo<io_wait>>;
+__thread fd_table* waits_by_fd = nullptr;
+
+struct fd_table_owner {
+  fd_table table;
+  fd_table_owner() { waits_by_fd = &table; }
+  ~fd_table_owner() { waits_by_fd = nullptr; }
+};
 
 detail::intrusive_fifo<io_wait>& waits_of(int fd) {
-  while (waits_by_fd.size() <= static_cast<std::size_t>(fd)) waits_by_fd.emplace_back();
-  return waits_by_fd[static_cast<std::size_t>(fd)];
+  if (waits_by_fd == nullptr) {
+    thread_local fd_table_owner owner;  // created once per thread, on first use
+  }
+  fd_table& table = *waits_by_fd;
+  while (table.size() <= static_cast<std::size_t>(fd)) table.emplace_back();
+  return table[static_cast<std::size_t>(fd)];
 }
 
 void stop(detail::hub_impl& hub, io_wait& node) noexcept {
@@ -124,11 +138,11 @@ bool wait_write(int fd, wait_time timeout) {
 }
 
 std::size_t cancel_wait(int fd) noexcept {
-  if (fd < 0 || static_cast<std::size_t>(fd) >= waits_by_fd.size()) return 0;
+  if (fd < 0 || waits_by_fd == nullptr || static_cast<std::size_t>(fd) >= waits_by_fd->size()) return 0;
   detail::hub_impl* hub = detail::current_hub;
   if (hub == nullptr) return 0;
   std::size_t woken = 0;
-  while (io_wait* node = waits_by_fd[static_cast<std::size_t>(fd)].pop_front()) {
+  while (io_wait* node = (*waits_by_fd)[static_cast<std::size_t>(fd)].pop_front()) {
     stop(*hub, *node);
     node->failure->fd = fd;
     node->failure->cancelled = true;

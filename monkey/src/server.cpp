@@ -72,6 +72,7 @@ struct stream_server_state {
   event stopped_event;
   bool started = false;
   bool stopped = false;
+  bool given_socket = false;  // built on the caller's socket: closed by stop(), so no restart
   wait_time stop_timeout = 1.0;
 };
 
@@ -219,6 +220,7 @@ stream_server::stream_server(socket listener, handler_type handler, stream_serve
   if (options.workers != 1)
     throw std::invalid_argument("greenev: stream_server on a given socket: workers must be 1");
   state_->own.listener = std::move(listener);
+  state_->given_socket = true;
 }
 
 stream_server::~stream_server() {
@@ -231,8 +233,19 @@ stream_server::~stream_server() {
 
 void stream_server::start() {
   detail::stream_server_state& s = *state_;
-  if (s.started) throw greenlet_error("greenev: stream_server::start: already started");
-  if (s.stopped) throw greenlet_error("greenev: stream_server::start: stopped servers do not restart");
+  if (s.started && !s.stopped) throw greenlet_error("greenev: stream_server::start: already started");
+  if (s.stopped) {
+    if (s.given_socket) {
+      throw greenlet_error(
+          "greenev: stream_server::start: a server on a given socket cannot restart (stop closed it)");
+    }
+    // Restart on the address it had (the same port, even if it asked for 0).
+    s.started = s.stopped = false;
+    s.bound = s.done = 0;
+    s.all_bound.clear();
+    s.all_done.clear();
+    s.stopped_event.clear();
+  }
   if (!s.own.listener) s.own.listener = open_listener(s.local, s.options, s.options.workers > 1);
   s.local = s.own.listener.local_address();  // the real port
   s.home = &hub::current();
@@ -272,7 +285,7 @@ address stream_server::local_address() const {
 }
 
 bool stream_server::started() const noexcept {
-  return state_->started;
+  return state_->started && !state_->stopped;
 }
 
 bool stream_server::stopped() const noexcept {

@@ -4,11 +4,19 @@
 // SO_REUSEPORT, and bad input.
 #include <greenev/server.hpp>
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -19,7 +27,9 @@
 
 #include <gtest/gtest.h>
 
+#include <greenev/event.hpp>
 #include <greenev/hub.hpp>
+#include <greenev/signal.hpp>
 #include <greenev/task.hpp>
 
 #include "support/assertions.hpp"
@@ -41,6 +51,22 @@ using server_basics = greenev::testing::hub_test;
 using server_stop = greenev::testing::hub_test;
 using server_workers = greenev::testing::hub_test;
 using server_bad_input = greenev::testing::hub_test;
+using server_scale_serial = greenev::testing::hub_test;  // many fds: run alone
+
+// VmRSS of this process, in KiB.
+long rss_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  long value = 0;
+  while (status >> key) {
+    if (key == "VmRSS:") {
+      status >> value;
+      return value;
+    }
+    status.ignore(256, '\n');
+  }
+  return -1;
+}
 
 const address any_loopback_port = address::parse("127.0.0.1", 0);
 
@@ -189,6 +215,81 @@ TEST_F(server_stop, stop_lets_handlers_finish_then_kills_stragglers) {
   server.stop();  // idempotent
 }
 
+TEST_F(server_stop, a_stopped_server_restarts_on_the_same_port) {
+  stream_server server(any_loopback_port, echo);
+  server.start();
+  const address first = server.local_address();
+  EXPECT_EQ(ask(first, "one"), "one");
+  server.stop();
+  EXPECT_FALSE(server.started());
+  server.start();
+  EXPECT_TRUE(server.started());
+  EXPECT_EQ(server.local_address(), first);
+  EXPECT_EQ(ask(first, "two"), "two");
+  server.stop();
+}
+
+TEST_F(server_stop, a_server_on_a_given_socket_does_not_restart) {
+  socket listener(AF_INET, SOCK_STREAM);
+  listener.bind(any_loopback_port);
+  listener.listen();
+  stream_server server(std::move(listener), echo);
+  server.start();
+  server.stop();
+  EXPECT_TRUE(throws_with<greenev::greenlet_error>([&] { server.start(); }, "cannot restart"));
+}
+
+TEST_F(server_basics, a_peer_reset_mid_stream_is_econnreset_and_others_are_still_served) {
+  int reset_seen = 0;
+  stream_server server(any_loopback_port, [&](socket& conn, const address&) {
+    try {
+      echo(conn, {});
+    } catch (const std::system_error& error) {
+      reset_seen = error.code().value();
+    }
+  });
+  server.start();
+  {
+    socket rude(AF_INET, SOCK_STREAM);
+    rude.connect(server.local_address());
+    rude.sendall("part of a message");
+    while (server.connections() < 1) greenev::sleep(0.001);
+    greenev::sleep(0.01);  // the server echoed; our unread echo makes close() send a RST
+    const linger abort_on_close{1, 0};
+    ASSERT_EQ(::setsockopt(rude.fd(), SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close), 0);
+  }
+  for (int i = 0; i < 500 && server.connections() > 0; ++i) greenev::sleep(0.002);
+  EXPECT_EQ(reset_seen, ECONNRESET);
+  EXPECT_EQ(ask(server.local_address(), "still here"), "still here");
+  server.stop();
+}
+
+TEST_F(server_basics, a_slow_reader_blocks_only_its_handler_and_memory_stays_bounded) {
+  // The client sends 64 MiB and never reads: the server's handler blocks in
+  // sendall with only its own 4 KiB buffer; a ticker keeps running meanwhile.
+  stream_server server(any_loopback_port, echo);
+  server.start();
+  const std::string payload(64u << 20, 's');
+  const long rss_before = rss_kib();
+  socket client(AF_INET, SOCK_STREAM);
+  client.connect(server.local_address());
+  client.set_timeout(0.5);
+  int ticks = 0;
+  auto ticker = spawn([&] {
+    for (int i = 0; i < 20; ++i) {
+      greenev::sleep(0.01);
+      ++ticks;
+    }
+  });
+  EXPECT_THROW(client.sendall(payload), greenev::timeout_error) << "64 MiB went through a non-reading client";
+  ticker.get(5.0);
+  EXPECT_EQ(ticks, 20);
+  const long grown_kib = rss_kib() - rss_before;
+  EXPECT_LT(grown_kib, 24 * 1024) << "the server buffered the unread echo";
+  client.close();
+  server.stop(1.0);
+}
+
 TEST_F(server_stop, serve_forever_returns_after_stop_from_another_greenlet) {
   stream_server server(any_loopback_port, echo);
   auto stopper = spawn([&] {
@@ -233,6 +334,93 @@ TEST_F(server_workers, connections_are_spread_over_worker_threads) {
   EXPECT_EQ(threads.size(), 2u) << "64 connections all went to one worker";
 }
 
+// Raises this process's soft RLIMIT_NOFILE to at least `needed`; false if
+// the hard limit is lower (raising that needs CAP_SYS_RESOURCE).
+bool allow_open_files(rlim_t needed) {
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) != 0) return false;
+  if (files.rlim_cur >= needed) return true;
+  if (files.rlim_max < needed) return false;
+  files.rlim_cur = needed;
+  return ::setrlimit(RLIMIT_NOFILE, &files) == 0;
+}
+
+constexpr int many_clients = 10000;
+
+// The server half of the next test, run in a child process (this executable,
+// with --gtest_also_run_disabled_tests) so that each process needs only one
+// fd per connection. Prints "port N", serves until SIGTERM.
+TEST_F(server_scale_serial, DISABLED_echo_server_child) {
+  ASSERT_TRUE(allow_open_files(many_clients + 256));
+  stream_server server(any_loopback_port, echo, {.backlog = 4096});
+  server.start();
+  std::printf("port %u\n", server.local_address().port());
+  std::fflush(stdout);
+  greenev::signal_handler on_term(SIGTERM, [&] { server.stop(5.0); });
+  server.serve_forever();
+  EXPECT_EQ(server.accepted(), static_cast<std::size_t>(many_clients));
+}
+
+TEST_F(server_scale_serial, ten_thousand_concurrent_connections_exchange_verified_data) {
+  ASSERT_TRUE(allow_open_files(many_clients + 256))
+      << "the hard RLIMIT_NOFILE is below " << many_clients + 256;
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  char self[] = "/proc/self/exe";
+  char all[] = "--gtest_also_run_disabled_tests";
+  char filter[] = "--gtest_filter=server_scale_serial.DISABLED_echo_server_child";
+  char* argv[] = {self, all, filter, nullptr};
+  pid_t child = -1;
+  ASSERT_EQ(::posix_spawn(&child, self, &actions, nullptr, argv, environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(out[1]);
+  // gtest prints its banner first; find our line.
+  std::string text;
+  unsigned port = 0;
+  for (char c; port == 0 && ::read(out[0], &c, 1) == 1;) {
+    text += c;
+    if (c == '\n') {
+      if (text.rfind("port ", 0) == 0) port = static_cast<unsigned>(std::stoul(text.substr(5)));
+      text.clear();
+    }
+  }
+  // out[0] stays open until the child exits: it still prints gtest's report.
+  ASSERT_NE(port, 0u) << "the child server printed no port";
+  const address where = address::parse("127.0.0.1", static_cast<std::uint16_t>(port));
+
+  int verified = 0;
+  int connected = 0;
+  greenev::event all_connected;
+  std::vector<greenev::basic_task> tasks;
+  tasks.reserve(many_clients);
+  for (int i = 0; i < many_clients; ++i) {
+    tasks.push_back(spawn([&, i] {
+      socket client(AF_INET, SOCK_STREAM);
+      client.set_timeout(60.0);
+      client.connect(where);
+      if (++connected == many_clients) all_connected.set();
+      all_connected.wait(60.0);  // every connection is open at once
+      const std::string message = "client " + std::to_string(i) + " says hello";
+      client.sendall(message);
+      std::string echoed;
+      while (echoed.size() < message.size()) echoed += client.recv(message.size() - echoed.size());
+      if (echoed == message) ++verified;
+    }));
+  }
+  greenev::joinall(tasks, 120.0);
+  EXPECT_EQ(connected, many_clients);
+  EXPECT_EQ(verified, many_clients);
+  tasks.clear();
+  ::kill(child, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ::close(out[0]);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child server status " << status;
+}
+
 TEST_F(server_bad_input, refused_configurations) {
   EXPECT_TRUE(
       throws_with<std::invalid_argument>([] { stream_server(any_loopback_port, nullptr); }, "handler"));
@@ -256,6 +444,7 @@ TEST_F(server_bad_input, a_port_in_use_fails_start_and_leaves_nothing_running) {
   }
   EXPECT_FALSE(second.started());
   EXPECT_TRUE(throws_with<greenev::greenlet_error>([&] { first.start(); }, "already started"));
+  second.stop();  // never started: nothing to do
   first.stop();
 }
 

@@ -65,8 +65,10 @@ class stream_server {
 
   /// Binds and listens (SO_REUSEADDR), starts accepting in a new greenlet,
   /// and starts the worker threads. Returns once every listener is bound.
-  /// Throws std::system_error if binding fails (nothing is left running),
-  /// greenlet_error if already started. Switches only while waiting for
+  /// After stop(), start() again serves on the same address and port (not on
+  /// a given socket: stop closed it). Throws std::system_error if binding
+  /// fails (nothing is left running), greenlet_error if serving already or
+  /// restarting a server on a given socket. Switches only while waiting for
   /// worker threads to bind.
   void start();
 
@@ -81,6 +83,7 @@ class stream_server {
 
   /// The bound address (the real port after binding port 0); empty before start().
   [[nodiscard]] address local_address() const;
+  /// Serving: started and not stopped since.
   [[nodiscard]] bool started() const noexcept;
   [[nodiscard]] bool stopped() const noexcept;
   /// Connections being handled on this thread now.
