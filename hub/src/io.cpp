@@ -71,8 +71,14 @@ void on_io(struct ev_loop* loop, ev_io* io, int revents) noexcept {
   detail::schedule_wake(*node.waiter);
 }
 
-void start(detail::hub_impl& hub, io_wait& node, int fd, int events) {
-  ev_io_init(&node.io, on_io, fd, events);
+void start(detail::hub_impl& hub, io_wait& node, int fd, int events, bool fresh = true) {
+  ev_init(&node.io, on_io);
+  if (fresh) {
+    ev_io_set(&node.io, fd, events);  // makes libev (re)register the fd with epoll
+  } else {
+    node.io.fd = fd;  // the same open fd as last time: libev's registration stands
+    node.io.events = events;
+  }
   node.io.data = &node;
   waits_of(fd).push_back(node);
   ev_io_start(hub.loop_, &node.io);
@@ -103,11 +109,11 @@ struct wait_guard {
                           std::string("greenev: ") + what + ": bad fd " + std::to_string(fd));
 }
 
-bool wait_one(int fd, int events, wait_time timeout, const char* what) {
+bool wait_one(int fd, int events, wait_time timeout, const char* what, bool owned, bool fresh) {
   detail::hub_impl& hub = detail::local_hub();
   hub.require_not_in_hub(what);
   // libev asserts on an fd epoll refuses as invalid: check first.
-  if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) throw_bad_fd(fd, what);
+  if (fd < 0 || (!owned && ::fcntl(fd, F_GETFD) < 0)) throw_bad_fd(fd, what);
   for (io_wait* other = waits_of(fd).front(); other != nullptr; other = other->fifo_next()) {
     if (other->exclusive && (other->io.events & events & (EV_READ | EV_WRITE)) != 0) {
       throw greenlet_error("greenev: " + std::string(what) + ": fd " + std::to_string(fd) +
@@ -121,7 +127,7 @@ bool wait_one(int fd, int events, wait_time timeout, const char* what) {
   node.failure = &failure;
   node.exclusive = true;
   const wait_guard guard{hub, std::span<io_wait>(&node, 1)};
-  start(hub, node, fd, events);
+  start(hub, node, fd, events, fresh);
   const bool woken = detail::park(w, timeout);
   if (failure.fd >= 0) throw_failure(failure, what);
   return woken;
@@ -130,11 +136,15 @@ bool wait_one(int fd, int events, wait_time timeout, const char* what) {
 }  // namespace
 
 bool wait_read(int fd, wait_time timeout) {
-  return wait_one(fd, EV_READ, timeout, "wait_read");
+  return wait_one(fd, EV_READ, timeout, "wait_read", false, true);
 }
 
 bool wait_write(int fd, wait_time timeout) {
-  return wait_one(fd, EV_WRITE, timeout, "wait_write");
+  return wait_one(fd, EV_WRITE, timeout, "wait_write", false, true);
+}
+
+bool detail::wait_owned_fd(int fd, int events, wait_time timeout, bool fresh, const char* what) {
+  return wait_one(fd, events == 1 ? EV_READ : EV_WRITE, timeout, what, true, fresh);
 }
 
 std::size_t cancel_wait(int fd) noexcept {

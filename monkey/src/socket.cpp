@@ -45,7 +45,11 @@ socket socket::adopt(int fd) {
   return socket(fd);
 }
 
-socket::socket(socket&& other) noexcept : fd_(std::exchange(other.fd_, -1)), timeout_(other.timeout_) {}
+socket::socket(socket&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      timeout_(other.timeout_),
+      watched_(std::exchange(other.watched_, false)),
+      drained_(std::exchange(other.drained_, false)) {}
 
 socket& socket::operator=(socket&& other) noexcept {
   if (this != &other) {
@@ -55,6 +59,8 @@ socket& socket::operator=(socket&& other) noexcept {
     }
     fd_ = std::exchange(other.fd_, -1);
     timeout_ = other.timeout_;
+    watched_ = std::exchange(other.watched_, false);
+    drained_ = std::exchange(other.drained_, false);
   }
   return *this;
 }
@@ -66,6 +72,7 @@ socket::~socket() {
 }
 
 int socket::release() noexcept {
+  watched_ = drained_ = false;
   return std::exchange(fd_, -1);
 }
 
@@ -83,8 +90,8 @@ void socket::wait(int events, steady::time_point deadline, wait_time limit, cons
     left = deadline - steady::now();
     if (left.duration().count() == 0) throw timeout_error(this, limit.duration());
   }
-  const bool ready = events == want_read ? wait_read(fd_, left) : wait_write(fd_, left);
-  if (!ready) throw timeout_error(this, limit.duration());
+  const bool fresh = !std::exchange(watched_, true);
+  if (!detail::wait_owned_fd(fd_, events, left, fresh, what)) throw timeout_error(this, limit.duration());
 }
 
 void socket::bind(const address& local) {
@@ -137,9 +144,20 @@ void socket::connect(const address& peer, wait_time timeout) {
 std::size_t socket::recv_into(std::span<char> buffer, int flags) {
   require("recv");
   const auto deadline = deadline_of(timeout_);
+  // A short read last time means the kernel had no more then: wait first
+  // rather than spend a recv on EAGAIN (epoll is level-triggered, so data that
+  // came meanwhile ends the wait at once). This is a request/response
+  // server's steady state, and it saves a syscall per message.
+  if (std::exchange(drained_, false) && flags == 0 && !buffer.empty() &&
+      (timeout_.is_forever() || timeout_.duration().count() > 0)) {
+    wait(want_read, deadline, timeout_, "recv");
+  }
   for (;;) {
     const ssize_t n = ::recv(fd_, buffer.data(), buffer.size(), flags);
-    if (n >= 0) return static_cast<std::size_t>(n);
+    if (n >= 0) {
+      drained_ = n > 0 && static_cast<std::size_t>(n) < buffer.size();
+      return static_cast<std::size_t>(n);
+    }
     if (errno == EAGAIN) {
       wait(want_read, deadline, timeout_, "recv");
     } else if (errno != EINTR) {
@@ -227,6 +245,7 @@ void socket::shutdown(int how) {
 }
 
 void socket::close() {
+  watched_ = drained_ = false;
   if (fd_ < 0) return;
   close_fd(std::exchange(fd_, -1));
 }

@@ -56,4 +56,16 @@ void set_non_blocking(int fd);
 /// called in the hub.
 std::size_t poll(std::span<pollfd> fds, wait_time timeout = {});
 
+namespace detail {
+
+/// wait_read (events 1) / wait_write (events 2) for the owner of an fd that
+/// stays open while it waits, e.g. greenev::socket: skips the fcntl check
+/// that makes the public calls safe on any int, and, unless `fresh`, tells
+/// libev the fd is the one it already knows (no epoll_ctl per wait). `fresh`
+/// must be true on the first wait after the fd was opened, since the number
+/// may belong to a closed fd libev still remembers. `what` names the call.
+bool wait_owned_fd(int fd, int events, wait_time timeout, bool fresh, const char* what);
+
+}  // namespace detail
+
 }  // namespace greenev

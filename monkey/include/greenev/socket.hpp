@@ -121,6 +121,8 @@ class socket {
 
   int fd_ = -1;
   wait_time timeout_{};
+  bool watched_ = false;  // the hub's loop has seen this fd (see detail::wait_owned_fd)
+  bool drained_ = false;  // the last recv got less than asked: wait before the next
 };
 
 /// gevent.socket.create_connection: resolves `host` (greenev::getaddrinfo,
