@@ -13,6 +13,7 @@
 #pragma once
 
 #include <greenev/address.hpp>
+#include <greenev/dns.hpp>
 #include <greenev/errors.hpp>
 #include <greenev/event.hpp>
 #include <greenev/greenlet.hpp>

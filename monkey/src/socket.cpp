@@ -8,9 +8,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <exception>
 #include <string>
 #include <system_error>
+#include <vector>
 
+#include <greenev/dns.hpp>
 #include <greenev/io.hpp>
 #include <greenev/timeout.hpp>
 
@@ -280,12 +283,24 @@ address socket::peer_address() const {
 }
 
 socket create_connection(std::string_view host, std::uint16_t port, wait_time timeout) {
-  // Numeric hosts only until the resolver lands (dns.hpp).
-  const address peer = address::parse(host, port);
-  socket s(peer.family(), SOCK_STREAM);
-  s.set_timeout(timeout);
-  s.connect(peer);
-  return s;
+  const std::vector<address_info> candidates =
+      getaddrinfo(host, std::to_string(port), {.family = AF_UNSPEC, .socktype = SOCK_STREAM});
+  std::exception_ptr last_error;
+  for (const address_info& candidate : candidates) {
+    try {
+      socket s(candidate.family, candidate.socktype, candidate.protocol);
+      s.set_timeout(timeout);
+      s.connect(candidate.address);
+      return s;
+    } catch (const std::system_error&) {
+      last_error = std::current_exception();
+    } catch (const timeout_error&) {
+      last_error = std::current_exception();
+    }
+  }
+  if (last_error) std::rethrow_exception(last_error);
+  throw std::system_error(EADDRNOTAVAIL, std::generic_category(),
+                          "greenev: create_connection: no address for \"" + std::string(host) + "\"");
 }
 
 }  // namespace greenev

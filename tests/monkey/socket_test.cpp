@@ -66,6 +66,8 @@ void echo_one(socket& listener) {
   while (const std::size_t n = conn.recv_into(buffer)) conn.sendall({buffer, n});
 }
 
+// Full duplex and half-close: a writer greenlet sends 100 kB and shuts its
+// side down while this greenlet reads the echo on the same socket, to EOF.
 void round_trip(const address& where) {
   socket listener = listening_on(where);
   const address bound = listener.local_address();
@@ -130,6 +132,27 @@ TEST_F(socket_stream, create_connection_connects_to_a_numeric_host) {
   EXPECT_EQ(client.recv(16), "ping");
   client.close();
   server.get(5.0);
+}
+
+TEST_F(socket_stream, create_connection_resolves_localhost_and_tries_each_address) {
+  // "localhost" comes from /etc/hosts: ::1 and/or 127.0.0.1. Listening on
+  // IPv4 only, an IPv6 answer is refused and the next address is tried.
+  socket listener = listening_on(address::parse("127.0.0.1", 0));
+  auto server = spawn([&] { echo_one(listener); });
+  socket client = greenev::create_connection("localhost", listener.local_address().port(), 5.0);
+  EXPECT_EQ(client.peer_address(), listener.local_address());
+  client.close();
+  server.get(5.0);
+}
+
+TEST_F(socket_errors, create_connection_raises_the_last_error) {
+  address closed_port;
+  {
+    socket probe(AF_INET, SOCK_STREAM);
+    probe.bind(address::parse("127.0.0.1", 0));
+    closed_port = probe.local_address();
+  }
+  expect_errno([&] { (void)greenev::create_connection("127.0.0.1", closed_port.port(), 5.0); }, ECONNREFUSED);
 }
 
 TEST_F(socket_stream, moved_from_socket_is_empty_and_the_fd_moves) {

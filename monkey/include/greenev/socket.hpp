@@ -125,11 +125,12 @@ class socket {
   bool drained_ = false;  // the last recv got less than asked: wait before the next
 };
 
-/// gevent.socket.create_connection: resolves `host` (greenev::getaddrinfo,
-/// numeric hosts without a lookup) and tries each address in turn with
-/// `timeout` per attempt; returns the first connected TCP socket, with its
-/// timeout set to `timeout`. Throws the last attempt's error
-/// (std::system_error or timeout_error), or the resolver's. Switches.
+/// gevent.socket.create_connection: resolves `host` (greenev::getaddrinfo in
+/// dns.hpp; numeric hosts need no lookup) and tries each address in turn
+/// with `timeout` per attempt; returns the first connected TCP socket, with
+/// its timeout set to `timeout`. Throws the last attempt's error
+/// (std::system_error or timeout_error), or the resolver's resolver_error.
+/// Switches.
 [[nodiscard]] socket create_connection(std::string_view host, std::uint16_t port, wait_time timeout = {});
 
 }  // namespace greenev
