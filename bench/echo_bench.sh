@@ -224,12 +224,10 @@ if ((sendall)); then
     echo "== run $run of $runs: sendall $sendall_mib MiB over loopback TCP"
     "$build/bench/sendall_baseline" --mib "$sendall_mib" --transport tcp | tee "$work/sendall-$run.txt" || status=1
     sed -n "s/^result \([a-z_]*\) = \([0-9.]*\) .*/\1 $run \2/p" "$work/sendall-$run.txt" >>"$work/sendall.txt"
-    # ---- GREENEV SENDALL: add greenev's figure here once the socket API exists. ----
-    # A program sending the same --mib with greenev's sendall (one greenlet, a non-blocking
-    # socket underneath) to the same kind of plain receiver thread as sendall_baseline's,
-    # printing "result sendall_greenev_tcp = X MiB/s"; run it right here, in the same run,
-    # and append its line to sendall.txt the same way. The summary below then prints it and
-    # its ratio to the baseline.
+    # greenev's sendall: the same program, only the sending side replaced.
+    "$build/bench/sendall_baseline" --mib "$sendall_mib" --transport tcp --sender greenev |
+      tee "$work/sendall-greenev-$run.txt" || status=1
+    sed -n "s/^result \([a-z_]*\) = \([0-9.]*\) .*/\1 $run \2/p" "$work/sendall-greenev-$run.txt" >>"$work/sendall.txt"
   done
 fi
 
@@ -278,7 +276,7 @@ awk -v runs="$runs" -v servers="${servers[*]}" -v echo="$echo" -v workers="$work
       if (("sendall_greenev_tcp" in sendall) && ("sendall_baseline_tcp" in sendall))
         printf "ratio greenev/blocking C = %.2f\n", median(sendall["sendall_greenev_tcp"]) / median(sendall["sendall_baseline_tcp"])
       else
-        print "greenev sendall: not measured yet (needs the socket API; see GREENEV SENDALL in this script)"
+        print "greenev sendall: missing from the results (see the run messages above)"
     }
   }
 ' "$work/results.txt" "$work/sendall.txt"

@@ -1,9 +1,11 @@
-// sendall_baseline: the plain blocking C loop that greenev's sendall throughput is compared
-// with (issue 4, "large sendall over loopback"). One thread sends one SIZE-byte buffer with
-// the classic `while (sent < size) sent += send(...)` loop on a blocking socket; a second
-// thread receives and counts the bytes. Prints the throughput in MiB/s.
+// sendall_baseline: greenev's sendall next to the plain blocking C loop (issue 4, "large
+// sendall over loopback"). The sender sends one SIZE-byte buffer, either with the classic
+// `while (sent < size) sent += send(...)` loop on a blocking socket (--sender blocking) or
+// with greenev::socket::sendall on the same fd made non-blocking, waiting in the hub
+// (--sender greenev); a second thread receives and counts the bytes. Prints MiB/s as
+// `result sendall_{baseline|greenev}_{tcp|unix} = X MiB/s`.
 //
-//   sendall_baseline [--mib 512] [--transport tcp|unix] [--recv-kib 256]
+//   sendall_baseline [--mib 512] [--transport tcp|unix] [--recv-kib 256] [--sender blocking|greenev]
 //
 // tcp: a 127.0.0.1 connection through a listener on port 0; unix: a socketpair. The buffer
 // is filled before the clock starts, so page faults are not measured. The greenev figure is
@@ -23,6 +25,8 @@
 #include <thread>
 #include <vector>
 
+#include <greenev/socket.hpp>
+
 namespace {
 
 [[noreturn]] void fail(const char* what) {
@@ -33,7 +37,7 @@ namespace {
 [[noreturn]] void usage_error(const std::string& message) {
   std::fprintf(stderr,
                "sendall_baseline: %s\nusage: sendall_baseline [--mib 512] [--transport tcp|unix] "
-               "[--recv-kib 256]\n",
+               "[--recv-kib 256] [--sender blocking|greenev]\n",
                message.c_str());
   std::exit(2);
 }
@@ -76,6 +80,7 @@ int main(int argc, char** argv) {
   std::size_t mib = 512;
   std::size_t recv_kib = 256;
   std::string transport = "tcp";
+  std::string sender_kind = "blocking";
   for (int i = 1; i < argc; ++i) {
     std::string_view name = argv[i];
     if (name == "-h" || name == "--help") usage_error("blocking sendall throughput over loopback");
@@ -87,6 +92,8 @@ int main(int argc, char** argv) {
       recv_kib = parse_size(name, value);
     } else if (name == "--transport" && (value == "tcp" || value == "unix")) {
       transport = value;
+    } else if (name == "--sender" && (value == "blocking" || value == "greenev")) {
+      sender_kind = value;
     } else {
       usage_error("unknown argument: " + std::string(name) + " " + std::string(value));
     }
@@ -110,14 +117,21 @@ int main(int argc, char** argv) {
   });
 
   auto start = std::chrono::steady_clock::now();
-  std::size_t sent = 0;
-  while (sent < total) {
-    ssize_t n = send(sender, data.data() + sent, total - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) fail("send");
-    sent += static_cast<std::size_t>(n);
+  if (sender_kind == "greenev") {
+    greenev::socket socket = greenev::socket::adopt(sender);
+    socket.sendall({data.data(), total});
+    socket.shutdown(SHUT_WR);
+    sender = socket.release();
+  } else {
+    std::size_t sent = 0;
+    while (sent < total) {
+      ssize_t n = send(sender, data.data() + sent, total - sent, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) fail("send");
+      sent += static_cast<std::size_t>(n);
+    }
+    shutdown(sender, SHUT_WR);
   }
-  shutdown(sender, SHUT_WR);
   reader.join();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   close(sender);
@@ -127,8 +141,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sendall_baseline: received %zu of %zu bytes\n", received, total);
     return 1;
   }
-  std::printf("sendall_baseline: %zu MiB over %s in %.3f s\n", mib, transport.c_str(), seconds);
-  std::printf("result sendall_baseline_%s = %.1f MiB/s\n", transport.c_str(),
+  const char* label = sender_kind == "greenev" ? "greenev" : "baseline";
+  std::printf("sendall_%s: %zu MiB over %s in %.3f s\n", label, mib, transport.c_str(), seconds);
+  std::printf("result sendall_%s_%s = %.1f MiB/s\n", label, transport.c_str(),
               static_cast<double>(mib) / seconds);
   return 0;
 }
