@@ -4,11 +4,9 @@
 #include <cxxabi.h>
 
 #include <atomic>
-#include <boost/context/fiber.hpp>
-#include <boost/context/preallocated.hpp>
-#include <boost/context/stack_context.hpp>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <new>
 #include <typeinfo>
@@ -20,7 +18,7 @@
 
 namespace greenev::detail {
 
-namespace ctx = boost::context;
+namespace fcontext = boost::context::detail;
 
 greenlet_impl::greenlet_impl() noexcept = default;
 greenlet_impl::~greenlet_impl() {
@@ -54,14 +52,6 @@ std::uint64_t new_greenlet_id() noexcept {
 
 void release(greenlet_impl* g) noexcept;
 void destroy(greenlet_impl* g) noexcept;
-
-// Frames on an abandoned stack are never unwound (their thread is gone, or
-// they refused greenlet_exit). A fiber destructor would unwind them, so the
-// handle is parked here instead of destroyed.
-void abandon_context(ctx::fiber&& context) noexcept {
-  alignas(ctx::fiber) static thread_local unsigned char sink[sizeof(ctx::fiber)];
-  new (sink) ctx::fiber(std::move(context));
-}
 
 void report(const std::string& what) noexcept {
   std::fprintf(stderr, "greenev: %s\n", what.c_str());
@@ -140,7 +130,9 @@ thread_state& local_state() {
 void free_now(greenlet_impl* g) noexcept {
   thread_state* ts = tls_state;
   if (g->current_state() == greenlet_state::active && !g->is_main) {
-    abandon_context(std::move(g->context));
+    // Its frames are abandoned, never unwound (its thread is gone, or it
+    // refused greenlet_exit): dropping the raw context runs nothing.
+    g->context = nullptr;
     if (ts != nullptr && ts->anchor == g->anchor) {
       unlink_active(*ts, g);
       ts->pool->release(g->stack);
@@ -229,34 +221,18 @@ void release(greenlet_impl* g) noexcept {
 
 // ---- start, death ----------------------------------------------------------
 
-ctx::fiber run_greenlet(greenlet_impl* self, ctx::fiber&& caller) noexcept;
+[[noreturn]] void run_greenlet(fcontext::transfer_t caller) noexcept;
 
-// Gives Boost.Context the stack back when a fiber ends (called on the next
-// greenlet's stack, after this one's record is destroyed).
-struct pooled_stack_allocator {
-  stack_pool* pool;
-  stack_memory memory;
-  ctx::stack_context allocate() { return {}; }  // never used: stacks are preallocated
-  void deallocate(ctx::stack_context&) noexcept { pool->release(memory); }
-};
-
+// No fiber record and no setup jump: make_fcontext only lays out a frame at
+// the top of the stack; the first switch_to() enters run_greenlet there.
 void start(thread_state& ts, greenlet_impl* g) {
   if (ts.anchor->has_doomed.load(std::memory_order_relaxed)) [[unlikely]]
     process_doomed(ts);
   const std::size_t size = g->requested_size != 0 ? g->requested_size : checked_stack_size(0, "greenlet");
   g->stack = ts.pool->allocate(size, g->kind);
-  ctx::stack_context sctx;
-  sctx.size = g->stack.size;
-  sctx.sp = g->stack.top();
+  g->context = fcontext::make_fcontext(g->stack.top(), g->stack.size, run_greenlet);
 #ifdef GREENEV_DETAIL_TU_TSAN
   g->tsan_fiber = __tsan_create_fiber(0);
-  __tsan_switch_to_fiber(g->tsan_fiber, 0);  // Boost.Context enters the new stack briefly
-#endif
-  g->context = ctx::fiber(std::allocator_arg, ctx::preallocated(sctx.sp, sctx.size, sctx),
-                          pooled_stack_allocator{ts.pool, g->stack},
-                          [g](ctx::fiber&& caller) { return run_greenlet(g, std::move(caller)); });
-#ifdef GREENEV_DETAIL_TU_TSAN
-  __tsan_switch_to_fiber(ts.current->tsan_fiber, 0);
 #endif
   g->state.store(greenlet_state::active, std::memory_order_relaxed);
   link_active(ts, g);
@@ -286,11 +262,15 @@ std::any switch_now(thread_state& ts, greenlet_impl* target) {
   return switch_to_active(ts, target);
 }
 
-ctx::fiber run_greenlet(greenlet_impl* self, ctx::fiber&& caller) noexcept {
+// The entry of every greenlet, on its new stack; never returns. It dies by
+// jumping to the greenlet that receives its result, which lands in land_slow
+// and gives this stack back to the pool from there.
+void run_greenlet(fcontext::transfer_t caller) noexcept {
   thread_state& ts = *tls_state;
+  greenlet_impl* self = ts.current;
   greenlet_impl* from = ts.switching_from;
   after_jump(self, from);
-  from->context = std::move(caller);
+  from->context = caller.fctx;
   std::any result;
   std::exception_ptr error;
   {
@@ -330,8 +310,8 @@ ctx::fiber run_greenlet(greenlet_impl* self, ctx::fiber&& caller) noexcept {
   ts.current = target;
   swap_exception_state(ts, self, target);
   before_jump(self, target, true);
-  // Boost.Context jumps to `target` and there returns our stack to the pool.
-  return std::move(target->context);
+  fcontext::jump_fcontext(std::exchange(target->context, nullptr), nullptr);
+  std::abort();  // a dead greenlet is never resumed
 }
 
 greenlet_impl* checked(greenlet_impl* g, const thread_state& ts, const char* what) {
@@ -405,6 +385,8 @@ std::any land_slow(thread_state& ts, greenlet_impl* from) {
   std::any value = std::move(ts.value);
   std::exception_ptr error = std::exchange(ts.error, nullptr);
   if (from->dead()) {
+    // It jumped here from its own stack and will never run again.
+    ts.pool->release(from->stack);
 #ifdef GREENEV_DETAIL_TU_TSAN
     if (from->tsan_fiber != nullptr) __tsan_destroy_fiber(std::exchange(from->tsan_fiber, nullptr));
 #endif
@@ -416,6 +398,11 @@ std::any land_slow(thread_state& ts, greenlet_impl* from) {
   if (ts.anchor->has_doomed.load(std::memory_order_relaxed)) process_doomed(ts);
   if (error) std::rethrow_exception(std::move(error));
   return value;
+}
+
+void prepare_start(greenlet_impl* g) {
+  thread_state& ts = local_state();
+  if (g->current_state() == greenlet_state::unstarted) start(ts, checked(g, ts, "start"));
 }
 
 greenlet_impl* current_greenlet_slow() {

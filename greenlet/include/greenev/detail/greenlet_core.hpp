@@ -9,7 +9,7 @@
 
 #include <any>
 #include <atomic>
-#include <boost/context/fiber.hpp>
+#include <boost/context/detail/fcontext.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -140,11 +140,13 @@ class greenlet_impl {
   unsigned eh_uncaught = 0;
   void* eh_caught = nullptr;
   thread_anchor* anchor = nullptr;
-  boost::context::fiber context;  // where it resumes; empty while running or dead
+  // Where it resumes (Boost.Context's raw fcontext); null while running or
+  // unstarted, stale once dead.
+  boost::context::detail::fcontext_t context = nullptr;
   std::atomic<std::size_t> refs{1};
   greenlet_impl* parent = nullptr;  // owned reference; null only for a main greenlet
   greenlet_body* body = nullptr;
-  stack_memory stack;  // owned by the fiber record while active
+  stack_memory stack;  // in use while active; the greenlet landed on after its death returns it
   std::size_t requested_size = 0;
   std::uint64_t id = 0;
   greenlet_impl* active_prev = nullptr;  // this thread's list of active greenlets
@@ -283,10 +285,11 @@ inline greenlet_impl* jump(thread_state& ts, greenlet_impl* self, greenlet_impl*
   ts.current = target;
   swap_exception_state(ts, self, target);
   before_jump(self, target, false);
-  boost::context::fiber from_context = std::move(target->context).resume();
+  const boost::context::detail::transfer_t back =
+      boost::context::detail::jump_fcontext(std::exchange(target->context, nullptr), nullptr);
   greenlet_impl* from = ts.switching_from;
   after_jump(self, from);
-  from->context = std::move(from_context);
+  from->context = back.fctx;
   return from;
 }
 
@@ -319,6 +322,12 @@ inline greenlet_impl* current_greenlet() {
   thread_state* ts = tls_state;
   return ts != nullptr ? ts->current : current_greenlet_slow();
 }
+
+// Gives an unstarted greenlet of this thread its stack, so that the next
+// switch_to_impl() enters it through the inline path (for the hub, which
+// starts tasks from its batch loop: every return after a switch costs a
+// mispredict). Throws std::system_error if no stack can be mapped.
+void prepare_start(greenlet_impl* g);
 
 // Switches to `target` (a greenlet of this thread, never null) without
 // touching its reference count: for layers that know it is alive.
