@@ -153,6 +153,42 @@ void hub_impl::report_hub_error(const char* where) noexcept {
   print_failure(std::string("hub (") + where + ")", std::current_exception());
 }
 
+// Resuming a parked greenlet is by far the most common callback: done
+// inline, so that the switch back into the hub lands here without returning
+// through another frame (each return after a switch is mispredicted).
+inline void hub_impl::resume(waiter& w) {
+  w.scheduled_ = nullptr;
+  wake_token_ = &w;
+  switch_to_impl(w.greenlet_);
+}
+
+void resume_waiter(void* arg) {
+  current_hub->resume(*static_cast<waiter*>(arg));
+}
+
+// Inline in run(): the switch back into the hub after a task ran lands here,
+// and returning from here would be one more mispredict per switch.
+[[gnu::always_inline]] inline void hub_impl::run_ready_batch() {
+  for (std::size_t n = ready_.size(); n > 0 && !ready_.empty(); --n) {
+    const ready_item item = ready_.front();
+    ready_.pop_front();
+    if (item.fn == nullptr) continue;
+    try {
+      if (item.fn == resume_waiter) {
+        resume(*static_cast<waiter*>(item.arg));
+      } else if (item.fn == start_task) {
+        begin_task(*static_cast<task_state*>(item.arg));
+      } else {
+        item.fn(item.arg);
+      }
+    } catch (const greenlet_exit&) {
+      throw;  // the hub itself is being killed
+    } catch (...) {
+      report_hub_error("a callback");
+    }
+  }
+}
+
 // One iteration: run the callbacks queued so far, then poll the loop —
 // without blocking if more callbacks are queued (and then only every
 // busy_poll_interval_ns), blocking otherwise. When nothing is queued and the
@@ -174,38 +210,6 @@ void hub_impl::run() {
       continue;
     }
     hub_greenlet_.parent().throw_into(std::make_exception_ptr(loop_exit(describe_blocked())));
-  }
-}
-
-// Resuming a parked greenlet is by far the most common callback: done
-// inline, so that the switch back into the hub lands here without returning
-// through another frame (each return after a switch is mispredicted).
-inline void hub_impl::resume(waiter& w) {
-  w.scheduled_ = nullptr;
-  wake_token_ = &w;
-  switch_to_impl(w.greenlet_);
-}
-
-void resume_waiter(void* arg) {
-  current_hub->resume(*static_cast<waiter*>(arg));
-}
-
-void hub_impl::run_ready_batch() {
-  for (std::size_t n = ready_.size(); n > 0 && !ready_.empty(); --n) {
-    const ready_item item = ready_.front();
-    ready_.pop_front();
-    if (item.fn == nullptr) continue;
-    try {
-      if (item.fn == resume_waiter) {
-        resume(*static_cast<waiter*>(item.arg));
-      } else {
-        item.fn(item.arg);
-      }
-    } catch (const greenlet_exit&) {
-      throw;  // the hub itself is being killed
-    } catch (...) {
-      report_hub_error("a callback");
-    }
   }
 }
 
@@ -271,45 +275,19 @@ void on_park_timer(waiter& w) noexcept {
   if (w.scheduled_ == nullptr) w.scheduled_ = current_hub->push(resume_waiter, &w);
 }
 
-namespace {
 void on_park_timer_cb(struct ev_loop* loop, ev_timer* timer, int) noexcept {
   --static_cast<hub_impl*>(ev_userdata(loop))->watchers_;  // a fired one-shot timer is inactive
   on_park_timer(*static_cast<waiter*>(timer->data));
 }
 
-struct timer_guard {
-  hub_impl& hub;
-  ev_timer& timer;
-  ~timer_guard() { stop_timer(hub, timer); }
-};
-}  // namespace
-
-// Returns after the hub resumed `w` (checked); the caller did the rest.
-[[gnu::always_inline]] inline void park_in_hub(hub_impl& hub, const waiter& w) {
-  hub.switch_to_hub();
-  if (hub.wake_token_ != &w) [[unlikely]] {
-    throw greenlet_error(
-        "greenev: a greenlet waiting in the hub was switched to by something other than "
-        "its waker (use the hub's primitives, not switch_to, to wake waiting greenlets)");
-  }
-  hub.wake_token_ = nullptr;
+void hub_impl::throw_wrong_wake() {
+  throw greenlet_error(
+      "greenev: a greenlet waiting in the hub was switched to by something other than "
+      "its waker (use the hub's primitives, not switch_to, to wake waiting greenlets)");
 }
 
 bool park(waiter& w, wait_time timeout) {
-  hub_impl& hub = local_hub();
-  hub.require_not_in_hub("waiting");
-  if (!w.woken_ && !timeout.is_forever() && timeout.duration().count() == 0) {
-    if (w.fifo() != nullptr) w.fifo()->remove(w);
-    return false;  // a zero timeout only polls
-  }
-  ev_timer timer;
-  ev_init(&timer, on_park_timer_cb);
-  timer.data = &w;
-  if (!timeout.is_forever()) start_timer(hub, timer, timeout.duration());
-  const timer_guard stop_timer{hub, timer};
-  park_in_hub(hub, w);
-  if (w.fifo() != nullptr) w.fifo()->remove(w);
-  return w.woken_;
+  return hub_impl::park(w, timeout);
 }
 
 // sleep(0): queue our own wake-up and park, all in one frame.
@@ -319,7 +297,7 @@ void sleep_yield() {
   waiter w;
   w.woken_ = true;
   w.scheduled_ = hub.push(resume_waiter, &w);
-  park_in_hub(hub, w);
+  hub.park_in_hub(w);
 }
 
 }  // namespace greenev::detail
@@ -362,7 +340,7 @@ std::size_t hub::pending_callbacks() const noexcept {
 void sleep(wait_time duration) {
   if (duration.is_forever() || duration.duration().count() > 0) {
     detail::waiter w;
-    detail::park(w, duration);
+    detail::hub_impl::park(w, duration);
     return;
   }
   detail::sleep_yield();

@@ -15,6 +15,7 @@
 
 #include <greenev/detail/waiter.hpp>
 #include <greenev/hub.hpp>
+#include <greenev/task.hpp>
 
 namespace greenev::detail {
 
@@ -44,8 +45,14 @@ class hub_impl {
       throw_blocking_in_hub(what);
   }
   [[noreturn]] static void throw_blocking_in_hub(const char* what);
+  [[noreturn]] static void throw_wrong_wake();
   // Switches to the hub; returns when something switches back.
   void switch_to_hub() { switch_to_impl(hub_greenlet_.get()); }
+
+  // park() and its switch, inline for this library's own waits: every
+  // return after a switch is a mispredict (docs/design.md, "One switch").
+  static bool park(waiter& w, wait_time timeout);
+  void park_in_hub(const waiter& w);
 
   // Runs `f` inside a libev callback: a kill of the hub (greenlet_exit) is
   // carried out of ev_run (C frames must not be unwound); anything else is
@@ -105,6 +112,10 @@ class hub_impl {
 
 void register_discard(void (*fn)(void*), ready_discard discard);
 
+// The ready-queue callback that starts a spawned task (task.cpp); the hub's
+// batch loop runs it inline as begin_task().
+void start_task(void* arg);
+
 // The ready-queue callback that resumes a parked waiter.
 void resume_waiter(void* arg);
 void sleep_yield();
@@ -132,6 +143,51 @@ inline void stop_timer(hub_impl& hub, ev_timer& timer) noexcept {
   if (!ev_is_active(&timer)) return;
   ev_timer_stop(hub.loop_, &timer);
   --hub.watchers_;
+}
+
+// Holds the start queue's reference to `state`, handed to the running task.
+// A task killed before it started is not run. Inline in the hub's batch
+// loop, so that the switch back after the task ends lands in that loop.
+[[gnu::always_inline]] inline void begin_task(task_state& state) {
+  if (state.phase_ != task_state::phase::scheduled) {  // killed before it started
+    state.release();
+    return;
+  }
+  state.phase_ = task_state::phase::running;
+  greenlet_impl* g = state.greenlet_.get();
+  prepare_start(g);
+  switch_to_impl(g);
+}
+
+void on_park_timer_cb(struct ev_loop* loop, ev_timer* timer, int revents) noexcept;
+
+// Returns after the hub resumed `w` (checked); the caller did the rest.
+[[gnu::always_inline]] inline void hub_impl::park_in_hub(const waiter& w) {
+  switch_to_hub();
+  if (wake_token_ != &w) [[unlikely]]
+    throw_wrong_wake();
+  wake_token_ = nullptr;
+}
+
+[[gnu::always_inline]] inline bool hub_impl::park(waiter& w, wait_time timeout) {
+  hub_impl& hub = local_hub();
+  hub.require_not_in_hub("waiting");
+  if (!w.woken_ && !timeout.is_forever() && timeout.duration().count() == 0) {
+    if (w.fifo() != nullptr) w.fifo()->remove(w);
+    return false;  // a zero timeout only polls
+  }
+  ev_timer timer;
+  ev_init(&timer, on_park_timer_cb);
+  timer.data = &w;
+  if (!timeout.is_forever()) start_timer(hub, timer, timeout.duration());
+  struct timer_guard {
+    hub_impl& hub;
+    ev_timer& timer;
+    ~timer_guard() { stop_timer(hub, timer); }
+  } stop_timer_on_exit{hub, timer};
+  hub.park_in_hub(w);
+  if (w.fifo() != nullptr) w.fifo()->remove(w);
+  return w.woken_;
 }
 
 }  // namespace greenev::detail

@@ -14,17 +14,6 @@ ev_timer& start_timer_of(task_state& state) {
   return *std::launder(reinterpret_cast<ev_timer*>(state.start_timer_));
 }
 
-// Holds the queue's reference; hands it to the running task (execute()).
-void start_task(void* arg) {
-  auto* state = static_cast<task_state*>(arg);
-  if (state->phase_ != task_state::phase::scheduled) {  // killed before it started
-    state->release();
-    return;
-  }
-  state->phase_ = task_state::phase::running;
-  switch_to_impl(state->greenlet_.get());
-}
-
 void on_start_timer(struct ev_loop* loop, ev_timer* timer, int) noexcept {
   auto* hub = static_cast<hub_impl*>(ev_userdata(loop));
   --hub->watchers_;
@@ -83,6 +72,12 @@ void kill_in_hub(void* arg) {
 }
 
 }  // namespace
+
+// The hub runs this inline (begin_task); the function is the queue entry's
+// identity, and the fallback.
+void start_task(void* arg) {
+  begin_task(*static_cast<task_state*>(arg));
+}
 
 task_state::~task_state() {
   while (link_node* node = links_.pop_front()) {
@@ -210,7 +205,7 @@ bool join_task(task_state& state, wait_time timeout) {
     joiner& node;
     ~unlinker() { state.remove_link(node); }
   } unlink_on_exit{state, node};
-  return park(w, timeout);
+  return hub_impl::park(w, timeout);
 }
 
 void kill_task(task_state& state, std::exception_ptr error, bool block, wait_time timeout) {
@@ -354,58 +349,6 @@ std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time 
   if (raise_error) rethrow_first_failure(shared.finished);
   if (shared.finished.size() > shared.target) shared.finished.resize(shared.target);
   return shared.finished;
-}
-
-struct iwait::node final : detail::link_node {
-  iwait* owner_iwait = nullptr;
-};
-
-void iwait::fire(detail::link_node& self, detail::task_state& task) {
-  iwait& it = *static_cast<node&>(self).owner_iwait;
-  task.add_ref();
-  it.finished_.push_back(basic_task::adopt(&task));
-  if (it.waiter_ != nullptr) detail::schedule_wake(*it.waiter_);
-}
-
-iwait::iwait(const std::vector<basic_task>& tasks, wait_time timeout)
-    : tasks_(tasks), nodes_(std::make_unique<node[]>(tasks.size())) {
-  if (!timeout.is_forever()) deadline_ = std::chrono::steady_clock::now() + timeout.duration();
-  for (std::size_t i = 0; i < tasks_.size(); ++i) {
-    const basic_task& t = tasks_[i];
-    if (!t) throw greenlet_error("greenev: iwait: an empty task handle");
-    if (t.ready()) {
-      finished_.push_back(t);
-      continue;
-    }
-    nodes_[i].fire = &iwait::fire;
-    nodes_[i].owner_iwait = this;
-    t.state()->add_link(nodes_[i]);
-  }
-}
-
-iwait::~iwait() {
-  for (std::size_t i = 0; i < tasks_.size(); ++i) {
-    if (nodes_[i].fifo() != nullptr) nodes_[i].fifo()->remove(nodes_[i]);
-  }
-}
-
-std::optional<basic_task> iwait::next() {
-  if (finished_.empty() && returned_ < tasks_.size()) {
-    wait_time left;
-    if (deadline_) left = *deadline_ - std::chrono::steady_clock::now();
-    detail::waiter w;
-    waiter_ = &w;
-    struct reset {
-      detail::waiter*& slot;
-      ~reset() { slot = nullptr; }
-    } clear_on_exit{waiter_};
-    detail::park(w, left);
-  }
-  if (finished_.empty()) return std::nullopt;
-  basic_task t = std::move(finished_.front());
-  finished_.erase(finished_.begin());
-  ++returned_;
-  return t;
 }
 
 void killall(const std::vector<basic_task>& tasks, std::exception_ptr error, bool block, wait_time timeout) {
