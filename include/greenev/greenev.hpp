@@ -32,3 +32,4 @@
 #include <greenev/threadpool.hpp>
 #include <greenev/timeout.hpp>
 #include <greenev/version.hpp>
+#include <greenev/wait.hpp>

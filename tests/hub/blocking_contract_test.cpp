@@ -30,6 +30,7 @@
 #include <greenev/semaphore.hpp>
 #include <greenev/task.hpp>
 #include <greenev/timeout.hpp>
+#include <greenev/wait.hpp>
 
 #include "support/hub_fixture.hpp"
 #include "support/socket_pair.hpp"
@@ -343,6 +344,22 @@ std::vector<blocking_op> blocking_ops() {
                     };
                   }});
 
+  rows.push_back({"wait (event, async_result)", outcome::returns_false, [] {
+                    auto e = std::make_shared<greenev::event>();
+                    auto r = std::make_shared<greenev::async_result<int>>();
+                    return blocked_call{
+                        .wait =
+                            [e, r](wait_time t) {
+                              return !greenev::wait({*e, *r}, t, 1).empty();
+                            },
+                        .finish =
+                            [e, r] {
+                              e->set();
+                              r->set(1);
+                              EXPECT_EQ(greenev::wait({*e, *r}, 1.0).size(), 2u);
+                            },
+                    };
+                  }});
   rows.push_back({"wait_read", outcome::returns_false, [] {
                     auto pair = std::make_shared<socket_pair>();
                     return blocked_call{

@@ -4,6 +4,7 @@
 // reporting and names. Ports the contracts of gevent's test__greenlet
 // (TestBasic, TestKill*, TestLink, TestStuff), test__joinall and test__issue330.
 #include <greenev/task.hpp>
+#include <greenev/wait.hpp>
 
 #include <chrono>
 #include <cstddef>

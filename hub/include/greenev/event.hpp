@@ -14,11 +14,14 @@
 #include <optional>
 #include <utility>
 
+#include <greenev/detail/observer.hpp>
 #include <greenev/detail/waiter.hpp>
 #include <greenev/hub.hpp>
 #include <greenev/timeout.hpp>
 
 namespace greenev {
+
+class waitable;
 
 /// A flag greenlets can wait for.
 class event {
@@ -31,6 +34,7 @@ class event {
   void set() noexcept {
     flag_ = true;
     detail::wake_all(waiters_);
+    detail::notify_all(observers_);
   }
   /// Clears the flag. Never switches.
   void clear() noexcept { flag_ = false; }
@@ -51,8 +55,10 @@ class event {
   [[nodiscard]] std::size_t waiters() const noexcept { return waiters_.size(); }
 
  private:
+  friend class waitable;
   bool flag_ = false;
   detail::wait_list waiters_;
+  detail::observer_list observers_;  // greenev::wait / iwait
 };
 
 /// A value (or an exception) that arrives later: set once, read by any
@@ -69,6 +75,7 @@ class async_result {
     value_.emplace(std::move(value));
     error_ = nullptr;
     detail::wake_all(waiters_);
+    detail::notify_all(observers_);
   }
   /// Stores an exception for get() to rethrow; wakes every waiter.
   void set_exception(std::exception_ptr error) {
@@ -76,6 +83,7 @@ class async_result {
     value_.reset();
     error_ = std::move(error);
     detail::wake_all(waiters_);
+    detail::notify_all(observers_);
   }
 
   [[nodiscard]] bool ready() const noexcept { return value_.has_value() || error_ != nullptr; }
@@ -103,9 +111,11 @@ class async_result {
   }
 
  private:
+  friend class waitable;
   std::optional<T> value_;
   std::exception_ptr error_;
   detail::wait_list waiters_;
+  detail::observer_list observers_;  // greenev::wait / iwait
 };
 
 }  // namespace greenev

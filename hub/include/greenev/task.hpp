@@ -291,37 +291,7 @@ auto spawn_later(wait_time delay, F&& f, Args&&... args) {
 std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time timeout = {},
                                 bool raise_error = false, std::optional<std::size_t> count = std::nullopt);
 
-/// gevent.wait over tasks: joinall without raise_error.
-inline std::vector<basic_task> wait(const std::vector<basic_task>& tasks, wait_time timeout = {},
-                                    std::optional<std::size_t> count = std::nullopt) {
-  return joinall(tasks, timeout, false, count);
-}
-
-/// gevent.iwait over tasks: yields the tasks one by one as they finish.
-///
-///   for (greenev::iwait each(tasks); auto t = each.next();) use(*t);
-///
-/// next() returns the next finished task (already finished ones first, in
-/// the given order), or nothing once all were returned or `timeout` (for the
-/// whole iteration) passed. Switches while it waits.
-class iwait {
- public:
-  explicit iwait(const std::vector<basic_task>& tasks, wait_time timeout = {});
-  iwait(const iwait&) = delete;
-  iwait& operator=(const iwait&) = delete;
-  ~iwait();
-  std::optional<basic_task> next();
-
- private:
-  struct node;
-  static void fire(detail::link_node& self, detail::task_state& task);
-  std::vector<basic_task> tasks_;
-  std::vector<basic_task> finished_;  // not yet returned, in completion order
-  std::unique_ptr<node[]> nodes_;
-  detail::waiter* waiter_ = nullptr;
-  std::size_t returned_ = 0;
-  std::optional<std::chrono::steady_clock::time_point> deadline_;
-};
+// gevent.wait / gevent.iwait over tasks and other waitables: wait.hpp.
 
 /// gevent.killall: kills every task; with `block`, waits up to `timeout` for
 /// all of them to finish. Switches if `block`.

@@ -1,0 +1,174 @@
+// Waiting for the first of several things (gevent.wait / gevent.iwait): tasks,
+// events and async_results, mixed freely.
+//
+//   greenev::event stop;
+//   auto worker = greenev::spawn(work);
+//   auto ready = greenev::wait({worker, stop}, 5.0, 1);   // whichever comes first
+//   if (!ready.empty() && ready.front() == greenev::waitable(stop)) ...
+//
+//   for (greenev::iwait each(tasks); auto t = each.next();) use(*t);   // as they finish
+//
+// "Ready" means: a task finished (any way), an event is set, an async_result
+// has a value or an exception. Nothing is consumed: waiting on an event does
+// not clear it. Threading: the calling thread's hub; every object must belong
+// to it.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include <greenev/event.hpp>
+#include <greenev/hub.hpp>
+#include <greenev/task.hpp>
+
+namespace greenev {
+
+/// Something a greenlet can wait for: a task (the waitable holds a handle to
+/// it), an event or an async_result (referenced: they must outlive the
+/// waitable). Cheap to copy. Compares equal to another waitable of the same
+/// object, so results of wait() can be told apart.
+class waitable {
+ public:
+  waitable(const basic_task& task);  // NOLINT: implicit on purpose, like gevent's duck typing
+  waitable(event& e) noexcept;       // NOLINT
+  template <class T>
+  waitable(async_result<T>& result) noexcept  // NOLINT
+      : object_(&result), observers_(&result.observers_), ready_(&result_ready<T>) {}
+
+  /// True once it is ready (see the top of this file). Never switches.
+  [[nodiscard]] bool ready() const;
+  /// The task, if this is one (else nullptr).
+  [[nodiscard]] const basic_task* task() const noexcept { return task_ ? &task_ : nullptr; }
+
+  friend bool operator==(const waitable& a, const waitable& b) noexcept { return a.object_ == b.object_; }
+
+  // For wait/iwait: starts watching (calls `notify` once it becomes ready,
+  // never before this returns), or stops.
+  void observe(detail::link_node& task_link, detail::observer& other) const;
+
+ private:
+  template <class T>
+  static bool result_ready(const void* object) {
+    return static_cast<const async_result<T>*>(object)->ready();
+  }
+  static bool event_ready(const void* object);
+
+  basic_task task_;
+  const void* object_ = nullptr;
+  detail::observer_list* observers_ = nullptr;
+  bool (*ready_)(const void*) = nullptr;
+};
+
+namespace detail {
+
+// The engine of wait/iwait: watches items and hands out their indexes in the
+// order they became ready (those ready at the start first, in given order).
+class ready_watch {
+ public:
+  ready_watch(std::span<const waitable> items, wait_time timeout);
+  ready_watch(const ready_watch&) = delete;
+  ready_watch& operator=(const ready_watch&) = delete;
+  ~ready_watch();
+  // The next ready index, waiting until the deadline; nothing once every
+  // item was returned or the deadline passed. Switches while it waits.
+  std::optional<std::size_t> next();
+
+ private:
+  struct node;
+  void on_ready(std::size_t index) noexcept;
+  std::unique_ptr<node[]> nodes_;
+  std::size_t size_;
+  std::vector<std::size_t> ready_;  // not yet returned, in readiness order
+  std::size_t taken_ = 0;           // of ready_
+  std::size_t returned_ = 0;
+  waiter* waiter_ = nullptr;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;
+};
+
+}  // namespace detail
+
+/// gevent.iwait: yields the items one by one as they become ready.
+///
+///   for (greenev::iwait each(items, timeout); auto item = each.next();) ...
+///
+/// Items are tasks (basic_task or task<T>) or waitables. next() returns the
+/// next ready item (those ready at construction first, in the given order),
+/// or nothing once all were returned or `timeout` (for the whole iteration)
+/// passed. next() switches while it waits. The constructor never switches;
+/// it throws greenlet_error for an empty task handle.
+template <class Item = waitable>
+class iwait {
+  static_assert(std::is_same_v<Item, waitable>, "greenev::iwait: items are tasks or waitables");
+
+ public:
+  explicit iwait(std::vector<waitable> items, wait_time timeout = {})
+      : items_(std::move(items)), watch_(items_, timeout) {}
+
+  std::optional<waitable> next() {
+    const std::optional<std::size_t> index = watch_.next();
+    if (!index) return std::nullopt;
+    return items_[*index];
+  }
+
+ private:
+  std::vector<waitable> items_;
+  detail::ready_watch watch_;
+};
+
+// Over tasks: next() returns the task type given.
+template <class Item>
+requires std::is_base_of_v<basic_task, Item>
+class iwait<Item> {
+ public:
+  explicit iwait(std::vector<Item> items, wait_time timeout = {})
+      : items_(std::move(items)), waitables_(items_.begin(), items_.end()), watch_(waitables_, timeout) {}
+
+  std::optional<Item> next() {
+    const std::optional<std::size_t> index = watch_.next();
+    if (!index) return std::nullopt;
+    return items_[*index];
+  }
+
+ private:
+  std::vector<Item> items_;
+  std::vector<waitable> waitables_;
+  detail::ready_watch watch_;
+};
+
+template <class Item>
+iwait(std::vector<Item>, wait_time) -> iwait<Item>;
+template <class Item>
+iwait(std::vector<Item>) -> iwait<Item>;
+
+/// gevent.wait: waits until `count` of the items (default: all) are ready, or
+/// `timeout` passed; returns the ready ones, in the order they became ready
+/// (those ready at the call first, in the given order) — at most `count`.
+/// Switches unless enough are ready already.
+template <class Item>
+std::vector<Item> wait(const std::vector<Item>& items, wait_time timeout = {},
+                       std::optional<std::size_t> count = std::nullopt) {
+  const std::size_t wanted = std::min(count.value_or(items.size()), items.size());
+  std::vector<Item> ready;
+  iwait<Item> each(items, timeout);
+  while (ready.size() < wanted) {
+    std::optional<Item> item = each.next();
+    if (!item) break;
+    ready.push_back(std::move(*item));
+  }
+  return ready;
+}
+
+/// wait() over a braced list: `greenev::wait({task, stop_event}, 1.0, 1)`.
+inline std::vector<waitable> wait(std::initializer_list<waitable> items, wait_time timeout = {},
+                                  std::optional<std::size_t> count = std::nullopt) {
+  return wait(std::vector<waitable>(items), timeout, count);
+}
+
+}  // namespace greenev

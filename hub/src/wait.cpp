@@ -1,0 +1,104 @@
+// wait / iwait: one observation node per item — a task link or an observer
+// on an event/async_result — feeding indexes to one parked waiter.
+#include <greenev/wait.hpp>
+
+#include <string>
+
+namespace greenev {
+
+waitable::waitable(const basic_task& task) : task_(task), object_(task.state()) {
+  if (!task) throw greenlet_error("greenev: wait/iwait: an empty task handle");
+}
+
+waitable::waitable(event& e) noexcept : object_(&e), observers_(&e.observers_), ready_(&event_ready) {}
+
+bool waitable::event_ready(const void* object) {
+  return static_cast<const event*>(object)->is_set();
+}
+
+bool waitable::ready() const {
+  return task_ ? task_.ready() : ready_(object_);
+}
+
+void waitable::observe(detail::link_node& task_link, detail::observer& other) const {
+  if (task_) {
+    task_.state()->add_link(task_link);
+  } else {
+    observers_->push_back(other);
+  }
+}
+
+namespace detail {
+
+struct ready_watch::node {
+  struct task_link final : link_node {
+    node* owner = nullptr;
+  };
+  struct other_link final : observer {
+    node* owner = nullptr;
+  };
+  task_link link;
+  other_link other;
+  ready_watch* watch = nullptr;
+  std::size_t index = 0;
+};
+
+ready_watch::ready_watch(std::span<const waitable> items, wait_time timeout)
+    : nodes_(std::make_unique<node[]>(items.size())), size_(items.size()) {
+  ready_.reserve(size_);  // on_ready() must not allocate: it is noexcept
+  if (!timeout.is_forever()) deadline_ = std::chrono::steady_clock::now() + timeout.duration();
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (items[i].ready()) {
+      ready_.push_back(i);
+      continue;
+    }
+    node& n = nodes_[i];
+    n.watch = this;
+    n.index = i;
+    n.link.owner = &n;
+    n.link.fire = [](link_node& self, task_state&) {
+      node& owner = *static_cast<node::task_link&>(self).owner;
+      owner.watch->on_ready(owner.index);
+    };
+    n.other.owner = &n;
+    n.other.notify = [](observer& self) noexcept {
+      node& owner = *static_cast<node::other_link&>(self).owner;
+      owner.watch->on_ready(owner.index);
+    };
+    items[i].observe(n.link, n.other);
+  }
+}
+
+ready_watch::~ready_watch() {
+  for (std::size_t i = 0; i < size_; ++i) {
+    node& n = nodes_[i];
+    if (n.link.fifo() != nullptr) n.link.fifo()->remove(n.link);
+    if (n.other.fifo() != nullptr) n.other.fifo()->remove(n.other);
+  }
+}
+
+void ready_watch::on_ready(std::size_t index) noexcept {
+  ready_.push_back(index);
+  if (waiter_ != nullptr) schedule_wake(*waiter_);
+}
+
+std::optional<std::size_t> ready_watch::next() {
+  if (taken_ == ready_.size() && returned_ < size_) {
+    wait_time left;
+    if (deadline_) left = *deadline_ - std::chrono::steady_clock::now();
+    waiter w;
+    waiter_ = &w;
+    struct reset {
+      waiter*& slot;
+      ~reset() { slot = nullptr; }
+    } clear_on_exit{waiter_};
+    park(w, left);
+  }
+  if (taken_ == ready_.size()) return std::nullopt;
+  ++returned_;
+  return ready_[taken_++];
+}
+
+}  // namespace detail
+
+}  // namespace greenev
