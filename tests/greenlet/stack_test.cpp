@@ -338,8 +338,8 @@ TEST_F(stack_pool, pooled_counts_the_calling_threads_pool) {
 // greenlets with the default 256 KiB stacks (500 MiB if committed) that each
 // use a few KiB must cost far less.
 TEST_F(stack_memory, stacks_are_committed_lazily) {
-  if (greenev::testing::sanitized) {
-    GTEST_SKIP() << "sanitizer shadow memory and frame sizes make RSS meaningless here";
+  if (!greenev::testing::rss_is_meaningful()) {
+    GTEST_SKIP() << "sanitizer shadow memory, frame sizes or valgrind make RSS meaningless here";
   }
   constexpr std::size_t count = 2000;
   std::vector<greenlet> greenlets;
