@@ -352,7 +352,7 @@ int pipe(int fds[2]) noexcept {
 int close(int fd) noexcept {
   // Wake this thread's greenlets parked on `fd` (EBADF) before the number
   // can be reused. Other threads' waiters cannot be reached from here.
-  if (greenev::detail::hub_exists_on_this_thread()) greenev::cancel_wait(fd);
+  if (patched(socket_bit) && greenev::detail::hub_exists_on_this_thread()) greenev::cancel_wait(fd);
   reset_record(fd);
   return real_close(fd);
 }
@@ -369,7 +369,9 @@ int dup(int fd) noexcept {
 }
 
 int dup3(int fd, int target, int flags) noexcept {
-  if (fd != target && greenev::detail::hub_exists_on_this_thread()) greenev::cancel_wait(target);
+  if (fd != target && patched(socket_bit) && greenev::detail::hub_exists_on_this_thread()) {
+    greenev::cancel_wait(target);
+  }
   const int copy = real_dup3(fd, target, flags);
   if (copy >= 0) copy_record(fd, copy);
   return copy;
@@ -377,7 +379,7 @@ int dup3(int fd, int target, int flags) noexcept {
 
 int dup2(int fd, int target) noexcept {
   if (fd == target) return real_dup2(fd, target);
-  if (greenev::detail::hub_exists_on_this_thread()) greenev::cancel_wait(target);
+  if (patched(socket_bit) && greenev::detail::hub_exists_on_this_thread()) greenev::cancel_wait(target);
   const int copy = real_dup2(fd, target);
   if (copy >= 0) copy_record(fd, copy);
   return copy;
