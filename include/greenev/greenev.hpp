@@ -20,6 +20,7 @@
 #include <greenev/hub.hpp>
 #include <greenev/io.hpp>
 #include <greenev/local.hpp>
+#include <greenev/monkey.hpp>
 #include <greenev/pool.hpp>
 #include <greenev/queue.hpp>
 #include <greenev/select.hpp>
