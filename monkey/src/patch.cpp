@@ -78,6 +78,7 @@ void reset_record(int fd) noexcept {
   if (chunk == nullptr) return;  // never recorded anything
   fd_record& r = chunk[fd & (chunk_size - 1)];
   r.flags.store(0, std::memory_order_relaxed);
+  r.drained.store(false, std::memory_order_relaxed);
   r.receive_timeout_ns.store(0, std::memory_order_relaxed);
   r.send_timeout_ns.store(0, std::memory_order_relaxed);
   r.registered_by.store(nullptr, std::memory_order_relaxed);

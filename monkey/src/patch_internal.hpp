@@ -77,6 +77,9 @@ enum fd_flags : std::uint32_t {
 
 struct fd_record {
   std::atomic<std::uint32_t> flags{0};
+  // The last read was short: wait before the next one. Its own word, so the
+  // per-read updates are plain stores, not read-modify-writes of `flags`.
+  std::atomic<bool> drained{false};
   std::atomic<std::int64_t> receive_timeout_ns{0};  // SO_RCVTIMEO; 0 = none
   std::atomic<std::int64_t> send_timeout_ns{0};     // SO_SNDTIMEO; 0 = none
   // The thread whose libev loop last registered this fd (see wait_fd).
@@ -129,9 +132,9 @@ class errno_keeper {
 // A per-call deadline from an SO_RCVTIMEO / SO_SNDTIMEO value (0 = none).
 class deadline {
  public:
-  explicit deadline(std::int64_t timeout_ns) noexcept
-      : forever_(timeout_ns <= 0),
-        at_(std::chrono::steady_clock::now() + std::chrono::nanoseconds(timeout_ns)) {}
+  explicit deadline(std::int64_t timeout_ns) noexcept : forever_(timeout_ns <= 0) {
+    if (!forever_) at_ = std::chrono::steady_clock::now() + std::chrono::nanoseconds(timeout_ns);
+  }
   [[nodiscard]] wait_time left() const noexcept {
     if (forever_) return wait_time::forever();
     return wait_time(at_ - std::chrono::steady_clock::now());
@@ -139,7 +142,7 @@ class deadline {
 
  private:
   bool forever_;
-  std::chrono::steady_clock::time_point at_;
+  std::chrono::steady_clock::time_point at_{};
 };
 
 // Fails a patched call the way docs/errors.md says for `outcome`.

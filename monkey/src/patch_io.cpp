@@ -95,7 +95,7 @@ wait_outcome wait_blocking(int fd, int events, const deadline& until) noexcept {
 // EAGAIN, wait for readiness (cooperatively or in poll(2)) until the user's
 // SO_RCVTIMEO / SO_SNDTIMEO.
 template <class Call>
-ssize_t blocking_io(int fd, int events, Call&& call) noexcept {
+ssize_t blocking_io(int fd, int events, Call&& call, std::size_t asked = 0) noexcept {
   fd_record* record = nullptr;
   const route how = route_of(fd, record);
   if (how == route::libc) return call();
@@ -105,16 +105,28 @@ ssize_t blocking_io(int fd, int events, Call&& call) noexcept {
   }
   const errno_keeper saved;
   const deadline until(timeout_of(*record, events));
+  const auto wait = [&] {
+    return how == route::cooperative ? wait_fd(fd, events, *record, until.left())
+                                     : wait_blocking(fd, events, until);
+  };
+  // After a short read the socket was drained: wait before reading again
+  // rather than spend a system call on EAGAIN (greenev::socket does the same).
+  if (events == readable && how == route::cooperative && record->drained.load(std::memory_order_relaxed)) {
+    record->drained.store(false, std::memory_order_relaxed);
+    if (const wait_outcome outcome = wait(); outcome != wait_outcome::ready) return fail(outcome);
+  }
   for (;;) {
     const ssize_t n = call();
     if (n >= 0) {
+      if (n > 0 && static_cast<std::size_t>(n) < asked &&
+          (record->flags.load(std::memory_order_relaxed) & fd_stream) != 0) {
+        record->drained.store(true, std::memory_order_relaxed);
+      }
       saved.restore();
       return n;
     }
     if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
-    const wait_outcome outcome = how == route::cooperative ? wait_fd(fd, events, *record, until.left())
-                                                           : wait_blocking(fd, events, until);
-    if (outcome != wait_outcome::ready) return fail(outcome);
+    if (const wait_outcome outcome = wait(); outcome != wait_outcome::ready) return fail(outcome);
   }
 }
 
@@ -189,7 +201,8 @@ using namespace greenev::monkey::detail;  // NOLINT: the interposers below are C
 extern "C" {
 
 ssize_t read(int fd, void* buffer, size_t size) noexcept {
-  return blocking_io(fd, readable, [&] { return real_read(fd, buffer, size); });
+  return blocking_io(
+      fd, readable, [&] { return real_read(fd, buffer, size); }, size);
 }
 
 ssize_t readv(int fd, const iovec* iov, int count) noexcept {
@@ -198,7 +211,8 @@ ssize_t readv(int fd, const iovec* iov, int count) noexcept {
 
 ssize_t recv(int fd, void* buffer, size_t size, int flags) noexcept {
   if ((flags & MSG_DONTWAIT) != 0) return real_recv(fd, buffer, size, flags);
-  return blocking_io(fd, readable, [&] { return real_recv(fd, buffer, size, flags); });
+  return blocking_io(
+      fd, readable, [&] { return real_recv(fd, buffer, size, flags); }, (flags & MSG_PEEK) != 0 ? 0 : size);
 }
 
 ssize_t recvfrom(int fd, void* buffer, size_t size, int flags, sockaddr* from, socklen_t* length) noexcept {
