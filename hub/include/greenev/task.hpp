@@ -81,8 +81,8 @@ class task_state {
   std::exception_ptr error_;  // the failure, or the greenlet_exit that ended it
   intrusive_fifo<link_node> links_;
   std::uint64_t next_link_id_ = 1;
-  alignas(16) unsigned char start_timer_[64];  // ev_timer for spawn_later
-  bool timer_started_ = false;
+  struct delayed_start;               // spawn_later's timer (task.cpp)
+  delayed_start* delayed_ = nullptr;  // owned; null unless spawned with a delay
 
  protected:
   virtual void run_function() = 0;  // stores the result
