@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -331,6 +332,68 @@ TEST_F(patch_socket_test, pipes_made_after_patching_are_cooperative) {
   writer.join();
   ::close(fds[0]);
   ::close(fds[1]);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(patch_socket_test, threads_with_their_own_hubs_use_patched_calls_at_once) {
+  // Per-fd records and lazily resolved libc functions are shared by every thread.
+  std::vector<std::thread> threads;
+  std::atomic<int> echoed{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      std::vector<greenev::basic_task> tasks;
+      for (int g = 0; g < 10; ++g) {
+        tasks.push_back(greenev::spawn([&] {
+          int fds[2];
+          ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+          auto peer = greenev::spawn([fd = fds[1]] {
+            char buffer[16];
+            for (ssize_t n; (n = ::read(fd, buffer, sizeof buffer)) > 0;) {
+              ASSERT_EQ(::write(fd, buffer, static_cast<size_t>(n)), n);
+            }
+          });
+          for (int round = 0; round < 50; ++round) {
+            char c = static_cast<char>('a' + round % 26);
+            ASSERT_EQ(::write(fds[0], &c, 1), 1);
+            char back = 0;
+            ASSERT_EQ(::read(fds[0], &back, 1), 1);
+            ASSERT_EQ(back, c);
+            ++echoed;
+          }
+          ::shutdown(fds[0], SHUT_WR);
+          peer.join();
+          ::close(fds[0]);
+          ::close(fds[1]);
+        }));
+      }
+      greenev::joinall(tasks);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(echoed.load(), 4 * 10 * 50);
+}
+
+TEST_F(patch_socket_test, accept4_with_sock_nonblock_keeps_the_users_view) {
+  int port = 0;
+  const int listener = listen_loopback(port);
+  auto client = greenev::spawn([&] {
+    const int fd = connect_loopback(port);
+    greenev::sleep(0.05);
+    ::close(fd);
+  });
+  const int connection = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK);
+  ASSERT_GE(connection, 0);
+  EXPECT_NE(::fcntl(connection, F_GETFL) & O_NONBLOCK, 0);
+  char c;
+  errno = 0;
+  EXPECT_EQ(::recv(connection, &c, 1, 0), -1);
+  EXPECT_EQ(errno, EAGAIN);
+  client.join();
+  ::close(connection);
+  ::close(listener);
 }
 
 }  // namespace
