@@ -182,6 +182,13 @@ struct static_host {
 };
 thread_local static_host last_host;
 
+// A greenlet whose kill is pending fails lookups at once (docs/errors.md).
+hostent* interrupted_lookup() noexcept {
+  errno = ECANCELED;
+  h_errno = TRY_AGAIN;
+  return nullptr;
+}
+
 // Runs `lookup` and packs its answer into the thread's static hostent.
 template <class Lookup>
 hostent* static_lookup(Lookup&& lookup) noexcept {
@@ -268,25 +275,30 @@ void freeaddrinfo(addrinfo* list) noexcept {
 }
 
 hostent* gethostbyname(const char* name) noexcept {
-  if (!dns_patched() || name == nullptr || interruption_pending()) return real_gethostbyname(name);
+  if (!dns_patched() || name == nullptr) return real_gethostbyname(name);
+  if (interruption_pending()) return interrupted_lookup();
   return static_lookup([&] { return lookup_forward(name, AF_INET); });
 }
 
 hostent* gethostbyname2(const char* name, int family) noexcept {
-  if (!dns_patched() || name == nullptr || (family != AF_INET && family != AF_INET6) ||
-      interruption_pending()) {
+  if (!dns_patched() || name == nullptr || (family != AF_INET && family != AF_INET6)) {
     return real_gethostbyname2(name, family);
   }
+  if (interruption_pending()) return interrupted_lookup();
   return static_lookup([&] { return lookup_forward(name, family); });
 }
 
 int gethostbyname_r(const char* name, hostent* entry, char* buffer, size_t length, hostent** result,
                     int* h_error) noexcept {
-  if (!dns_patched() || name == nullptr || entry == nullptr || result == nullptr || h_error == nullptr ||
-      interruption_pending()) {
+  if (!dns_patched() || name == nullptr || entry == nullptr || result == nullptr || h_error == nullptr) {
     return real_gethostbyname_r(name, entry, buffer, length, result, h_error);
   }
   *result = nullptr;
+  if (interruption_pending()) {
+    *h_error = TRY_AGAIN;
+    errno = ECANCELED;
+    return ECANCELED;
+  }
   try {
     const host_answer answer = lookup_forward(name, AF_INET);
     if (pack(answer, entry, buffer, length) == ERANGE) {
@@ -308,7 +320,7 @@ int gethostbyname_r(const char* name, hostent* entry, char* buffer, size_t lengt
     return EINVAL;
   } catch (...) {
     store_interruption();
-    *h_error = NETDB_INTERNAL;
+    *h_error = TRY_AGAIN;
     errno = ECANCELED;
     return ECANCELED;
   }
@@ -317,9 +329,9 @@ int gethostbyname_r(const char* name, hostent* entry, char* buffer, size_t lengt
 hostent* gethostbyaddr(const void* address, socklen_t length, int family) noexcept {
   const bool v4 = family == AF_INET && length == 4;
   const bool v6 = family == AF_INET6 && length == 16;
-  if (!dns_patched() || address == nullptr || (!v4 && !v6) || interruption_pending()) {
+  if (!dns_patched() || address == nullptr || (!v4 && !v6))
     return real_gethostbyaddr(address, length, family);
-  }
+  if (interruption_pending()) return interrupted_lookup();
   return static_lookup([&] {
     char text[INET6_ADDRSTRLEN] = {};
     ::inet_ntop(family, address, text, sizeof text);

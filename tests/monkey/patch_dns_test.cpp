@@ -157,3 +157,32 @@ TEST_F(patch_dns_test, the_thread_resolver_passes_through_on_its_workers) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(patch_dns_test, a_kill_during_getaddrinfo_fails_it_and_later_lookups_at_once) {
+  greenev::testing::silent_dns_server silent;
+  greenev::configure_resolver({.nameservers = {silent.nameserver()}, .timeout = 5.0, .tries = 1});
+  int first = 0;
+  int first_errno = 0;
+  hostent placeholder{};
+  const hostent* second = &placeholder;
+  auto victim = greenev::spawn([&] {
+    greenev::monkey::blocking_call([&] {
+      addrinfo* list = nullptr;
+      first = ::getaddrinfo("slow.test", nullptr, nullptr, &list);
+      first_errno = errno;
+      second = ::gethostbyname("slow.test");  // doomed: fails without waiting
+    });
+  });
+  greenev::sleep(0.05);
+  const auto start = std::chrono::steady_clock::now();
+  victim.kill();
+  EXPECT_LT(since(start), 1000ms);
+  EXPECT_EQ(first, EAI_SYSTEM);
+  EXPECT_EQ(first_errno, ECANCELED);
+  EXPECT_EQ(second, nullptr);
+  EXPECT_TRUE(victim.killed());
+}
+
+}  // namespace
