@@ -27,8 +27,9 @@ greenlet_impl::~greenlet_impl() {
 }
 
 const std::string& greenlet_impl::display_name() const {
-  if (name.empty()) name = is_main ? "main" : "greenlet-" + std::to_string(id);
-  return name;
+  if (!name || name->empty())
+    name = std::make_unique<std::string>(is_main ? "main" : "greenlet-" + std::to_string(id));
+  return *name;
 }
 
 __thread thread_state* tls_state = nullptr;
@@ -433,7 +434,8 @@ bool describe_running_stack(running_stack_info& info) noexcept {
   thread_state* ts = tls_state;
   if (ts == nullptr || ts->current == nullptr || ts->current->is_main) return false;
   info.stack = ts->current->stack;
-  info.name = ts->current->name.empty() ? nullptr : ts->current->name.c_str();
+  const std::string* name = ts->current->name.get();
+  info.name = name == nullptr || name->empty() ? nullptr : name->c_str();
   info.id = ts->current->id;
   return true;
 }
@@ -457,7 +459,7 @@ greenlet::greenlet(new_greenlet_tag, greenlet_impl* parent, greenlet_options opt
   auto* g = new greenlet_impl;
   g->requested_size = size;
   g->kind = options.kind;
-  g->name = std::move(options.name);
+  if (!options.name.empty()) g->name = std::make_unique<std::string>(std::move(options.name));
   g->id = detail::new_greenlet_id();
   g->anchor = ts.anchor;
   ++ts.greenlets;
@@ -566,7 +568,7 @@ const std::string& greenlet::name() const {
 }
 
 void greenlet::set_name(std::string name) {
-  require()->name = std::move(name);
+  require()->name = std::make_unique<std::string>(std::move(name));
 }
 
 std::size_t greenlet::stack_size() const {

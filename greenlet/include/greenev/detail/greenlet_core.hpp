@@ -151,7 +151,9 @@ class greenlet_impl {
   std::uint64_t id = 0;
   greenlet_impl* active_prev = nullptr;  // this thread's list of active greenlets
   greenlet_impl* active_next = nullptr;
-  mutable std::string name;  // built lazily from id
+  // Null until named or asked for its name ("greenlet-ID" is built lazily):
+  // most greenlets never are, and a string costs 32 bytes in every one.
+  mutable std::unique_ptr<std::string> name;
   // Per-greenlet storage of upper layers (greenlet-local values): destroyed
   // when the greenlet dies (on its own stack), or with the object.
   void* locals = nullptr;
