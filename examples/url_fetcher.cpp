@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <future>
 #include <iostream>
-#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,51 +39,21 @@ void fetch(const std::string& url) {  // knows nothing of greenev
   curl_easy_cleanup(curl);
 }
 
-// The offline demo's server: GET /<n> answers n*100 bytes after `delay` seconds. It runs
-// on its own thread and hub, since the sync run blocks this thread inside libcurl.
-class local_server {
- public:
-  explicit local_server(double delay) : thread_([this, delay] { run(delay); }) {
-    port_ = port_promise_.get_future().get();
+// The offline demo's pages: GET /<n> answers n*100 bytes after `delay` seconds.
+void serve_page(greenev::socket& conn, double delay) {
+  std::string request;
+  while (request.find("\r\n\r\n") == std::string::npos) {
+    const std::string more = conn.recv(4096);
+    if (more.empty()) return;
+    request += more;
   }
-  ~local_server() {
-    hub_->run_callback_threadsafe([this] { stopper_ = greenev::spawn([this] { server_->stop(1.0); }); });
-    thread_.join();
-  }
-  [[nodiscard]] std::string url(int page) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + "/" + std::to_string(page);
-  }
-
- private:
-  void run(double delay) {
-    hub_ = &greenev::hub::current();
-    greenev::stream_server server(greenev::address::parse("127.0.0.1", 0), [delay](greenev::socket& conn,
-                                                                                   const greenev::address&) {
-      std::string request;
-      while (request.find("\r\n\r\n") == std::string::npos) {
-        const std::string more = conn.recv(4096);
-        if (more.empty()) return;
-        request += more;
-      }
-      int page = 0;
-      std::sscanf(request.c_str(), "GET /%d", &page);
-      greenev::sleep(delay);
-      conn.sendall("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(page * 100) +
-                   "\r\nConnection: close\r\n\r\n" + std::string(static_cast<std::size_t>(page) * 100, 'x'));
-    });
-    server_ = &server;
-    server.start();
-    port_promise_.set_value(server.local_address().port());
-    server.serve_forever();
-    stopper_.join();
-  }
-  std::promise<int> port_promise_;
-  int port_ = 0;
-  greenev::hub* hub_ = nullptr;
-  greenev::stream_server* server_ = nullptr;
-  greenev::basic_task stopper_;
-  std::thread thread_;  // last: starts once the members above exist
-};
+  int page = 0;
+  std::sscanf(request.c_str(), "GET /%d", &page);
+  greenev::sleep(delay);
+  const std::string body(static_cast<std::size_t>(page) * 100, 'x');
+  conn.sendall("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) +
+               "\r\nConnection: close\r\n\r\n" + body);
+}
 
 template <class F>
 double seconds_taken(F&& f) {
@@ -122,10 +91,24 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  std::unique_ptr<local_server> server;
+  // With no URL: a server on its own thread and hub (the sync run blocks this thread).
+  std::promise<std::pair<greenev::hub*, greenev::stream_server*>> started;
+  std::pair<greenev::hub*, greenev::stream_server*> server{};
+  greenev::basic_task stopper;  // made and joined on the server's thread
+  std::thread server_thread;
   if (urls.empty()) {
-    server = std::make_unique<local_server>(delay);
-    for (int i = 1; i <= count; ++i) urls.push_back(server->url(i));
+    server_thread = std::thread([&] {
+      greenev::stream_server local(
+          greenev::address::parse("127.0.0.1", 0),
+          [delay](greenev::socket& conn, const greenev::address&) { serve_page(conn, delay); });
+      local.start();
+      started.set_value({&greenev::hub::current(), &local});
+      local.serve_forever();
+      stopper.join();
+    });
+    server = started.get_future().get();
+    const auto port = std::to_string(server.second->local_address().port());
+    for (int i = 1; i <= count; ++i) urls.push_back("http://127.0.0.1:" + port + "/" + std::to_string(i));
   }
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -148,5 +131,10 @@ int main(int argc, char** argv) {
   }
   curl_global_cleanup();
   std::printf("%s%s%s\n", sync_time, *sync_time != 0 && *async_time != 0 ? " " : "", async_time);
+  if (server_thread.joinable()) {
+    server.first->run_callback_threadsafe(
+        [&] { stopper = greenev::spawn([&] { server.second->stop(1.0); }); });
+    server_thread.join();
+  }
   return 0;
 }
