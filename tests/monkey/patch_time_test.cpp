@@ -186,3 +186,22 @@ TEST_F(patch_time_test, sleep_zero_yields_to_other_greenlets) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(patch_time_test, loop_callbacks_in_the_hub_sleep_in_libc) {
+  // A callback runs in the hub greenlet, which must never park: libc's sleep it is.
+  int result = -1;
+  std::chrono::milliseconds took{};
+  greenev::hub::current().run_callback([&] {
+    const auto start = std::chrono::steady_clock::now();
+    timespec t{0, 20'000'000};
+    result = ::nanosleep(&t, nullptr);
+    took = since(start);
+  });
+  greenev::sleep(0.05);
+  EXPECT_EQ(result, 0);
+  EXPECT_GE(took, 19ms);
+}
+
+}  // namespace
