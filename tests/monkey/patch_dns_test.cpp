@@ -186,3 +186,29 @@ TEST_F(patch_dns_test, a_kill_during_getaddrinfo_fails_it_and_later_lookups_at_o
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(patch_dns_test, a_dnsmasq_lookup_switches_while_the_query_is_in_flight) {
+  greenev::testing::dns_server dns("192.0.2.9 gamma.test\n");
+  greenev::configure_resolver({.nameservers = {dns.nameserver()}});
+  int ticks = 0;
+  auto ticker = greenev::spawn([&] {
+    for (;;) {
+      ++ticks;
+      greenev::sleep(0.0);
+    }
+  });
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* list = nullptr;
+  ASSERT_EQ(::getaddrinfo("gamma.test", "53", &hints, &list), 0);
+  // libc's getaddrinfo would have blocked the thread: the ticker could not have run.
+  EXPECT_GE(ticks, 1);
+  EXPECT_EQ(addresses_of(list), std::vector<std::string>{"192.0.2.9"});
+  ::freeaddrinfo(list);
+  ticker.kill();
+}
+
+}  // namespace
