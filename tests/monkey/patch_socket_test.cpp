@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -394,6 +395,59 @@ TEST_F(patch_socket_test, accept4_with_sock_nonblock_keeps_the_users_view) {
   client.join();
   ::close(connection);
   ::close(listener);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(patch_socket_test, writev_and_sendmsg_send_every_buffer_while_the_reader_drains) {
+  blocking_pair pair;
+  const std::string first(3 << 20, 'a');
+  const std::string second(1 << 20, 'b');
+  std::string received;
+  auto reader = greenev::spawn([&] {
+    std::vector<char> buffer(65536);
+    while (received.size() < 2 * (first.size() + second.size())) {
+      iovec one{buffer.data(), buffer.size()};
+      const ssize_t n = ::readv(pair.fds[1], &one, 1);
+      ASSERT_GT(n, 0);
+      received.append(buffer.data(), static_cast<std::size_t>(n));
+    }
+  });
+  iovec parts[2] = {{const_cast<char*>(first.data()), first.size()},
+                    {const_cast<char*>(second.data()), second.size()}};
+  const auto total = static_cast<ssize_t>(first.size() + second.size());
+  EXPECT_EQ(::writev(pair.fds[0], parts, 2), total);
+  msghdr message{};
+  message.msg_iov = parts;
+  message.msg_iovlen = 2;
+  EXPECT_EQ(::sendmsg(pair.fds[0], &message, 0), total);
+  reader.join();
+  EXPECT_EQ(received, first + second + first + second);
+}
+
+TEST_F(patch_socket_test, udp_recvfrom_waits_for_a_datagram) {
+  const int a = ::socket(AF_INET, SOCK_DGRAM, 0);
+  const int b = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(a, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::getsockname(a, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  auto sender = greenev::spawn([&] {
+    greenev::sleep(0.02);
+    EXPECT_EQ(::sendto(b, "ping", 4, 0, reinterpret_cast<sockaddr*>(&address), sizeof address), 4);
+  });
+  char buffer[16];
+  sockaddr_in from{};
+  socklen_t from_length = sizeof from;
+  EXPECT_EQ(::recvfrom(a, buffer, sizeof buffer, 0, reinterpret_cast<sockaddr*>(&from), &from_length), 4);
+  EXPECT_EQ(std::string(buffer, 4), "ping");
+  sender.join();
+  ::close(a);
+  ::close(b);
 }
 
 }  // namespace
