@@ -10,12 +10,15 @@
 //
 // How: greenev defines read, write, recv, send, connect, accept, poll, select,
 // nanosleep, getaddrinfo, close, fcntl, ... in the program itself; they switch
-// to the hub when the call would block, and call libc otherwise. A call goes
-// straight to libc when its group is not patched, outside a greenlet, in the
-// hub (a loop callback), on a thread that has no hub (std::thread workers),
-// for an fd the user made non-blocking, and for fds that are neither sockets
-// nor pipes (regular files, ttys). docs/design.md ("Interposition") has the
-// rules; docs/errors.md has the libc contract the interposers keep.
+// to the hub when the call would block, and call libc otherwise. Any greenlet
+// of a thread that has a hub cooperates, its main greenlet included. A call
+// goes straight to libc when its group is not patched, on a thread that has
+// no hub (std::thread workers), in the hub itself (a loop callback), for an
+// fd the user made non-blocking, and for fds that are neither sockets nor
+// pipes made after patching (regular files, ttys, inherited pipes).
+// docs/design.md ("Interposition") has the rules, and what the LD_PRELOAD
+// library libgreenev_preload.so is for; docs/errors.md has the libc contract
+// the interposers keep.
 //
 // Threading: patching is process-wide and cannot be undone. Call patch_*()
 // before greenlets do IO (an fd already blocked in libc stays there), ideally
