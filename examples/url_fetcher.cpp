@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <future>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -91,22 +92,34 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // With no URL: a server on its own thread and hub (the sync run blocks this thread).
+  // With no URL: a local server with delayed pages. A sync run blocks this thread, so then
+  // the server runs on a thread (and hub) of its own; async only, it shares this one, as
+  // gevent's does.
+  const auto make_server = [delay] {
+    return std::make_unique<greenev::stream_server>(
+        greenev::address::parse("127.0.0.1", 0),
+        [delay](greenev::socket& conn, const greenev::address&) { serve_page(conn, delay); });
+  };
+  std::unique_ptr<greenev::stream_server> here;
   std::promise<std::pair<greenev::hub*, greenev::stream_server*>> started;
   std::pair<greenev::hub*, greenev::stream_server*> server{};
   greenev::basic_task stopper;  // made and joined on the server's thread
   std::thread server_thread;
-  if (urls.empty()) {
+  if (urls.empty() && mode == "async") {
+    here = make_server();
+    here->start();
+    server = {&greenev::hub::current(), here.get()};
+  } else if (urls.empty()) {
     server_thread = std::thread([&] {
-      greenev::stream_server local(
-          greenev::address::parse("127.0.0.1", 0),
-          [delay](greenev::socket& conn, const greenev::address&) { serve_page(conn, delay); });
-      local.start();
-      started.set_value({&greenev::hub::current(), &local});
-      local.serve_forever();
+      auto local = make_server();
+      local->start();
+      started.set_value({&greenev::hub::current(), local.get()});
+      local->serve_forever();
       stopper.join();
     });
     server = started.get_future().get();
+  }
+  if (urls.empty()) {
     const auto port = std::to_string(server.second->local_address().port());
     for (int i = 1; i <= count; ++i) urls.push_back("http://127.0.0.1:" + port + "/" + std::to_string(i));
   }
@@ -131,6 +144,7 @@ int main(int argc, char** argv) {
   }
   curl_global_cleanup();
   std::printf("%s%s%s\n", sync_time, *sync_time != 0 && *async_time != 0 ? " " : "", async_time);
+  if (here) here->stop(1.0);
   if (server_thread.joinable()) {
     server.first->run_callback_threadsafe(
         [&] { stopper = greenev::spawn([&] { server.second->stop(1.0); }); });
