@@ -2,8 +2,8 @@
 //
 // The python original: monkey.patch_all(); gevent.joinall([gevent.spawn(f, url) ...]) where
 // f prints "GET:url", reads urlopen(url) and prints "N bytes received from url". Here fetch()
-// is plain blocking libcurl. With no URL, a greenev HTTP server on its own thread serves
-// --count pages on 127.0.0.1, each after --delay seconds. Last line: sync=X.XXs async=Y.YYs.
+// is plain blocking libcurl. With no URL, a greenev HTTP server serves --count pages on
+// 127.0.0.1, each after --delay seconds. Last line: sync=X.XXs async=Y.YYs.
 #include <curl/curl.h>
 
 #include <chrono>
