@@ -211,8 +211,20 @@ ssize_t readv(int fd, const iovec* iov, int count) noexcept {
 
 ssize_t recv(int fd, void* buffer, size_t size, int flags) noexcept {
   if ((flags & MSG_DONTWAIT) != 0) return real_recv(fd, buffer, size, flags);
-  return blocking_io(
-      fd, readable, [&] { return real_recv(fd, buffer, size, flags); }, (flags & MSG_PEEK) != 0 ? 0 : size);
+  const bool wait_all = (flags & (MSG_WAITALL | MSG_PEEK)) == MSG_WAITALL;
+  std::size_t done = 0;
+  for (;;) {
+    const ssize_t n = blocking_io(
+        fd, readable, [&] { return real_recv(fd, static_cast<char*>(buffer) + done, size - done, flags); },
+        wait_all || (flags & MSG_PEEK) != 0 ? 0 : size);
+    if (n <= 0) return done > 0 ? static_cast<ssize_t>(done) : n;
+    done += static_cast<std::size_t>(n);
+    // MSG_WAITALL: on a non-blocking socket the kernel returns what it has, so
+    // a blocking caller's rest is waited for here.
+    if (!wait_all || done >= size || !is_stream(fd)) return static_cast<ssize_t>(done);
+    fd_record* record = nullptr;
+    if (route_of(fd, record) == route::libc) return static_cast<ssize_t>(done);
+  }
 }
 
 ssize_t recvfrom(int fd, void* buffer, size_t size, int flags, sockaddr* from, socklen_t* length) noexcept {

@@ -451,3 +451,21 @@ TEST_F(patch_socket_test, udp_recvfrom_waits_for_a_datagram) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(patch_socket_test, recv_with_msg_waitall_waits_for_every_byte) {
+  blocking_pair pair;
+  auto writer = greenev::spawn([&] {
+    for (const char* part : {"ab", "cd", "ef"}) {
+      greenev::sleep(0.01);
+      EXPECT_EQ(::write(pair.fds[1], part, 2), 2);
+    }
+  });
+  char buffer[6];
+  EXPECT_EQ(::recv(pair.fds[0], buffer, sizeof buffer, MSG_WAITALL), 6);
+  EXPECT_EQ(std::string(buffer, 6), "abcdef");
+  writer.join();
+}
+
+}  // namespace
