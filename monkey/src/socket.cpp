@@ -266,20 +266,24 @@ int socket::option(int level, int name) const {
   return value;
 }
 
-address socket::local_address() const {
+namespace {
+using name_query = int (*)(int, sockaddr*, socklen_t*);
+
+address query_address(int fd, name_query query, const char* what) {
   address result;
   socklen_t length = address::capacity();
-  if (::getsockname(require("getsockname"), result.data(), &length) != 0) throw_errno(errno, "getsockname");
+  if (query(fd, result.data(), &length) != 0) throw_errno(errno, what);
   result.resize(length);
   return result;
 }
+}  // namespace
+
+address socket::local_address() const {
+  return query_address(require("getsockname"), ::getsockname, "getsockname");
+}
 
 address socket::peer_address() const {
-  address result;
-  socklen_t length = address::capacity();
-  if (::getpeername(require("getpeername"), result.data(), &length) != 0) throw_errno(errno, "getpeername");
-  result.resize(length);
-  return result;
+  return query_address(require("getpeername"), ::getpeername, "getpeername");
 }
 
 socket create_connection(std::string_view host, std::uint16_t port, wait_time timeout) {

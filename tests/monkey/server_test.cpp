@@ -34,6 +34,7 @@
 
 #include "support/assertions.hpp"
 #include "support/hub_fixture.hpp"
+#include "support/process.hpp"
 #include "support/sanitizers.hpp"
 #include "support/timing.hpp"
 
@@ -54,19 +55,8 @@ using server_workers = greenev::testing::hub_test;
 using server_bad_input = greenev::testing::hub_test;
 using server_scale_serial = greenev::testing::hub_test;  // many fds: run alone
 
-// VmRSS of this process, in KiB.
 long rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  long value = 0;
-  while (status >> key) {
-    if (key == "VmRSS:") {
-      status >> value;
-      return value;
-    }
-    status.ignore(256, '\n');
-  }
-  return -1;
+  return static_cast<long>(greenev::testing::resident_bytes() / 1024);
 }
 
 const address any_loopback_port = address::parse("127.0.0.1", 0);

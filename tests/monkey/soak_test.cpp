@@ -18,6 +18,7 @@
 #include <greenev/task.hpp>
 
 #include "support/hub_fixture.hpp"
+#include "support/process.hpp"
 #include "support/sanitizers.hpp"
 
 namespace {
@@ -32,17 +33,7 @@ constexpr std::size_t scaled(std::size_t full) {
 }
 
 long rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  long value = 0;
-  while (status >> key) {
-    if (key == "VmRSS:") {
-      status >> value;
-      return value;
-    }
-    status.ignore(256, '\n');
-  }
-  return -1;
+  return static_cast<long>(greenev::testing::resident_bytes() / 1024);
 }
 
 std::size_t open_fds() {
