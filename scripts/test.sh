@@ -46,6 +46,13 @@ c++ -o "$GREENEV_ROOT/build/consumer/consumer-pc" "$GREENEV_ROOT/tests/install_c
   $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs greenev)
 "$GREENEV_ROOT/build/consumer/consumer-pc"
 
+greenev_log "add_subdirectory(greenev) consumer"
+rm -rf "$GREENEV_ROOT/build/subdirectory-consumer"
+cmake -S "$GREENEV_ROOT/tests/subdirectory_consumer" -B "$GREENEV_ROOT/build/subdirectory-consumer" -G Ninja \
+  -DCMAKE_BUILD_TYPE=Release -DGREENEV_SOURCE_DIR="$GREENEV_ROOT" >/dev/null
+cmake --build "$GREENEV_ROOT/build/subdirectory-consumer" --target consumer
+"$GREENEV_ROOT/build/subdirectory-consumer/consumer"
+
 greenev_log "README's first program is tests/install_consumer/main.cpp, verbatim"
 python3 - "$GREENEV_ROOT" <<'PY'
 import sys, pathlib
