@@ -274,6 +274,47 @@ TEST_F(patch_socket_test, connect_refused_keeps_errno) {
   EXPECT_EQ(errno, ECONNREFUSED);
 }
 
+TEST_F(patch_socket_test, so_sndtimeo_bounds_a_connect_with_einprogress_while_others_run) {
+  // A listener with a full backlog (listen(0), nobody accepting) drops new
+  // SYNs on Linux, so a connect to it hangs: the loopback way to make one wait.
+  int port = 0;
+  const int listener = listen_loopback(port);
+  ASSERT_EQ(::listen(listener, 0), 0);
+  std::vector<int> queued;
+  int ticks = 0;
+  auto ticker = greenev::spawn([&] {
+    for (int i = 0; i < 5; ++i) {
+      greenev::sleep(0.02);
+      ++ticks;
+    }
+  });
+  bool timed_out = false;
+  for (int i = 0; i < 16 && !timed_out; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    const timeval limit{0, 200000};
+    ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit), 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    const auto start = std::chrono::steady_clock::now();
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+      queued.push_back(fd);
+      continue;
+    }
+    EXPECT_EQ(errno, EINPROGRESS) << "Linux reports an expired SO_SNDTIMEO connect as EINPROGRESS";
+    EXPECT_GE(since(start), 150ms);
+    EXPECT_LT(since(start), 3s);
+    EXPECT_EQ(ticks, 5) << "the connect blocked the thread: the ticker did not run meanwhile";
+    timed_out = true;
+    ::close(fd);
+  }
+  EXPECT_TRUE(timed_out) << "the kernel kept accepting connections into a full backlog";
+  ticker.get(5.0);
+  for (const int fd : queued) ::close(fd);
+  ::close(listener);
+}
+
 TEST_F(patch_socket_test, a_kill_during_recv_fails_the_call_and_unwinds_after_the_c_code) {
   blocking_pair pair;
   bool destructor_ran = false;
