@@ -2,17 +2,16 @@
 //
 // The python original: monkey.patch_all(); gevent.joinall([gevent.spawn(f, url) ...]) where
 // f prints "GET:url", reads urlopen(url) and prints "N bytes received from url". Here fetch()
-// is plain blocking libcurl. With no URL, a greenev HTTP server serves --count pages on
-// 127.0.0.1, each after --delay seconds. Last line: sync=X.XXs async=Y.YYs.
+// is plain blocking libcurl: run one URL after another on a plain thread, then one greenlet
+// per URL. With no URL, this thread's hub serves --count pages on 127.0.0.1, each after
+// --delay seconds. Last line: sync=X.XXs async=Y.YYs.
 #include <curl/curl.h>
 
 #include <chrono>
 #include <cstdio>
-#include <future>
 #include <iostream>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <greenev/greenev.hpp>
@@ -92,49 +91,31 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // With no URL: a local server with delayed pages. A sync run blocks this thread, so then
-  // the server runs on a thread (and hub) of its own; async only, it shares this one, as
-  // gevent's does.
-  const auto make_server = [delay] {
-    return std::make_unique<greenev::stream_server>(
+  // libcurl's blocking calls now park only their greenlet; a plain thread's stay plain.
+  greenev::monkey::patch_all();
+  std::unique_ptr<greenev::stream_server> server;  // with no URL: local pages, served by this hub
+  if (urls.empty()) {
+    server = std::make_unique<greenev::stream_server>(
         greenev::address::parse("127.0.0.1", 0),
         [delay](greenev::socket& conn, const greenev::address&) { serve_page(conn, delay); });
-  };
-  std::unique_ptr<greenev::stream_server> here;
-  std::promise<std::pair<greenev::hub*, greenev::stream_server*>> started;
-  std::pair<greenev::hub*, greenev::stream_server*> server{};
-  greenev::basic_task stopper;  // made and joined on the server's thread
-  std::thread server_thread;
-  if (urls.empty() && mode == "async") {
-    here = make_server();
-    here->start();
-    server = {&greenev::hub::current(), here.get()};
-  } else if (urls.empty()) {
-    server_thread = std::thread([&] {
-      auto local = make_server();
-      local->start();
-      started.set_value({&greenev::hub::current(), local.get()});
-      local->serve_forever();
-      stopper.join();
-    });
-    server = started.get_future().get();
-  }
-  if (urls.empty()) {
-    const auto port = std::to_string(server.second->local_address().port());
-    for (int i = 1; i <= count; ++i) urls.push_back("http://127.0.0.1:" + port + "/" + std::to_string(i));
+    server->start();
+    const std::string base = "http://127.0.0.1:" + std::to_string(server->local_address().port()) + "/";
+    for (int i = 1; i <= count; ++i) urls.push_back(base + std::to_string(i));
   }
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
   char sync_time[32] = "";
   char async_time[32] = "";
-  if (mode != "async") {
+  if (mode != "async") {  // one by one, on a plain thread (this one keeps serving meanwhile)
+    greenev::threadpool plain_thread(1);
     const double sync = seconds_taken([&] {
-      for (const std::string& url : urls) fetch(url);
+      plain_thread.apply([&] {
+        for (const std::string& url : urls) fetch(url);
+      });
     });
     std::snprintf(sync_time, sizeof sync_time, "sync=%.2fs", sync);
   }
-  if (mode != "sync") {
-    greenev::monkey::patch_all();  // from here on, libcurl's blocking calls park only their greenlet
+  if (mode != "sync") {  // all at once, one greenlet each
     const double async = seconds_taken([&] {
       std::vector<greenev::basic_task> tasks;
       for (const std::string& url : urls) tasks.push_back(greenev::spawn(fetch, url));
@@ -144,11 +125,6 @@ int main(int argc, char** argv) {
   }
   curl_global_cleanup();
   std::printf("%s%s%s\n", sync_time, *sync_time != 0 && *async_time != 0 ? " " : "", async_time);
-  if (here) here->stop(1.0);
-  if (server_thread.joinable()) {
-    server.first->run_callback_threadsafe(
-        [&] { stopper = greenev::spawn([&] { server.second->stop(1.0); }); });
-    server_thread.join();
-  }
+  if (server) server->stop(1.0);
   return 0;
 }
