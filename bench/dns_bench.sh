@@ -11,7 +11,7 @@ set -euo pipefail
 usage() {
   cat <<'USAGE'
 usage: bench/dns_bench.sh [--runs N] [--names N] [--no-gevent] [--check]
-                          [--build-dir DIR] [--no-build]
+                          [--build-dir DIR] [--no-build] [--results FILE]
 
   --runs N         runs of each side; medians reported (default 5)
   --names N        names loaded and looked up concurrently per run (default 1000)
@@ -20,6 +20,8 @@ usage: bench/dns_bench.sh [--runs N] [--names N] [--no-gevent] [--check]
   --build-dir DIR  build tree (default $GREENEV_BENCH_BUILD or build/bench); configured in
                    Release with GREENEV_BUILD_BENCH=ON unless --no-build
   --no-build       use the dns_bench already built there
+  --results FILE   also write the medians and best runs as "NAME VALUE UNIT" lines to FILE
+                   (dns_greenev, dns_gevent, dns_greenev_best, dns_gevent_best; seconds)
 
 Needs dnsmasq (Debian dnsmasq-base). Exits non-zero if a build or a run fails or an
 answer is wrong. Takes a few seconds.
@@ -32,6 +34,7 @@ gevent=1
 check=0
 build=${GREENEV_BENCH_BUILD:-build/bench}
 do_build=1
+results_file=""
 need_value() { [[ $2 -ge 2 ]] || { echo "dns_bench.sh: $1 needs a value" >&2; usage >&2; exit 2; }; }
 while (($#)); do
   case "$1" in
@@ -41,6 +44,7 @@ while (($#)); do
     --check) check=1; shift ;;
     --build-dir) need_value "$1" $#; build=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
+    --results) need_value "$1" $#; results_file=$(realpath -m "$2"); shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "dns_bench.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -124,7 +128,9 @@ for run in $(seq "$runs"); do
   fi
 done
 
-awk -v names="$names" -v check="$check" '
+results_out=${results_file:-/dev/null}
+: >"$results_out"
+awk -v names="$names" -v check="$check" -v results_out="$results_out" '
   function median(list, n,    i, j, t) {
     for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) {
       t = list[j]; list[j] = list[j - 1]; list[j - 1] = t
@@ -137,6 +143,7 @@ awk -v names="$names" -v check="$check" '
       best[side] = times[side, 1]
       for (i = 1; i <= count[side]; i++) { v[i] = times[side, i]; if (v[i] < best[side]) best[side] = v[i] }
       m[side] = median(v, count[side])
+      printf "dns_%s %.5f s\ndns_%s_best %.5f s\n", side, m[side], side, best[side] >results_out
     }
     printf "== medians: greenev %.4f s (%.0f lookups/s)", m["greenev"], names / m["greenev"]
     if ("gevent" in m) printf ", gevent ares %.4f s (%.0f lookups/s), ratio gevent/greenev %.2fx", m["gevent"], names / m["gevent"], m["gevent"] / m["greenev"]
@@ -152,3 +159,4 @@ awk -v names="$names" -v check="$check" '
       if (check && verdict != "met") exit 1
     }
   }' "$work/results"
+[[ -z $results_file ]] || echo "medians written to $results_file"

@@ -16,7 +16,7 @@ usage() {
 usage: bench/echo_bench.sh [--runs N] [--connections N] [--size BYTES] [--seconds S]
                            [--warmup S] [--load-threads N] [--workers N] [--pin]
                            [--no-gevent] [--sendall] [--sendall-mib MIB] [--no-echo]
-                           [--build-dir DIR] [--no-build]
+                           [--build-dir DIR] [--no-build] [--results FILE]
 
   --runs N          runs of each measure, medians reported (default 3)
   --connections N   concurrent connections (default 100)
@@ -31,6 +31,8 @@ usage: bench/echo_bench.sh [--runs N] [--connections N] [--size BYTES] [--second
   --build-dir DIR   build tree (default $GREENEV_BENCH_BUILD or build/bench); configured
                     in Release with GREENEV_BUILD_BENCH=ON unless --no-build
   --no-build        use the binaries already in the build tree
+  --results FILE    also write the medians as "NAME VALUE UNIT" lines to FILE (echo_rps_SERVER,
+                    echo_cpu_SERVER, echo_ratio_SERVER, sendall_*; for bench/report.sh)
 
 Exits non-zero if a build, a server, or a run fails (mismatch, connection error, a server
 that does not exit 0 on SIGTERM). Takes about runs x servers x (seconds + warmup + 1) s.
@@ -51,6 +53,7 @@ sendall_mib=512
 echo=1
 build=${GREENEV_BENCH_BUILD:-build/bench}
 do_build=1
+results_file=""
 need_value() { [[ $2 -ge 2 ]] || { echo "echo_bench.sh: $1 needs a value" >&2; usage >&2; exit 2; }; }
 while (($#)); do
   case "$1" in
@@ -68,6 +71,7 @@ while (($#)); do
     --no-echo) echo=0; shift ;;
     --build-dir) need_value "$1" $#; build=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
+    --results) need_value "$1" $#; results_file=$(realpath -m "$2"); shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "echo_bench.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -234,7 +238,9 @@ fi
 echo
 echo "== echo: $connections connections x $size B, ${seconds} s measured after ${warmup} s warmup, median of $runs run(s)"
 for note in "${notes[@]}"; do echo "$note"; done
-awk -v runs="$runs" -v servers="${servers[*]}" -v echo="$echo" -v workers="$workers" '
+results_out=${results_file:-/dev/null}
+: >"$results_out"
+awk -v runs="$runs" -v servers="${servers[*]}" -v echo="$echo" -v workers="$workers" -v results_out="$results_out" '
   function median(list,    values, n, i, j, t) {
     n = split(list, values, " ")
     for (i = 2; i <= n; i++)
@@ -262,6 +268,9 @@ awk -v runs="$runs" -v servers="${servers[*]}" -v echo="$echo" -v workers="$work
         ratio = ratio_list == "" ? "-" : sprintf("%.2fx", median(ratio_list))
         cpu_ratio = cpu_ratio_list == "" ? "-" : sprintf("%.2fx", median(cpu_ratio_list))
         printf "%-22s %12.0f %14.2f %10s %10s  [%s ]\n", label, median(rps_list), median(cpu_list), ratio, cpu_ratio, rps_list
+        printf "echo_rps_%s %.0f rps\necho_cpu_%s %.3f us\n", name, median(rps_list), name, median(cpu_list) >results_out
+        if (ratio_list != "") printf "echo_ratio_%s %.3f x\n", name, median(ratio_list) >results_out
+        if (cpu_ratio_list != "") printf "echo_cpu_ratio_%s %.3f x\n", name, median(cpu_ratio_list) >results_out
         if (name == "greenev" && ratio_list != "")
           goal_line = sprintf("goal: greenev >= 0.95x raw libev rps: %.2fx, %s", median(ratio_list), median(ratio_list) >= 0.95 ? "MET" : "MISSED")
       }
@@ -272,6 +281,7 @@ awk -v runs="$runs" -v servers="${servers[*]}" -v echo="$echo" -v workers="$work
       for (i = 1; i <= sendall_count; i++) {
         name = sendall_order[i]
         printf "%-26s %10.1f MiB/s  [%s ]\n", name, median(sendall[name]), sendall[name]
+        printf "%s %.1f MiB/s\n", name, median(sendall[name]) >results_out
       }
       if (("sendall_greenev_tcp" in sendall) && ("sendall_baseline_tcp" in sendall))
         printf "ratio greenev/blocking C = %.2f\n", median(sendall["sendall_greenev_tcp"]) / median(sendall["sendall_baseline_tcp"])
@@ -280,6 +290,7 @@ awk -v runs="$runs" -v servers="${servers[*]}" -v echo="$echo" -v workers="$work
     }
   }
 ' "$work/results.txt" "$work/sendall.txt"
+[[ -z $results_file ]] || echo "medians written to $results_file"
 if ((status != 0)); then
   echo "echo_bench.sh: FAILED (see the messages above)" >&2
 fi

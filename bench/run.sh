@@ -9,7 +9,7 @@ set -euo pipefail
 usage() {
   cat <<'USAGE'
 usage: bench/run.sh [--runs N] [--min-time SECONDS] [--check] [--no-soak] [--no-gevent]
-                    [--echo] [-- BENCHMARK_ARGS...]
+                    [--echo] [--results FILE] [-- BENCHMARK_ARGS...]
 
   --runs N            run each benchmark binary and the 100k-sleepers soak N times (default 5)
   --min-time SECONDS  --benchmark_min_time for each benchmark (default 0.2)
@@ -18,6 +18,8 @@ usage: bench/run.sh [--runs N] [--min-time SECONDS] [--check] [--no-soak] [--no-
   --no-gevent         skip the python greenlet and gevent baselines
   --echo              then run bench/echo_bench.sh --runs N (echo servers: raw libev,
                       greenev, gevent); its failure fails this script too
+  --results FILE      also write every median as a "NAME VALUE UNIT" line to FILE
+                      (greenev, python greenlet and gevent figures; for bench/report.sh)
   -- ARGS...          passed to greenlet_bench and hub_bench (e.g. --benchmark_filter=sleep0)
 
 Builds into build/bench (Release). Exits non-zero if the build or a run fails.
@@ -31,6 +33,7 @@ check=0
 soak=1
 gevent=1
 echo_bench=0
+results_file=""
 bench_args=()
 while (($#)); do
   case "$1" in
@@ -42,6 +45,7 @@ while (($#)); do
     --no-soak) soak=0; shift ;;
     --no-gevent) gevent=0; shift ;;
     --echo) echo_bench=1; shift ;;
+    --results) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; results_file=$(realpath -m "$2"); shift 2 ;;
     -h | --help) usage; exit 0 ;;
     --) shift; bench_args=("$@"); break ;;
     *) echo "run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -206,6 +210,27 @@ awk -v python_ns="$python_round_trip_ns" -v check="$check" -v runs="$runs" '
     exit check && missed
   }
 ' "$work/results.txt" "$work/gevent.txt" || status=$?
+if [[ -n $results_file ]]; then
+  # The medians again, one "NAME VALUE UNIT" line each, in the order first seen.
+  awk -v python_ns="$python_round_trip_ns" '
+    function median(list,    values, n, i, j, t) {
+      n = split(list, values, " ")
+      for (i = 2; i <= n; i++)
+        for (j = i; j > 1 && values[j - 1] + 0 > values[j] + 0; j--) { t = values[j]; values[j] = values[j - 1]; values[j - 1] = t }
+      return n % 2 ? values[(n + 1) / 2] : (values[n / 2] + values[n / 2 + 1]) / 2
+    }
+    FILENAME ~ /gevent.txt$/ { if ($1 == "result") print $2, $4, $5; next }
+    $2 == "time" || $2 == "ratio" || $2 == "result" {
+      if (!($3 in values)) { order[++count] = $3; units[$3] = $2 == "time" ? "ns" : $2 == "ratio" ? "x" : $6 }
+      values[$3] = values[$3] " " $5
+    }
+    END {
+      for (i = 1; i <= count; i++) print order[i], median(values[order[i]]), units[order[i]]
+      if (python_ns != "") print "python_greenlet_round_trip", python_ns, "ns"
+    }
+  ' "$work/results.txt" "$work/gevent.txt" >"$results_file"
+  echo "medians written to $results_file"
+fi
 if ((echo_bench)); then
   echo
   echo_args=(--runs "$runs" --build-dir "$build")
