@@ -1,0 +1,468 @@
+#!/usr/bin/env bash
+# The benchmarks page (issue 7 item 4): runs every benchmark script in bench/ with its
+# baselines (raw Boost.Context, raw libev callbacks, a blocking C loop, Boost.Fiber where
+# bench/fiber_baseline is built, python greenlet and gevent where installed), collects their
+# medians through each script's --results FILE (or its "result NAME = VALUE UNIT" lines),
+# and writes docs/benchmarks.md (the machine, one table per area with greenev, every
+# baseline, greenev's advantage over each and the DESIGN.md section 7 goal, met or missed)
+# and docs/benchmarks.svg (gnuplot bar chart of those advantages), which the page embeds.
+# It measures nothing itself: the numbers are the other scripts' medians.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: bench/report.sh [--runs N] [--quick] [--output-dir DIR] [--no-gevent] [--render-only]
+
+  --runs N          runs of each benchmark, medians reported (default 5)
+  --quick           one run, shorter measurements (a smoke test of the page, ~2 minutes);
+                    --runs after --quick still sets the runs
+  --output-dir DIR  where benchmarks.md and benchmarks.svg go (default docs)
+  --no-gevent       skip the python greenlet and gevent baselines
+  --render-only     run nothing: write the page and chart again from build/report/'s last
+                    medians (after editing this script's tables, say)
+
+Runs, in order: bench/run.sh (greenlet switch, spawn, sleep(0), 100k sleepers, 1M
+greenlets), bench/fiber_baseline (when Boost.Fiber is installed: libboost-fiber-dev),
+bench/echo_bench.sh --sendall, bench/dns_bench.sh, bench/patched_echo_bench.sh and
+bench/url_fetcher_bench.sh, all on the Release build in build/bench. A script that fails
+leaves its rows "not measured" and the page says so; the exit status is then 1.
+Logs and the collected medians stay in build/report/. The chart needs gnuplot (Debian
+gnuplot-nox): installed with apt-get when missing and running as root, else skipped with
+a note. Takes about 10 minutes with --runs 5.
+USAGE
+}
+
+runs=5
+quick=0
+runs_given=""
+output_dir=docs
+gevent=1
+render_only=0
+while (($#)); do
+  case "$1" in
+    --runs) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; runs_given=$2; shift 2 ;;
+    --runs=*) runs_given=${1#*=}; shift ;;
+    --quick) quick=1; shift ;;
+    --output-dir) [[ $# -ge 2 ]] || { usage >&2; exit 2; }; output_dir=$(realpath -m "$2"); shift 2 ;;
+    --no-gevent) gevent=0; shift ;;
+    --render-only) render_only=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "report.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+((quick)) && runs=1
+[[ -z $runs_given ]] || runs=$runs_given
+if ! [[ $runs =~ ^[1-9][0-9]*$ ]]; then
+  echo "report.sh: --runs needs a positive integer, not '$runs'" >&2
+  exit 2
+fi
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+build=build/bench
+report=build/report
+mkdir -p "$report" "$output_dir"
+markdown=$output_dir/benchmarks.md
+chart=$output_dir/benchmarks.svg
+failed=()
+
+# run_all: every benchmark script, then the machine's description; fills $report.
+run_all() {
+  rm -f "$report"/*.results "$report"/*.log
+
+  # gnuplot for the chart: Debian's gnuplot-nox.
+  if ! command -v gnuplot >/dev/null; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+      echo "== installing gnuplot-nox (for the chart)"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gnuplot-nox >"$report/apt.log" 2>&1 ||
+        echo "report.sh: apt-get install gnuplot-nox failed (see $report/apt.log); no chart" >&2
+    else
+      echo "report.sh: gnuplot not found; no chart (sudo apt-get install gnuplot-nox, then rerun)" >&2
+    fi
+  fi
+
+  # The load average every 5 s while the benchmarks run: the machine is shared.
+  load_sampler=""
+  stop_sampler() {
+    if [[ -n $load_sampler ]]; then
+      kill "$load_sampler" 2>/dev/null || true
+      wait "$load_sampler" 2>/dev/null || true
+      load_sampler=""
+    fi
+  }
+  trap stop_sampler EXIT
+  cut -d' ' -f1-3 /proc/loadavg >"$report/load-before.txt"
+  (while :; do cut -d' ' -f1 /proc/loadavg; sleep 5; done) >"$report/load.txt" &
+  load_sampler=$!
+  started=$(date -u '+%Y-%m-%d %H:%M UTC')
+  start_seconds=$SECONDS
+
+  # The Release build every script uses (each builds its own targets again; a no-op then).
+  echo "== building $build (Release, benchmarks on)"
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGREENEV_BUILD_BENCH=ON \
+    -DGREENEV_BUILD_TESTS=OFF -DGREENEV_INSTALL=OFF >/dev/null
+  cmake --build "$build" >"$report/build.log" 2>&1 || {
+    echo "report.sh: the build failed; see $report/build.log" >&2
+    exit 1
+  }
+
+  # step NAME COMMAND...: runs one benchmark script, its output shown and kept in NAME.log.
+  step() {
+    local name=$1
+    shift
+    echo
+    echo "== $name: $*"
+    if ! "$@" 2>&1 | tee "$report/$name.log"; then
+      echo "report.sh: $name failed; its rows stay 'not measured' (log: $report/$name.log)" >&2
+      failed+=("$name")
+    fi
+  }
+  # result_lines LOG: a log's "result NAME = VALUE UNIT" lines as "NAME VALUE UNIT".
+  result_lines() { sed -n 's/^result \([A-Za-z0-9_]*\) = \([0-9.e+-]*\) \([^ ]*\).*/\1 \2 \3/p' "$1"; }
+
+  gevent_args=()
+  ((gevent)) || gevent_args=(--no-gevent)
+  if ((quick)); then
+    step run bench/run.sh --runs "$runs" --min-time 0.05 --results "$report/run.results" "${gevent_args[@]}"
+  else
+    step run bench/run.sh --runs "$runs" --results "$report/run.results" "${gevent_args[@]}"
+  fi
+  if [[ -x $build/bench/fiber_baseline ]]; then
+    step fiber "$build/bench/fiber_baseline" --repeats "$runs"
+    result_lines "$report/fiber.log" >"$report/fiber.results"
+  else
+    echo "== Boost.Fiber: bench/fiber_baseline is not built (apt-get install libboost-fiber-dev); skipped"
+  fi
+  echo_args=(--runs "$runs" --sendall --no-build --build-dir "$build" --results "$report/echo.results")
+  ((quick)) && echo_args+=(--seconds 1 --warmup 0.5 --sendall-mib 128)
+  step echo bench/echo_bench.sh "${echo_args[@]}" "${gevent_args[@]}"
+  step dns bench/dns_bench.sh --runs "$runs" --no-build --build-dir "$build" --results "$report/dns.results" \
+    "${gevent_args[@]}"
+  patched_args=(--runs "$runs" --no-build --build-dir "$build")
+  ((quick)) && patched_args+=(--seconds 1 --warmup 0.5)
+  step patched_echo bench/patched_echo_bench.sh "${patched_args[@]}"
+  result_lines "$report/patched_echo.log" >"$report/patched_echo.results"
+  step url_fetcher bench/url_fetcher_bench.sh --runs "$runs" --no-build --build-dir "$build"
+  result_lines "$report/url_fetcher.log" >"$report/url_fetcher.results"
+
+  stop_sampler
+  cut -d' ' -f1-3 /proc/loadavg >"$report/load-after.txt"
+  elapsed=$((SECONDS - start_seconds))
+
+  # The machine, as "key<TAB>value" lines.
+  cxx=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")
+  python=""
+  for candidate in python3 /usr/bin/python3; do
+    if (cd / && "$candidate" -c 'import gevent' 2>/dev/null); then python=$candidate; break; fi
+  done
+  {
+    printf 'cpu\t%s\n' "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+    printf 'cores\t%s online (nproc %s)\n' "$(grep -c '^processor' /proc/cpuinfo)" "$(nproc)"
+    printf 'memory\t%s MiB\n' "$(awk '/^MemTotal/ {printf "%d", $2 / 1024}' /proc/meminfo)"
+    printf 'kernel\t%s %s\n' "$(uname -sr)" "$(uname -m)"
+    printf 'distro\t%s\n' "$(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release)"
+    printf 'compiler\t%s\n' "$("${cxx:-c++}" --version | head -1)"
+    printf 'boost\t%s\n' "$(sed -n 's/^#define BOOST_LIB_VERSION "\(.*\)"/\1/p' /usr/include/boost/version.hpp 2>/dev/null || true)"
+    printf 'libev\t%s\n' "$(dpkg-query -W -f '${Version}' libev-dev 2>/dev/null || echo unknown)"
+    if [[ -n $python ]]; then
+      printf 'python\t%s\n' "$(cd / && "$python" -c 'import sys, gevent, greenlet
+  print(f"Python {sys.version.split()[0]}, gevent {gevent.__version__}, greenlet {greenlet.__version__}")')"
+    else
+      printf 'python\tgevent not installed\n'
+    fi
+    printf 'revision\t%s%s\n' "$(git rev-parse --short HEAD)" \
+      "$(git diff --quiet HEAD -- 2>/dev/null || echo ' plus uncommitted changes in the working tree')"
+    printf 'date\t%s, %d min %02d s\n' "$started" $((elapsed / 60)) $((elapsed % 60))
+    printf 'runs\t%s%s\n' "$runs" "$( ((quick)) && echo ' (--quick: shorter measurements)')"
+    printf 'load_before\t%s\n' "$(cat "$report/load-before.txt")"
+    printf 'load_after\t%s\n' "$(cat "$report/load-after.txt")"
+    printf 'load_during\t%s\n' "$(sort -g "$report/load.txt" | awk '{v[NR] = $1} END {
+      if (NR) printf "min %s, median %s, max %s (%d samples, every 5 s)", v[1], v[int((NR + 1) / 2)], v[NR], NR }')"
+    printf 'failed\t%s\n' "${failed[*]}"
+  } >"$report/machine.txt"
+  cat "$report"/*.results >"$report/all.results"
+}
+
+if ((render_only)); then
+  [[ -s $report/all.results && -s $report/machine.txt ]] ||
+    { echo "report.sh: --render-only needs a previous run's $report/all.results" >&2; exit 1; }
+  read -ra failed <<<"$(sed -n 's/^failed\t//p' "$report/machine.txt")"
+else
+  run_all
+fi
+
+# The page and the chart's data. The areas, their rows and the goals are in the python.
+python3 - "$report/all.results" "$report/machine.txt" "$markdown" "$report/chart.dat" "$(basename "$chart")" <<'PY'
+import sys
+
+results_path, machine_path, markdown_path, chart_data_path, chart_name = sys.argv[1:]
+values, units = {}, {}
+for line in open(results_path):
+    fields = line.split()
+    if len(fields) >= 2:
+        try:
+            values[fields[0]] = float(fields[1])
+        except ValueError:
+            continue
+        units[fields[0]] = fields[2] if len(fields) > 2 else ""
+machine = dict(line.rstrip("\n").split("\t", 1) for line in open(machine_path) if "\t" in line)
+
+# An area: its rows (label, key, kind of baseline, same-run ratio key or None), whether less
+# is better, and its goal (text, key, comparison, threshold, unit shown). The first row is
+# greenev's. A same-run ratio key is greenev/baseline of the measured quantity, as printed by
+# the benchmark itself (more exact than a ratio of medians).
+areas = [
+    dict(title="Greenlet switch", note="One round trip = two context switches, ns.", unit="ns", lower=True,
+         chart="switch", rows=[
+             ("greenev greenlet", "greenlet_round_trip", None, None),
+             ("raw Boost.Context fiber", "raw_fiber_round_trip", "raw", "greenlet_round_trip/raw_fiber_round_trip", "raw Boost.Context"),
+             ("python greenlet, gevent's switch (python loop included)", "python_greenlet_round_trip", "python", None, "python greenlet")],
+         goal=("≤ 1.30× raw Boost.Context, same run", "greenlet_round_trip/raw_fiber_round_trip", "<=", 1.30, "×")),
+    dict(title="Greenlet create + run + destroy (no hub)", note="Per greenlet, ns.", unit="ns", lower=True,
+         chart="create", rows=[
+             ("greenev greenlet", "greenlet_create_run_destroy", None, None),
+             ("raw Boost.Context fiber", "raw_fiber_create_run_destroy", "raw",
+              "greenlet_create_run_destroy/raw_fiber_create_run_destroy", "raw Boost.Context")],
+         goal=None),
+    dict(title="Spawn + run + join", note="One task at a time on the hub, per task, ns.", unit="ns", lower=True,
+         chart="spawn", rows=[
+             ("greenev spawn/join", "hub.spawn_run_join", None, None),
+             ("Boost.Fiber fiber/join", "fiber_spawn_run_join", "fiber", None, "Boost.Fiber"),
+             ("gevent spawn/join", "gevent_spawn_run_join", "python", None, "gevent")],
+         goal=("≤ 150 ns", "hub.spawn_run_join", "<=", 150, " ns")),
+    dict(title="Spawn 1000, then join all", note="Per task, ns. Boost.Fiber's default stack allocator "
+         "maps a fresh 128 KiB stack per fiber; the pooled row reuses them.", unit="ns", lower=True,
+         chart="spawn x1000", rows=[
+             ("greenev spawn/joinall", "hub.spawn_run_join_batch", None, None),
+             ("Boost.Fiber, default stacks", "fiber_spawn_run_join_batch", "fiber", None, "Boost.Fiber"),
+             ("Boost.Fiber, pooled_fixedsize_stack", "fiber_spawn_run_join_batch_pooled", "fiber", None, "Boost.Fiber pooled"),
+             ("gevent spawn/joinall", "gevent_spawn_run_join_batch", "python", None, "gevent")],
+         goal=("≤ 150 ns", "hub.spawn_run_join_batch", "<=", 150, " ns")),
+    dict(title="sleep(0) yield", note="One greenlet yielding to the hub, per yield, ns. The raw libev rows "
+         "are one watcher's callback per loop iteration in a loop of its own.", unit="ns", lower=True,
+         chart="sleep(0)", rows=[
+             ("greenev sleep(0)", "hub.sleep0", None, None),
+             ("raw libev ev_idle callback", "hub.raw_libev_idle", "raw", "hub.sleep0/raw_libev_idle", "libev idle"),
+             ("raw libev 0 s ev_timer callback", "hub.raw_libev_timer0", "raw", "hub.sleep0/raw_libev_timer0", "libev timer 0"),
+             ("Boost.Fiber this_fiber::yield()", "fiber_yield", "fiber", None, "Boost.Fiber"),
+             ("gevent.sleep(0)", "gevent_sleep0", "python", None, "gevent")],
+         goal=("≤ 60 ns", "hub.sleep0", "<=", 60, " ns")),
+    dict(title="sleep(0), two greenlets yielding to each other", note="Per yield, ns.", unit="ns", lower=True,
+         chart="sleep(0) x2", rows=[
+             ("greenev sleep(0)", "hub.sleep0_two_greenlets", None, None),
+             ("raw libev ev_idle callback", "hub.raw_libev_idle", "raw", "hub.sleep0_two_greenlets/raw_libev_idle", "libev idle"),
+             ("Boost.Fiber, two fibers", "fiber_yield_two_fibers", "fiber", None, "Boost.Fiber"),
+             ("gevent.sleep(0), two greenlets", "gevent_sleep0_two_greenlets", "python", None, "gevent")],
+         goal=("≤ 60 ns", "hub.sleep0_two_greenlets", "<=", 60, " ns")),
+    dict(title="100k greenlets each sleep(1 s): wall time", note="Spawn, all asleep, joinall; seconds "
+         "(1 s of it is the sleep). greenev on hub_soak's compact 32 KiB stacks; the second row on the "
+         "library's default stacks.", unit="s", lower=True, chart="100k sleepers wall", rows=[
+             ("greenev, compact 32 KiB stacks", "sleepers_wall", None, None),
+             ("greenev, default stacks (not a baseline)", "default_stacks_sleepers_wall", "self", None),
+             ("gevent", "gevent_sleepers_wall", "python", None, "gevent")],
+         goal=("≤ 1.15 s", "sleepers_wall", "<=", 1.15, " s")),
+    dict(title="100k greenlets each sleep(1 s): peak RSS per greenlet", note="VmHWM growth / 100k, KiB.",
+         unit="KiB", lower=True, chart="100k sleepers RSS", rows=[
+             ("greenev, compact 32 KiB stacks", "sleepers_rss_per_greenlet", None, None),
+             ("greenev, default stacks (not a baseline)", "default_stacks_sleepers_rss_per_greenlet", "self", None),
+             ("gevent", "gevent_sleepers_rss_per_greenlet", "python", None, "gevent")],
+         goal=("≤ 8 KiB", "sleepers_rss_per_greenlet", "<=", 8, " KiB")),
+    dict(title="1M concurrent greenlets", note="A million tasks waiting on one event, then released; one "
+         "run. No baseline runs here: DESIGN.md quotes libgo at 4.5 GB.", unit="", lower=True,
+         chart=None, rows=[
+             ("greenev peak RSS (GiB)", "million_rss", None, None),
+             ("greenev wall time (s)", "million_wall", "self", None)],
+         goal=("completes, ≤ 6 GiB peak RSS", "million_rss", "<=", 6, " GiB")),
+    dict(title="Echo: 100 connections × 64 B ping-pong", note="Round trips per second, closed loop "
+         "(bench/echo_load, every echo verified); servers alternate within each run. Against raw libev "
+         "the advantage is the median of the per-run ratios.", unit="rps", lower=False, chart="echo",
+         rows=[
+             ("greenev examples/echo_server", "echo_rps_greenev", None, None),
+             ("raw libev callback server", "echo_rps_raw_libev", "raw", "echo_ratio_greenev", "raw libev"),
+             ("gevent StreamServer", "echo_rps_gevent", "python", None, "gevent")],
+         goal=("≥ 0.95× raw libev, same run", "echo_ratio_greenev", ">=", 0.95, "×")),
+    dict(title="sendall over loopback TCP", note="512 MiB (128 MiB with --quick), MiB/s; the same program with only the sending "
+         "side replaced. No goal in DESIGN.md §7.", unit="MiB/s", lower=False, chart="sendall", rows=[
+             ("greenev socket::sendall", "sendall_greenev_tcp", None, None),
+             ("blocking C send() loop", "sendall_baseline_tcp", "raw", None, "blocking C")],
+         goal=None),
+    dict(title="DNS: 1000 concurrent lookups against a local dnsmasq", note="Seconds, a fresh process "
+         "per run. c-ares (gevent's ares resolver) retries a dropped UDP query after 5 s, so the best runs "
+         "are shown too.", unit="s", lower=True, chart="DNS", rows=[
+             ("greenev resolver (c-ares)", "dns_greenev", None, None),
+             ("gevent ares resolver", "dns_gevent", "python", None, "gevent ares"),
+             ("greenev, best run", "dns_greenev_best", "self", None),
+             ("gevent ares, best run (against greenev's best)", "dns_gevent_best", "python", None, "gevent ares, best runs",
+              "dns_greenev_best")],
+         goal=("≤ 0.05 s", "dns_greenev", "<=", 0.05, " s")),
+    dict(title="Patched echo: blocking POSIX calls under patch_all()", note="Round trips per second, "
+         "100 connections × 64 B; the same server on greenev sockets is the baseline (issue 5's goal; "
+         "not in DESIGN.md §7).", unit="rps", lower=False, chart="patched echo", rows=[
+             ("POSIX calls under patch_all()", "patched_posix_rps", None, None),
+             ("greenev sockets", "greenev_socket_rps", "raw", "patched_over_greenev", "greenev sockets")],
+         goal=("≥ 0.9× greenev sockets, same run", "patched_over_greenev", ">=", 0.9, "×")),
+    dict(title="URL fetcher: 100 URLs, each delayed 200 ms", note="Seconds; greenev runs unmodified "
+         "libcurl under patch_all(), gevent its patched urlopen; the floor is the delay, 0.200 s.",
+         unit="s", lower=True, chart="URL fetcher", rows=[
+             ("greenev examples/url_fetcher --mode async", "url_fetcher_async", None, None),
+             ("gevent patched urlopen", "gevent_urlopen_async", "python", None, "gevent")],
+         goal=("≤ 0.22 s", "url_fetcher_async", "<=", 0.22, " s")),
+]
+
+
+def number(value):
+    if value >= 1e5:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def advantage(area, greenev_key, key, ratio_key):
+    """How many times better greenev is than this row (>1: faster, leaner, more throughput)."""
+    if ratio_key and ratio_key in values and values[ratio_key] > 0:
+        return 1 / values[ratio_key] if area["lower"] else values[ratio_key]
+    if greenev_key in values and key in values and values[greenev_key] > 0 and values[key] > 0:
+        return values[key] / values[greenev_key] if area["lower"] else values[greenev_key] / values[key]
+    return None
+
+
+def verdict(goal):
+    text, key, comparison, threshold, shown = goal
+    if key not in values:
+        return "not measured", None
+    value = values[key]
+    met = value <= threshold if comparison == "<=" else value >= threshold
+    return ("met" if met else "**missed**"), f"{number(value)}{shown}"
+
+
+kinds = {"raw": "raw", "fiber": "Boost.Fiber", "python": "gevent / python greenlet"}
+out, chart_rows, summary = [], [], []
+for area in areas:
+    greenev_key = area["rows"][0][1]
+    out.append(f"### {area['title']}\n\n{area['note']}\n")
+    out.append("| implementation | median | greenev's advantage |")
+    out.append("|---|---:|---:|")
+    for index, row in enumerate(area["rows"]):
+        label, key, kind, ratio_key = row[:4]
+        shown = f"{number(values[key])} {units.get(key, '')}".strip() if key in values else "not measured"
+        if index == 0:
+            out.append(f"| **{label}** | **{shown}** | — |")
+            continue
+        if kind == "self":  # greenev itself another way: no advantage
+            out.append(f"| {label} | {shown} | |")
+            continue
+        adv = advantage(area, row[5] if len(row) > 5 else greenev_key, key, ratio_key)
+        same_run = " (same run)" if ratio_key and ratio_key in values else ""
+        out.append(f"| {label} | {shown} | {f'{adv:.2f}×{same_run}' if adv else 'not measured'} |")
+        if adv and area["chart"]:
+            chart_rows.append((f"{area['chart']}: {row[4]}", adv, kind))
+    if area["goal"]:
+        state, measured = verdict(area["goal"])
+        out.append(f"\nGoal (DESIGN.md §7): {area['goal'][0]}: {measured or '—'}, {state}.\n")
+        summary.append((area["title"], area["goal"][0], measured or "—", state))
+    else:
+        out.append("")
+
+lines = ["# Benchmarks", "",
+         "Generated by `bench/report.sh` from a real run on the machine below; rerun it to refresh "
+         "this page (`bench/report.sh --runs 5`, about 10 minutes; `--quick` for a smoke test). "
+         "Every figure is a median over the runs of the benchmark scripts in `bench/` (each script's "
+         "header says what it measures); the baselines run in the same script run, most in the same "
+         "process.", "",
+         "**greenev's advantage** is how many times better greenev does than that row: the baseline's "
+         "time divided by greenev's, or greenev's throughput divided by the baseline's. Above 1× greenev "
+         "is faster (or leaner); below 1× it is slower. *(same run)* marks a ratio the benchmark computed "
+         "itself from measurements taken side by side, which is what to trust on a noisy machine.", "",
+         "## Machine", "",
+         "| | |", "|---|---|"]
+for key, label in [("cpu", "CPU"), ("cores", "cores"), ("memory", "memory"), ("kernel", "kernel"),
+                   ("distro", "distribution"), ("compiler", "compiler"), ("boost", "Boost"),
+                   ("libev", "libev (Debian)"), ("python", "baselines"), ("revision", "greenev revision"),
+                   ("date", "run started, duration"), ("runs", "runs per measure"),
+                   ("load_before", "load average before (1, 5, 15 min)"),
+                   ("load_during", "1-min load average during"),
+                   ("load_after", "load average after (1, 5, 15 min)")]:
+    lines.append(f"| {label} | {machine.get(key, 'unknown')} |")
+lines += ["",
+          "This is a shared build machine: other jobs (builds, test suites) ran during the measurements, "
+          "as the load average shows, and the absolute times move with them by tens of percent from run "
+          "to run. The same-run ratios move much less; DESIGN.md §7's goals are stated as such ratios "
+          "where a baseline exists.", ""]
+if machine.get("failed", "").strip():
+    lines += [f"**Failed during this run** (their rows say *not measured*): {machine['failed']}; "
+              "see `build/report/NAME.log`.", ""]
+lines += ["## Chart", "",
+          f"![greenev's advantage over each baseline, log scale]({chart_name})", "",
+          f"(PNG: [{chart_name[:-4]}.png]({chart_name[:-4]}.png))", "",
+          "Bars above 1× are measures where greenev beats the baseline; the scale is logarithmic. "
+          "Colours: raw baselines (Boost.Context, libev callbacks, blocking C, the greenev-socket server "
+          "for patched echo), Boost.Fiber, and gevent / python greenlet.", "",
+          "## Goals (DESIGN.md §7)", "",
+          "| measure | goal | greenev | |", "|---|---|---:|---|"]
+for title, goal, measured, state in summary:
+    lines.append(f"| {title} | {goal} | {measured} | {state} |")
+lines += ["", "## Results by area", ""] + out
+lines += ["## Not measured here", "",
+          "- **libgo** (DESIGN.md quotes 4.5 GB for a million coroutines): not packaged in Debian, not run.",
+          "- **gevent on the 1M-greenlet and sendall measures**: the scripts have no gevent side for them.",
+          "- Anything a failed script would have measured (listed above if any).", "",
+          "Raw medians (`NAME VALUE UNIT`, as the scripts wrote them) are in `build/report/all.results` "
+          "after a run; the full logs next to it.", ""]
+open(markdown_path, "w").write("\n".join(lines))
+with open(chart_data_path, "w") as data:
+    for index, (label, adv, kind) in enumerate(chart_rows):
+        colour = {"raw": 1, "fiber": 2, "python": 3}.get(kind, 1)
+        data.write(f'{index} {adv:.4f} {colour} "{label}"\n')
+PY
+
+# The chart: one bar per (measure, baseline), greenev's advantage on a log scale; an SVG for
+# the page and a PNG beside it for viewers without SVG.
+png=${chart%.svg}.png
+if command -v gnuplot >/dev/null && [[ -s $report/chart.dat ]]; then
+  cat >"$report/chart.gp" <<GNUPLOT
+set termoption noenhanced
+set title "greenev's advantage over each baseline (baseline time / greenev time, or greenev rps / baseline rps)"
+# log10 of the advantage on a linear axis, so that bars grow from 1x: up where greenev wins.
+set ytics ("0.05x" log10(0.05), "0.1x" -1, "0.2x" log10(0.2), "0.5x" log10(0.5), "1x" 0, "2x" log10(2), \\
+  "5x" log10(5), "10x" 1, "20x" log10(20), "50x" log10(50), "100x" 2, "200x" log10(200), "500x" log10(500), \\
+  "1000x" 3)
+set ylabel "times better (log scale; above 1x: greenev better)"
+set grid ytics
+set style fill solid 0.85 border -1
+set boxwidth 0.7
+set xrange [-0.6:*]
+set xtics rotate by 40 right font "sans,9" nomirror
+set key outside top center horizontal
+set bmargin 11
+set lmargin 16
+set offsets 0, 0, 0.25, 0.25
+set xzeroaxis lt -1 lw 1.5
+plot "$report/chart.dat" using 1:(\$3 == 1 ? log10(\$2) : NaN):xtic(4) with boxes lc rgb "#4477aa" title "vs raw baseline", \\
+     "" using 1:(\$3 == 2 ? log10(\$2) : NaN) with boxes lc rgb "#ddaa33" title "vs Boost.Fiber", \\
+     "" using 1:(\$3 == 3 ? log10(\$2) : NaN) with boxes lc rgb "#bb5566" title "vs gevent / python greenlet", \\
+     "" using 1:(log10(\$2) + (\$2 >= 1 ? 0.07 : -0.07)):(sprintf(\$2 >= 10 ? "%.0f" : "%.2f", \$2)) with labels font "sans,8" notitle
+GNUPLOT
+  if ! gnuplot -e "set terminal svg size 1100,640 dynamic font 'sans,11' background rgb 'white'" \
+    -e "set output '$chart'" "$report/chart.gp" >"$report/gnuplot.log" 2>&1 ||
+    ! gnuplot -e "set terminal pngcairo size 1100,640 font 'sans,10' background rgb 'white'" \
+      -e "set output '$png'" "$report/chart.gp" >>"$report/gnuplot.log" 2>&1; then
+    echo "report.sh: gnuplot failed (see $report/gnuplot.log); the chart may be missing" >&2
+    failed+=(chart)
+  fi
+else
+  echo "report.sh: no chart drawn (gnuplot missing or nothing to plot)" >&2
+fi
+
+echo
+echo "== wrote $markdown"
+[[ ! -s $chart ]] || echo "== wrote $chart and $png"
+echo "== logs and medians: $report/ (all.results: every median as NAME VALUE UNIT)"
+if ((${#failed[@]})); then
+  echo "report.sh: failed: ${failed[*]}" >&2
+  exit 1
+fi
