@@ -2,8 +2,10 @@
 // greenlet, and what happens when the last handle goes away.
 // docs/design.md ("The greenlet model") explains the invariants relied on here.
 #include <cxxabi.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +17,36 @@
 #include <greenev/greenlet.hpp>
 
 #include "stack_pool.hpp"
+
+// For tools/greenev-gdb.py, which must work without debug information: the
+// head of the thread-state registry and the offsets of the fields it reads
+// (version first; bump it when the meaning of an entry changes).
+extern "C" {
+[[gnu::used]] greenev::detail::thread_state* greenev_debug_threads = nullptr;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"  // GCC and Clang lay these out as written
+extern const std::uint64_t greenev_debug_layout[];
+[[gnu::used]] const std::uint64_t greenev_debug_layout[] = {
+    1,
+    offsetof(greenev::detail::thread_state, current),
+    offsetof(greenev::detail::thread_state, main),
+    offsetof(greenev::detail::thread_state, active_head),
+    offsetof(greenev::detail::thread_state, debug_next),
+    offsetof(greenev::detail::thread_state, os_thread_id),
+    offsetof(greenev::detail::greenlet_impl, state),
+    offsetof(greenev::detail::greenlet_impl, context),
+    offsetof(greenev::detail::greenlet_impl, parent),
+    offsetof(greenev::detail::greenlet_impl, id),
+    offsetof(greenev::detail::greenlet_impl, active_next),
+    offsetof(greenev::detail::greenlet_impl, name),
+    offsetof(greenev::detail::greenlet_impl, spawn_site),
+    offsetof(greenev::detail::greenlet_impl, wait_what),
+    offsetof(greenev::detail::greenlet_impl, wait_fd),
+    offsetof(greenev::detail::greenlet_impl, wait_until),
+    offsetof(greenev::detail::greenlet_impl, is_main),
+};
+#pragma GCC diagnostic pop
+}
 
 namespace greenev::detail {
 
@@ -33,6 +65,22 @@ const std::string& greenlet_impl::display_name() const {
 }
 
 __thread thread_state* tls_state = nullptr;
+
+namespace {
+std::mutex debug_mutex;  // guards greenev_debug_threads and the states' debug links
+}  // namespace
+
+void set_diagnostic_hub(void* hub) noexcept {
+  thread_state* ts = tls_state;
+  if (ts == nullptr) return;
+  std::lock_guard lock(debug_mutex);
+  ts->hub = hub;
+}
+
+void for_each_thread_state(void (*visit)(thread_state& ts, void* context), void* context) {
+  std::lock_guard lock(debug_mutex);
+  for (thread_state* ts = greenev_debug_threads; ts != nullptr; ts = ts->debug_next) visit(*ts, context);
+}
 
 namespace {
 
@@ -91,6 +139,29 @@ void unlink_active(thread_state& ts, greenlet_impl* g) noexcept {
 
 // ---- thread state --------------------------------------------------------
 
+// The process-wide registry of thread states, for diagnostics: run info and
+// the blocking monitor list threads through it, and tools/greenev-gdb.py
+// walks greenev_debug_threads in a core file (C names: stable, unmangled).
+
+void register_thread_state(thread_state& ts) noexcept {
+  ts.os_thread_id = static_cast<int>(::gettid());
+  std::lock_guard lock(debug_mutex);
+  ts.debug_next = greenev_debug_threads;
+  if (ts.debug_next != nullptr) ts.debug_next->debug_prev = &ts;
+  greenev_debug_threads = &ts;
+}
+
+void unregister_thread_state(thread_state& ts) noexcept {
+  std::lock_guard lock(debug_mutex);
+  if (ts.debug_prev != nullptr) {
+    ts.debug_prev->debug_next = ts.debug_next;
+  } else {
+    greenev_debug_threads = ts.debug_next;
+  }
+  if (ts.debug_next != nullptr) ts.debug_next->debug_prev = ts.debug_prev;
+  ts.debug_next = ts.debug_prev = nullptr;
+}
+
 struct thread_state_owner {
   ~thread_state_owner();
 };
@@ -114,6 +185,7 @@ thread_state* create_thread_state() {
   ts->current = main;
   tls_state = ts.get();
   (void)&tls_owner;  // registers the thread-exit destructor
+  register_thread_state(*ts);
   return ts.release();
 }
 
@@ -309,6 +381,7 @@ void run_greenlet(fcontext::transfer_t caller) noexcept {
   ts.error = std::move(error);
   ts.switching_from = self;
   ts.current = target;
+  ts.switches.store(ts.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   swap_exception_state(ts, self, target);
   before_jump(self, target, true);
   fcontext::jump_fcontext(std::exchange(target->context, nullptr), nullptr);
@@ -343,6 +416,7 @@ void kill_all_active(thread_state& ts) noexcept {
 thread_state_owner::~thread_state_owner() {
   thread_state* ts = tls_state;
   if (ts == nullptr) return;
+  unregister_thread_state(*ts);
   if (ts->current != ts->main) {
     // The thread is exiting from inside a greenlet (pthread_exit); nothing
     // can be unwound safely. Leave everything to the orphan paths (and leak

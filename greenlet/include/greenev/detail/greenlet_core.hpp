@@ -165,6 +165,15 @@ class greenlet_impl {
   void* tsan_fiber = nullptr;
   // Small functions (most lambdas) are stored here: one allocation per greenlet.
   alignas(std::max_align_t) unsigned char body_storage[64];
+  // Diagnostics (run info, the blocking monitor, tools/greenev-gdb.py), set
+  // and read on the owning thread only: where it was spawned (a return
+  // address inside the spawning function, resolved lazily), and what it is
+  // suspended on (a static string, an fd or -1, a deadline on the hub
+  // loop's clock or 0).
+  const void* spawn_site = nullptr;
+  const char* wait_what = nullptr;
+  int wait_fd = -1;
+  double wait_until = 0;
 
   template <class Body, class F>
   void emplace_body(F&& f) {
@@ -205,6 +214,9 @@ struct thread_state {
   greenlet_impl* current = nullptr;
   greenlet_impl* main = nullptr;  // owned reference
   greenlet_impl* switching_from = nullptr;
+  // Bumped on every switch, read by the blocking monitor's thread: a relaxed
+  // load and store (no locked add), so only this thread may write it.
+  std::atomic<std::uint64_t> switches{0};
   std::any value;            // in flight between two greenlets
   std::exception_ptr error;  // in flight, instead of a value
   eh_globals* eh = nullptr;
@@ -214,7 +226,20 @@ struct thread_state {
   std::size_t eh_saved = 0;    // greenlets whose eh_saved is set
   std::size_t greenlets = 0;   // allocated greenlet_impls of this thread (see thread_anchor)
   stack_pool* pool = nullptr;  // owned
+  // The process-wide list of thread states (greenlet.cpp's debug_mutex),
+  // walked by tools/greenev-gdb.py from greenev_debug_threads.
+  thread_state* debug_next = nullptr;
+  thread_state* debug_prev = nullptr;
+  int os_thread_id = 0;
+  void* hub = nullptr;  // the hub layer's per-thread hub, for diagnostics
 };
+
+// Calls `visit(ts)` for every live thread state of the process under the
+// registry's lock: `visit` may read only what other threads do not write
+// (os_thread_id, hub), and must not create or end a thread state.
+void for_each_thread_state(void (*visit)(thread_state& ts, void* context), void* context);
+// Sets the calling thread's thread_state::hub under the registry's lock.
+void set_diagnostic_hub(void* hub) noexcept;
 
 // Initial-exec TLS, no wrapper function: read on every switch. (A dlopen'd
 // greenev is therefore unsupported; docs/design.md.)
@@ -285,6 +310,7 @@ inline void swap_exception_state(thread_state& ts, greenlet_impl* from, greenlet
 inline greenlet_impl* jump(thread_state& ts, greenlet_impl* self, greenlet_impl* target) noexcept {
   ts.switching_from = self;
   ts.current = target;
+  ts.switches.store(ts.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   swap_exception_state(ts, self, target);
   before_jump(self, target, false);
   const boost::context::detail::transfer_t back =
