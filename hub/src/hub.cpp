@@ -113,6 +113,13 @@ hub_impl::hub_impl() {
   if (loop_ == nullptr) loop_ = ev_loop_new(EVFLAG_AUTO);
   if (loop_ == nullptr) throw std::runtime_error("greenev: libev could not create an event loop");
   ev_set_userdata(loop_, this);
+  // The blocking monitor tells an idle hub (waiting in epoll) from a blocked one.
+  ev_set_loop_release_cb(
+      loop_,
+      [](struct ev_loop* loop) noexcept { static_cast<hub_impl*>(ev_userdata(loop))->polling_.store(true); },
+      [](struct ev_loop* loop) noexcept {
+        static_cast<hub_impl*>(ev_userdata(loop))->polling_.store(false);
+      });
   ev_async_init(&async_, &hub_impl::on_async);
   ev_async_start(loop_, &async_);
   ev_unref(loop_);  // the hub's own watcher must not keep the loop alive
@@ -121,9 +128,12 @@ hub_impl::hub_impl() {
   tls_state->main->add_ref();
   const greenlet main = greenlet::adopt(tls_state->main);
   hub_greenlet_ = greenlet([this] { run(); }, main, greenlet_options{.name = "hub"});
+  set_diagnostic_hub(this);
+  start_monitor_from_environment();
 }
 
 hub_impl::~hub_impl() {
+  set_diagnostic_hub(nullptr);  // first: run info and the monitor stop looking at it
   // Greenlets still waiting hold watchers in this loop: unwind them (and the
   // hub greenlet itself) before the loop goes away.
   kill_all_active_greenlets();
@@ -251,6 +261,8 @@ std::string hub_impl::describe_blocked() const {
     text += "; " + std::to_string(others) + " other greenlet" + (others == 1 ? " is" : "s are") +
             " suspended with nothing to wake " + (others == 1 ? "it" : "them");
   }
+  // The same lines as run info: who waits on what (nothing can wake them).
+  text += "\n" + describe_greenlets();
   return text;
 }
 
@@ -294,7 +306,7 @@ bool park(waiter& w, wait_time timeout) {
 void sleep_yield() {
   hub_impl& hub = local_hub();
   hub.require_not_in_hub("sleep");
-  waiter w;
+  waiter w("sleep(0)");
   w.woken_ = true;
   w.scheduled_ = hub.push(resume_waiter, &w);
   hub.park_in_hub(w);
@@ -339,7 +351,7 @@ std::size_t hub::pending_callbacks() const noexcept {
 
 void sleep(wait_time duration) {
   if (duration.is_forever() || duration.duration().count() > 0) {
-    detail::waiter w;
+    detail::waiter w("sleep");
     detail::hub_impl::park(w, duration);
     return;
   }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <ev.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <cstdint>
@@ -75,6 +76,13 @@ class hub_impl {
   void finish_external_work() noexcept { external_work_.fetch_sub(1, std::memory_order_relaxed); }
 
   [[nodiscard]] std::string describe_blocked() const;
+  // One line per greenlet of this thread (run_info.cpp): on this thread only.
+  [[nodiscard]] std::string describe_greenlets() const;
+
+  // True while the loop waits in its backend (epoll): the thread is idle,
+  // not blocked. Written by this thread, read by the monitor thread.
+  std::atomic<bool> polling_{false};
+  pthread_t thread_ = pthread_self();
 
   struct ev_loop* loop_ = nullptr;
   bool default_loop_ = false;
@@ -109,6 +117,16 @@ class hub_impl {
   unsigned batches_since_clock_check_ = 0;
   std::int64_t last_poll_coarse_ns_ = 0;
 };
+
+// "function+0xOFFSET (object)" for a code address, via dladdr (run_info.cpp);
+// "" for null.
+std::string describe_code_address(const void* address);
+// One greenlet as run info lists it (run_info.cpp); on its own thread.
+std::string describe_greenlet(const greenlet_impl& g, const thread_state& ts, struct ev_loop* loop);
+
+// Starts the blocking monitor if GREENEV_MONITOR=1 (monitor.cpp); checked
+// when a hub is created.
+void start_monitor_from_environment();
 
 void register_discard(void (*fn)(void*), ready_discard discard);
 
@@ -179,12 +197,23 @@ void on_park_timer_cb(struct ev_loop* loop, ev_timer* timer, int revents) noexce
   ev_timer timer;
   ev_init(&timer, on_park_timer_cb);
   timer.data = &w;
-  if (!timeout.is_forever()) start_timer(hub, timer, timeout.duration());
+  greenlet_impl* self = w.greenlet_;
+  self->wait_what = w.what_;
+  self->wait_fd = w.fd_;
+  self->wait_until = 0;
+  if (!timeout.is_forever()) {
+    start_timer(hub, timer, timeout.duration());
+    self->wait_until = ev_now(hub.loop_) + ev_timer_remaining(hub.loop_, &timer);
+  }
   struct timer_guard {
     hub_impl& hub;
     ev_timer& timer;
-    ~timer_guard() { stop_timer(hub, timer); }
-  } stop_timer_on_exit{hub, timer};
+    greenlet_impl* self;
+    ~timer_guard() {
+      stop_timer(hub, timer);
+      self->wait_what = nullptr;
+    }
+  } stop_timer_on_exit{hub, timer, self};
   hub.park_in_hub(w);
   if (w.fifo() != nullptr) w.fifo()->remove(w);
   return w.woken_;

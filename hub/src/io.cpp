@@ -120,7 +120,8 @@ bool wait_one(int fd, int events, wait_time timeout, const char* what, bool owne
                            " is already waited on in that direction by another greenlet");
     }
   }
-  detail::waiter w;
+  detail::waiter w((events & EV_READ) != 0 ? ((events & EV_WRITE) != 0 ? "read/write" : "read") : "write",
+                   fd);
   wait_failure failure;
   io_wait node;
   node.waiter = &w;
@@ -192,7 +193,7 @@ std::size_t poll(std::span<pollfd> fds, wait_time timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout.duration();
   std::vector<io_wait> nodes(fds.size());
   for (;;) {
-    detail::waiter w;
+    detail::waiter w("poll");
     wait_failure failure;
     std::size_t used = 0;
     const wait_guard guard{hub, std::span<io_wait>(nodes.data(), fds.size())};

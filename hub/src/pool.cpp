@@ -39,7 +39,7 @@ bool group::acquire_slot(wait_time timeout, map_run* run) {
     ++occupied_;
     return true;
   }
-  detail::waiter w;
+  detail::waiter w("pool slot");
   slot_waiters_.push_back(w);
   struct pass_on {
     group& self;
@@ -136,7 +136,7 @@ bool group::join(wait_time timeout, bool raise_error) {
   if (raise_error) watched = tasks();
   bool emptied = members_.empty();
   if (!emptied) {
-    detail::waiter w;
+    detail::waiter w("group join");
     empty_waiters_.push_back(w);
     emptied = detail::park(w, timeout);
   }
@@ -170,7 +170,7 @@ void group::kill(std::exception_ptr error, bool block, wait_time timeout) {
     // Members leave through their links, in the hub: wait for the next one.
     const wait_time left = remaining(timeout, deadline);
     if (!left.is_forever() && left.duration().count() <= 0) return;
-    detail::waiter w;
+    detail::waiter w("group kill");
     discard_waiters_.push_back(w);
     if (!detail::park(w, left)) return;
   }
@@ -185,7 +185,7 @@ void group::killone(const basic_task& task, std::exception_ptr error, bool block
 
 std::size_t group::wait_available(wait_time timeout) {
   if (free_count() > 0) return free_count();
-  detail::waiter w;
+  detail::waiter w("pool slot");
   available_waiters_.push_back(w);
   detail::park(w, timeout);
   return free_count();

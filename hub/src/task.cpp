@@ -177,6 +177,9 @@ void launch(task_state& state, wait_time delay, std::string name) {
   task_state* raw = &state;
   state.greenlet_ =
       greenlet([raw] { raw->execute(); }, hub.hub_greenlet_, greenlet_options{.name = std::move(name)});
+  // An address inside the function that called spawn (spawn_with is inline):
+  // one store now, resolved with dladdr only when run info or the monitor asks.
+  state.greenlet_.get()->spawn_site = __builtin_return_address(0);
   if (delay.is_forever() || delay.duration().count() > 0) {
     state.delayed_ = new task_state::delayed_start{};
     state.add_ref();  // held by the timer until it starts
@@ -199,7 +202,7 @@ bool join_task(task_state& state, wait_time timeout) {
   if (tls_state != nullptr && state.greenlet_.get() == tls_state->current) {
     throw greenlet_error("greenev: task " + state.greenlet_.name() + " cannot join itself");
   }
-  waiter w;
+  waiter w("join");
   joiner node;
   node.fire = fire_joiner;
   node.w = &w;
@@ -332,7 +335,7 @@ std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time 
     return shared.finished;
   }
 
-  detail::waiter w;
+  detail::waiter w("joinall");
   shared.w = &w;
   struct unlinker {
     std::vector<joinall_node>& nodes;

@@ -27,7 +27,7 @@ void complete(job_base& job) noexcept {
 
 void wait_for_job(job_base& job) {
   if (!job.done) {
-    waiter w;
+    waiter w("threadpool job");
     job.waiting = &w;
     struct detach {
       job_base& job;

@@ -86,7 +86,7 @@ std::optional<std::size_t> ready_watch::next() {
   if (taken_ == ready_.size() && returned_ < size_) {
     wait_time left;
     if (deadline_) left = *deadline_ - std::chrono::steady_clock::now();
-    waiter w;
+    waiter w("wait/iwait");
     waiter_ = &w;
     struct reset {
       waiter*& slot;

@@ -20,9 +20,11 @@
 #include <greenev/hub.hpp>
 #include <greenev/io.hpp>
 #include <greenev/local.hpp>
+#include <greenev/monitor.hpp>
 #include <greenev/monkey.hpp>
 #include <greenev/pool.hpp>
 #include <greenev/queue.hpp>
+#include <greenev/run_info.hpp>
 #include <greenev/select.hpp>
 #include <greenev/semaphore.hpp>
 #include <greenev/server.hpp>

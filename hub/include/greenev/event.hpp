@@ -46,7 +46,7 @@ class event {
   /// hub; exceptions thrown into the greenlet (timeouts, kills) propagate.
   bool wait(wait_time timeout = {}) {
     if (flag_) return true;
-    detail::waiter w;
+    detail::waiter w("event");
     waiters_.push_back(w);
     return detail::park(w, timeout);
   }
@@ -96,7 +96,7 @@ class async_result {
   /// ready.
   bool wait(wait_time timeout = {}) {
     if (ready()) return true;
-    detail::waiter w;
+    detail::waiter w("async_result");
     waiters_.push_back(w);
     detail::park(w, timeout);
     return ready();

@@ -234,7 +234,7 @@ class basic_queue {
   T peek(wait_time timeout = {}) requires(!Storage::rendezvous && std::is_copy_constructible_v<T>) {
     if (!storage_.empty()) return storage_.next();
     if (detail::polls_only(timeout)) throw queue_empty();
-    detail::waiter w;
+    detail::waiter w("queue peek");
     std::optional<T> copy;
     w.payload = &copy;
     peekers_.push_back(w);
@@ -292,7 +292,7 @@ class basic_queue {
     // Rendezvous (gevent's Channel): return once the getter has run. The item
     // is delivered already, so this waits without a timeout; if we are
     // interrupted, the getter must not confirm to a dead waiter.
-    detail::waiter self;
+    detail::waiter self("channel put (rendezvous)");
     put_slot mine;
     mine.delivered_to = &slot;
     self.payload = &mine;
@@ -325,7 +325,7 @@ class basic_queue {
   }
 
   void wait_for_room(T&& item, wait_time timeout) {
-    detail::waiter w;
+    detail::waiter w("queue put");
     put_slot slot;
     slot.item.emplace(std::move(item));
     w.payload = &slot;
@@ -335,7 +335,7 @@ class basic_queue {
   }
 
   T wait_for_item(wait_time timeout) {
-    detail::waiter w;
+    detail::waiter w("queue get");
     get_slot slot;
     w.payload = &slot;
     struct pass_on_unclaimed {
@@ -419,7 +419,7 @@ class joinable_queue : public basic_queue<T, detail::fifo_storage<T>> {
   bool join(wait_time timeout = {}) {
     if (this->unfinished_ == 0) return true;
     if (detail::polls_only(timeout)) return false;
-    detail::waiter w;
+    detail::waiter w("queue join");
     joiners_.push_back(w);
     return detail::park(w, timeout);
   }

@@ -23,7 +23,11 @@ struct ready_item {
 
 class waiter : public fifo_hook<waiter> {
  public:
-  waiter() : greenlet_(current_greenlet()) {}  // binds to the calling greenlet
+  // Binds to the calling greenlet. `what` (a static string: "event", "fd
+  // read", ...) and `fd` (or -1) describe the wait in run info, the blocking
+  // monitor and tools/greenev-gdb.py.
+  explicit waiter(const char* what = "wait", int fd = -1) noexcept
+      : greenlet_(current_greenlet()), what_(what), fd_(fd) {}
   waiter(const waiter&) = delete;
   waiter& operator=(const waiter&) = delete;
   inline ~waiter();
@@ -42,6 +46,8 @@ class waiter : public fifo_hook<waiter> {
   friend void on_park_timer(waiter&) noexcept;
 
   greenlet_impl* greenlet_;
+  const char* what_;
+  int fd_;
   ready_item* scheduled_ = nullptr;  // queued resume, cancelled if we go first
   bool woken_ = false;
   bool timed_out_ = false;

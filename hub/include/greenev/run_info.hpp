@@ -1,0 +1,38 @@
+// greenev/run_info.hpp — every live greenlet of every hub, with what each
+// waits on (gevent.util.print_run_info / format_run_info).
+//
+//   greenev::print_run_info();                    // to stderr
+//   greenev::install_run_info_signal(SIGUSR1);    // kill -USR1 <pid> prints it
+//
+// One block per thread with a hub; one line per greenlet: id, name, state
+// ("running", "suspended on sleep, 0.82 s left", "suspended on fd 7 read",
+// "suspended on event", ...), parent and spawn site. The calling thread's
+// greenlets are read directly. Another thread's are read by that thread
+// itself, in a callback queued with run_callback_threadsafe: the listing is
+// a consistent snapshot per thread, taken at slightly different times; a
+// thread that does not answer within the timeout (its hub is blocked) is
+// listed as such. docs/design.md, "Run info".
+#pragma once
+
+#include <chrono>
+#include <string>
+
+namespace greenev {
+
+/// Returns the listing. May block the calling thread (not only the calling
+/// greenlet) for up to `per_thread_timeout` per other thread; never
+/// switches. Callable from any thread, with or without a hub, including
+/// a loop callback. Throws std::bad_alloc only.
+[[nodiscard]] std::string format_run_info(
+    std::chrono::milliseconds per_thread_timeout = std::chrono::milliseconds(1000));
+
+/// Writes format_run_info() to stderr. Same rules.
+void print_run_info(std::chrono::milliseconds per_thread_timeout = std::chrono::milliseconds(1000));
+
+/// Prints the run info whenever `signal_number` arrives (the handler only
+/// wakes a helper thread, which does the listing). Process-wide; the last
+/// call wins. Never switches. Throws std::system_error if the thread or the
+/// handler cannot be set up.
+void install_run_info_signal(int signal_number);
+
+}  // namespace greenev

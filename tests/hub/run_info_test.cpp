@@ -1,0 +1,96 @@
+// Tests for greenev/run_info.hpp: run info lists every greenlet with what it
+// waits on (sleep with the time left, fd N read, event), on this thread and
+// on another thread's hub; loop_exit's message uses the same lines.
+#include <greenev/run_info.hpp>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include <greenev/event.hpp>
+#include <greenev/hub.hpp>
+#include <greenev/io.hpp>
+#include <greenev/task.hpp>
+
+#include "support/assertions.hpp"
+#include "support/hub_fixture.hpp"
+
+namespace {
+
+using greenev::testing::throws_with;
+using run_info = greenev::testing::hub_test;
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST_F(run_info, lists_a_sleeping_a_socket_waiting_and_an_event_waiting_greenlet) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  greenev::event never;
+  auto sleeper = greenev::spawn_with({.name = "sleeper"}, [] { greenev::sleep(10.0); });
+  auto reader = greenev::spawn_with({.name = "reader"}, [&] { (void)greenev::wait_read(fds[0]); });
+  auto waiter = greenev::spawn_with({.name = "event-waiter"}, [&] { (void)never.wait(); });
+  greenev::sleep(0.05);
+  const std::string text = greenev::format_run_info();
+  EXPECT_TRUE(contains(text, "\"sleeper\": suspended on sleep, 9.")) << text;
+  EXPECT_TRUE(contains(text, "\"reader\": suspended on fd " + std::to_string(fds[0]) + " read")) << text;
+  EXPECT_TRUE(contains(text, "\"event-waiter\": suspended on event")) << text;
+  EXPECT_TRUE(contains(text, "\"main\": running")) << text;
+  EXPECT_TRUE(contains(text, "parent hub; spawned at ")) << text;
+  greenev::killall({sleeper, reader, waiter});
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST_F(run_info, lists_the_greenlets_of_another_threads_hub) {
+  std::atomic<bool> ready{false};
+  std::atomic<bool> quit{false};
+  std::thread other([&] {
+    greenev::event done;
+    auto waiter = greenev::spawn_with({.name = "other-thread-waiter"}, [&] { (void)done.wait(); });
+    greenev::sleep(0.01);
+    ready = true;
+    while (!quit) greenev::sleep(0.005);
+    done.set();
+    waiter.join();
+  });
+  while (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const std::string text = greenev::format_run_info();
+  quit = true;
+  other.join();
+  EXPECT_TRUE(contains(text, "\"other-thread-waiter\": suspended on event")) << text;
+  EXPECT_TRUE(contains(text, "\"main\": suspended on sleep")) << text;
+}
+
+TEST_F(run_info, loop_exit_names_what_each_stuck_greenlet_waits_on) {
+  greenev::event never;
+  auto stuck = greenev::spawn_with({.name = "stuck"}, [&] { (void)never.wait(); });
+  EXPECT_TRUE(throws_with<greenev::loop_exit>([&] { stuck.join(); }, "\"stuck\": suspended on event"));
+  EXPECT_TRUE(throws_with<greenev::loop_exit>([&] { stuck.join(); }, "\"main\": suspended on join"));
+  stuck.kill();
+}
+
+TEST(run_info_signal, sigusr1_prints_the_run_info_to_stderr) {
+  ::testing::internal::CaptureStderr();
+  greenev::install_run_info_signal(SIGUSR1);
+  auto napper = greenev::spawn_with({.name = "napper"}, [] { greenev::sleep(10.0); });
+  ASSERT_EQ(::kill(::getpid(), SIGUSR1), 0);
+  std::string text;
+  for (int i = 0; i < 200 && !contains(text, "napper"); ++i) {
+    greenev::sleep(0.01);  // the helper thread asks this hub, which must be running
+    text = ::testing::internal::GetCapturedStderr();
+    if (!contains(text, "napper")) ::testing::internal::CaptureStderr();
+  }
+  napper.kill();
+  EXPECT_TRUE(contains(text, "\"napper\": suspended on sleep")) << text;
+}
+
+}  // namespace
