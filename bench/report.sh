@@ -15,9 +15,10 @@ usage: bench/report.sh [--runs N] [--quick] [--output-dir DIR] [--no-gevent] [--
 
   --runs N          runs of each benchmark, medians reported (default 5)
   --quick           one run, shorter measurements (a smoke test of the page, ~2 minutes);
-                    --runs after --quick still sets the runs
+                    an explicit --runs N still sets the runs
   --output-dir DIR  where benchmarks.md and benchmarks.svg go (default docs)
-  --no-gevent       skip the python greenlet and gevent baselines
+  --no-gevent       skip the python greenlet and gevent baselines (url_fetcher_bench.sh
+                    has no such option: it runs gevent's side whenever gevent is installed)
   --render-only     run nothing: write the page and chart again from build/report/'s last
                     medians (after editing this script's tables, say)
 
@@ -28,7 +29,7 @@ bench/url_fetcher_bench.sh, all on the Release build in build/bench. A script th
 leaves its rows "not measured" and the page says so; the exit status is then 1.
 Logs and the collected medians stay in build/report/. The chart needs gnuplot (Debian
 gnuplot-nox): installed with apt-get when missing and running as root, else skipped with
-a note. Takes about 10 minutes with --runs 5.
+a note. Takes about 4 minutes with --runs 5 (more on a loaded machine).
 USAGE
 }
 
@@ -66,20 +67,21 @@ markdown=$output_dir/benchmarks.md
 chart=$output_dir/benchmarks.svg
 failed=()
 
+# gnuplot for the chart: Debian's gnuplot-nox.
+if ! command -v gnuplot >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "== installing gnuplot-nox (for the chart)"
+    install_gnuplot() { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gnuplot-nox; }
+    { install_gnuplot || { apt-get update && install_gnuplot; }; } >"$report/apt.log" 2>&1 ||
+      echo "report.sh: apt-get install gnuplot-nox failed (see $report/apt.log); no chart" >&2
+  else
+    echo "report.sh: gnuplot not found; no chart (sudo apt-get install gnuplot-nox, then rerun)" >&2
+  fi
+fi
+
 # run_all: every benchmark script, then the machine's description; fills $report.
 run_all() {
   rm -f "$report"/*.results "$report"/*.log
-
-  # gnuplot for the chart: Debian's gnuplot-nox.
-  if ! command -v gnuplot >/dev/null; then
-    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-      echo "== installing gnuplot-nox (for the chart)"
-      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gnuplot-nox >"$report/apt.log" 2>&1 ||
-        echo "report.sh: apt-get install gnuplot-nox failed (see $report/apt.log); no chart" >&2
-    else
-      echo "report.sh: gnuplot not found; no chart (sudo apt-get install gnuplot-nox, then rerun)" >&2
-    fi
-  fi
 
   # The load average every 5 s while the benchmarks run: the machine is shared.
   load_sampler=""
@@ -162,11 +164,11 @@ run_all() {
     printf 'kernel\t%s %s\n' "$(uname -sr)" "$(uname -m)"
     printf 'distro\t%s\n' "$(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release)"
     printf 'compiler\t%s\n' "$("${cxx:-c++}" --version | head -1)"
-    printf 'boost\t%s\n' "$(sed -n 's/^#define BOOST_LIB_VERSION "\(.*\)"/\1/p' /usr/include/boost/version.hpp 2>/dev/null || true)"
+    printf 'boost\t%s (Context; Fiber %s)\n' "$(sed -n 's/^#define BOOST_LIB_VERSION "\(.*\)"/\1/p' /usr/include/boost/version.hpp 2>/dev/null || true)" \
+      "$([[ -x $build/bench/fiber_baseline ]] && echo 'built' || echo 'not installed')"
     printf 'libev\t%s\n' "$(dpkg-query -W -f '${Version}' libev-dev 2>/dev/null || echo unknown)"
     if [[ -n $python ]]; then
-      printf 'python\t%s\n' "$(cd / && "$python" -c 'import sys, gevent, greenlet
-  print(f"Python {sys.version.split()[0]}, gevent {gevent.__version__}, greenlet {greenlet.__version__}")')"
+      printf 'python\t%s\n' "$(cd / && "$python" -c 'import sys, gevent, greenlet; print(f"Python {sys.version.split()[0]}, gevent {gevent.__version__}, greenlet {greenlet.__version__}")')"
     else
       printf 'python\tgevent not installed\n'
     fi
@@ -216,7 +218,7 @@ areas = [
          chart="switch", rows=[
              ("greenev greenlet", "greenlet_round_trip", None, None),
              ("raw Boost.Context fiber", "raw_fiber_round_trip", "raw", "greenlet_round_trip/raw_fiber_round_trip", "raw Boost.Context"),
-             ("python greenlet, gevent's switch (python loop included)", "python_greenlet_round_trip", "python", None, "python greenlet")],
+             ("python greenlet, gevent's switch (best of 5, python loop included)", "python_greenlet_round_trip", "python", None, "python greenlet")],
          goal=("≤ 1.30× raw Boost.Context, same run", "greenlet_round_trip/raw_fiber_round_trip", "<=", 1.30, "×")),
     dict(title="Greenlet create + run + destroy (no hub)", note="Per greenlet, ns.", unit="ns", lower=True,
          chart="create", rows=[
@@ -239,7 +241,8 @@ areas = [
              ("gevent spawn/joinall", "gevent_spawn_run_join_batch", "python", None, "gevent")],
          goal=("≤ 150 ns", "hub.spawn_run_join_batch", "<=", 150, " ns")),
     dict(title="sleep(0) yield", note="One greenlet yielding to the hub, per yield, ns. The raw libev rows "
-         "are one watcher's callback per loop iteration in a loop of its own.", unit="ns", lower=True,
+         "are one watcher's callback per loop iteration in a loop of its own; each libev iteration polls the "
+         "kernel (epoll_wait with a zero timeout), which the hub skips while greenlets are ready.", unit="ns", lower=True,
          chart="sleep(0)", rows=[
              ("greenev sleep(0)", "hub.sleep0", None, None),
              ("raw libev ev_idle callback", "hub.raw_libev_idle", "raw", "hub.sleep0/raw_libev_idle", "libev idle"),
@@ -256,7 +259,7 @@ areas = [
          goal=("≤ 60 ns", "hub.sleep0_two_greenlets", "<=", 60, " ns")),
     dict(title="100k greenlets each sleep(1 s): wall time", note="Spawn, all asleep, joinall; seconds "
          "(1 s of it is the sleep). greenev on hub_soak's compact 32 KiB stacks; the second row on the "
-         "library's default stacks.", unit="s", lower=True, chart="100k sleepers wall", rows=[
+         "library's default stacks (one run). gevent: one run.", unit="s", lower=True, chart="100k sleepers wall", rows=[
              ("greenev, compact 32 KiB stacks", "sleepers_wall", None, None),
              ("greenev, default stacks (not a baseline)", "default_stacks_sleepers_wall", "self", None),
              ("gevent", "gevent_sleepers_wall", "python", None, "gevent")],
@@ -280,7 +283,8 @@ areas = [
              ("greenev examples/echo_server", "echo_rps_greenev", None, None),
              ("raw libev callback server", "echo_rps_raw_libev", "raw", "echo_ratio_greenev", "raw libev"),
              ("gevent StreamServer", "echo_rps_gevent", "python", None, "gevent")],
-         goal=("≥ 0.95× raw libev, same run", "echo_ratio_greenev", ">=", 0.95, "×")),
+         goal=("≥ 0.95× raw libev, same run", "echo_ratio_greenev", ">=", 0.95, "×"),
+         cpu=[("greenev", "greenev"), ("raw_libev", "raw libev"), ("gevent", "gevent")]),
     dict(title="sendall over loopback TCP", note="512 MiB (128 MiB with --quick), MiB/s; the same program with only the sending "
          "side replaced. No goal in DESIGN.md §7.", unit="MiB/s", lower=False, chart="sendall", rows=[
              ("greenev socket::sendall", "sendall_greenev_tcp", None, None),
@@ -300,9 +304,10 @@ areas = [
          "not in DESIGN.md §7).", unit="rps", lower=False, chart="patched echo", rows=[
              ("POSIX calls under patch_all()", "patched_posix_rps", None, None),
              ("greenev sockets", "greenev_socket_rps", "raw", "patched_over_greenev", "greenev sockets")],
-         goal=("≥ 0.9× greenev sockets, same run", "patched_over_greenev", ">=", 0.9, "×")),
+         goal=("≥ 0.9× greenev sockets, same run", "patched_over_greenev", ">=", 0.9, "×", "issue 5")),
     dict(title="URL fetcher: 100 URLs, each delayed 200 ms", note="Seconds; greenev runs unmodified "
-         "libcurl under patch_all(), gevent its patched urlopen; the floor is the delay, 0.200 s.",
+         "libcurl under patch_all(), gevent its patched urlopen; the floor is the delay, 0.200 s. "
+         "examples/url_fetcher prints its time with two decimals.",
          unit="s", lower=True, chart="URL fetcher", rows=[
              ("greenev examples/url_fetcher --mode async", "url_fetcher_async", None, None),
              ("gevent patched urlopen", "gevent_urlopen_async", "python", None, "gevent")],
@@ -332,7 +337,7 @@ def advantage(area, greenev_key, key, ratio_key):
 
 
 def verdict(goal):
-    text, key, comparison, threshold, shown = goal
+    text, key, comparison, threshold, shown = goal[:5]
     if key not in values:
         return "not measured", None
     value = values[key]
@@ -349,7 +354,8 @@ for area in areas:
     out.append("|---|---:|---:|")
     for index, row in enumerate(area["rows"]):
         label, key, kind, ratio_key = row[:4]
-        shown = f"{number(values[key])} {units.get(key, '')}".strip() if key in values else "not measured"
+        unit = {"round_trips/s": "rps"}.get(units.get(key, ""), units.get(key, ""))
+        shown = f"{number(values[key])} {unit}".strip() if key in values else "not measured"
         if index == 0:
             out.append(f"| **{label}** | **{shown}** | — |")
             continue
@@ -361,16 +367,22 @@ for area in areas:
         out.append(f"| {label} | {shown} | {f'{adv:.2f}×{same_run}' if adv else 'not measured'} |")
         if adv and area["chart"]:
             chart_rows.append((f"{area['chart']}: {row[4]}", adv, kind))
+    if "cpu" in area and all(f"echo_cpu_{name}" in values for name, _ in area["cpu"]):
+        out.append("\nServer CPU per round trip (user + system, a lower bound: loopback softirq time is in no "
+                   "process's account): " + ", ".join(f"{label} {values[f'echo_cpu_{name}']:.2f} µs"
+                                                      for name, label in area["cpu"]) + ".")
     if area["goal"]:
         state, measured = verdict(area["goal"])
-        out.append(f"\nGoal (DESIGN.md §7): {area['goal'][0]}: {measured or '—'}, {state}.\n")
-        summary.append((area["title"], area["goal"][0], measured or "—", state))
+        source = area["goal"][5] if len(area["goal"]) > 5 else "DESIGN.md §7"
+        out.append(f"\nGoal ({source}): {area['goal'][0]}: {measured or '—'}, {state}.\n")
+        summary.append((area["title"], area["goal"][0] + ("" if source == "DESIGN.md §7" else f" ({source})"),
+                        measured or "—", state))
     else:
         out.append("")
 
 lines = ["# Benchmarks", "",
          "Generated by `bench/report.sh` from a real run on the machine below; rerun it to refresh "
-         "this page (`bench/report.sh --runs 5`, about 10 minutes; `--quick` for a smoke test). "
+         "this page (`bench/report.sh --runs 5`, about 4 minutes; `--quick` for a smoke test). "
          "Every figure is a median over the runs of the benchmark scripts in `bench/` (each script's "
          "header says what it measures); the baselines run in the same script run, most in the same "
          "process.", "",
@@ -402,7 +414,7 @@ lines += ["## Chart", "",
           "Bars above 1× are measures where greenev beats the baseline; the scale is logarithmic. "
           "Colours: raw baselines (Boost.Context, libev callbacks, blocking C, the greenev-socket server "
           "for patched echo), Boost.Fiber, and gevent / python greenlet.", "",
-          "## Goals (DESIGN.md §7)", "",
+          "## Goals", "",
           "| measure | goal | greenev | |", "|---|---|---:|---|"]
 for title, goal, measured, state in summary:
     lines.append(f"| {title} | {goal} | {measured} | {state} |")
@@ -410,9 +422,15 @@ lines += ["", "## Results by area", ""] + out
 lines += ["## Not measured here", "",
           "- **libgo** (DESIGN.md quotes 4.5 GB for a million coroutines): not packaged in Debian, not run.",
           "- **gevent on the 1M-greenlet and sendall measures**: the scripts have no gevent side for them.",
-          "- Anything a failed script would have measured (listed above if any).", "",
-          "Raw medians (`NAME VALUE UNIT`, as the scripts wrote them) are in `build/report/all.results` "
-          "after a run; the full logs next to it.", ""]
+          ]
+if machine.get("failed", "").strip():
+    lines.append(f"- Whatever these failed steps measure: {machine['failed']}.")
+lines += ["", "## Raw medians", "",
+          "Every median as the scripts wrote it (`NAME VALUE UNIT`; `hub.` names come from hub_bench, "
+          "`A/B` names are same-run ratios). After a run, `build/report/` also holds each script's full "
+          "log with the per-run values.", "", "<details><summary>all.results</summary>", "", "```"]
+lines += [line.rstrip() for line in open(results_path) if line.strip()]
+lines += ["```", "", "</details>", ""]
 open(markdown_path, "w").write("\n".join(lines))
 with open(chart_data_path, "w") as data:
     for index, (label, adv, kind) in enumerate(chart_rows):
@@ -423,10 +441,15 @@ PY
 # The chart: one bar per (measure, baseline), greenev's advantage on a log scale; an SVG for
 # the page and a PNG beside it for viewers without SVG.
 png=${chart%.svg}.png
+# The machine under the title: CPU, cores, median load, date.
+subtitle=$(awk -F '\t' '{m[$1] = $2} END {
+  split(m["load_during"], load, ", "); split(m["date"], date, ","); split(m["cores"], cores, " ")
+  printf "%s, %s cores, 1-min load %s during the run, %s, %s runs", m["cpu"], cores[1], load[2], date[1], m["runs"] }' \
+  "$report/machine.txt")
 if command -v gnuplot >/dev/null && [[ -s $report/chart.dat ]]; then
   cat >"$report/chart.gp" <<GNUPLOT
 set termoption noenhanced
-set title "greenev's advantage over each baseline (baseline time / greenev time, or greenev rps / baseline rps)"
+set title "greenev's advantage over each baseline (baseline time / greenev time, or greenev rps / baseline rps)\\n$subtitle"
 # log10 of the advantage on a linear axis, so that bars grow from 1x: up where greenev wins.
 set ytics ("0.05x" log10(0.05), "0.1x" -1, "0.2x" log10(0.2), "0.5x" log10(0.5), "1x" 0, "2x" log10(2), \\
   "5x" log10(5), "10x" 1, "20x" log10(20), "50x" log10(50), "100x" 2, "200x" log10(200), "500x" log10(500), \\
