@@ -404,7 +404,8 @@ lines += ["",
           "This is a shared build machine: other jobs (builds, test suites) ran during the measurements, "
           "as the load average shows, and the absolute times move with them by tens of percent from run "
           "to run. The same-run ratios move much less; DESIGN.md §7's goals are stated as such ratios "
-          "where a baseline exists.", ""]
+          "where a baseline exists. An absolute goal that a median meets or misses by less than about 20% "
+          "can flip from one report to the next (spawn + join did between two `--runs 5` reports here).", ""]
 if machine.get("failed", "").strip():
     lines += [f"**Failed during this run** (their rows say *not measured*): {machine['failed']}; "
               "see `build/report/NAME.log`.", ""]
