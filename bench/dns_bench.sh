@@ -32,7 +32,9 @@ runs=5
 names=1000
 gevent=1
 check=0
-build=${GREENEV_BENCH_BUILD:-build/bench}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+build=$bench_default_build
 do_build=1
 results_file=""
 need_value() { [[ $2 -ge 2 ]] || { echo "dns_bench.sh: $1 needs a value" >&2; usage >&2; exit 2; }; }
@@ -56,12 +58,10 @@ for value in "$runs" "$names"; do
   fi
 done
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+root=$bench_root
 cd "$root"
 if ((do_build)); then
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGREENEV_BUILD_BENCH=ON \
-    -DGREENEV_BUILD_TESTS=OFF -DGREENEV_INSTALL=OFF >/dev/null
-  cmake --build "$build" --target dns_bench >/dev/null
+  bench_build "$build" dns_bench >/dev/null
 fi
 bench=$build/bench/dns_bench
 [[ -x $bench ]] || { echo "dns_bench.sh: $bench is not built" >&2; exit 1; }

@@ -51,7 +51,9 @@ gevent=1
 sendall=0
 sendall_mib=512
 echo=1
-build=${GREENEV_BENCH_BUILD:-build/bench}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+build=$bench_default_build
 do_build=1
 results_file=""
 need_value() { [[ $2 -ge 2 ]] || { echo "echo_bench.sh: $1 needs a value" >&2; usage >&2; exit 2; }; }
@@ -83,18 +85,10 @@ for value in "$runs" "$workers"; do
   fi
 done
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+root=$bench_root
 cd "$root"
 if ((do_build)); then
-  # Same configuration as bench/run.sh, so both scripts share build/bench.
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGREENEV_BUILD_BENCH=ON \
-    -DGREENEV_BUILD_TESTS=OFF -DGREENEV_INSTALL=OFF >/dev/null
-  targets=(echo_load raw_libev_echo sendall_baseline)
-  # echo_server is built only once examples/ defines it (and examples are enabled).
-  if cmake --build "$build" --target help | grep -q '^echo_server:'; then
-    targets+=(echo_server)
-  fi
-  cmake --build "$build" --target "${targets[@]}"
+  bench_build "$build" echo_load raw_libev_echo sendall_baseline echo_server
 fi
 
 server_prefix=()

@@ -7,7 +7,7 @@
 #
 # usage: bench/patched_echo_bench.sh [--runs N] [--connections N] [--size B] [--seconds S]
 #                                    [--warmup S] [--build-dir DIR] [--no-build]
-#   --build-dir defaults to $GREENEV_BENCH_BUILD or build/patch-rel (Release, bench on).
+#   --build-dir defaults to $GREENEV_BENCH_BUILD or build/bench (bench/lib.sh).
 set -euo pipefail
 
 runs=5
@@ -15,7 +15,9 @@ connections=100
 size=64
 seconds=3
 warmup=1
-build=${GREENEV_BENCH_BUILD:-build/patch-rel}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+build=$bench_default_build
 do_build=1
 while (($#)); do
   case "$1" in
@@ -30,11 +32,10 @@ while (($#)); do
        exit 2 ;;
   esac
 done
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$bench_root
 cd "$root"
 if ((do_build)); then
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGREENEV_BUILD_BENCH=ON >/dev/null
-  cmake --build "$build" --target patched_echo echo_load >/dev/null
+  bench_build "$build" patched_echo echo_load >/dev/null
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

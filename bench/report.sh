@@ -58,7 +58,9 @@ if ! [[ $runs =~ ^[1-9][0-9]*$ ]]; then
   exit 2
 fi
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+root=$bench_root
 cd "$root"
 build=build/bench
 report=build/report
@@ -101,9 +103,7 @@ run_all() {
 
   # The Release build every script uses (each builds its own targets again; a no-op then).
   echo "== building $build (Release, benchmarks on)"
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGREENEV_BUILD_BENCH=ON \
-    -DGREENEV_BUILD_TESTS=OFF -DGREENEV_INSTALL=OFF >/dev/null
-  cmake --build "$build" >"$report/build.log" 2>&1 || {
+  bench_build "$build" >"$report/build.log" 2>&1 || {
     echo "report.sh: the build failed; see $report/build.log" >&2
     exit 1
   }

@@ -56,13 +56,12 @@ if ! [[ $runs =~ ^[1-9][0-9]*$ ]]; then
   exit 2
 fi
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+root=$bench_root
 cd "$root"
 build=build/bench
-# Install rules are irrelevant here; turning them off keeps the bench independent of them.
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGREENEV_BUILD_BENCH=ON \
-  -DGREENEV_BUILD_TESTS=OFF -DGREENEV_INSTALL=OFF >/dev/null
-cmake --build "$build" --target greenlet_bench hub_bench hub_soak
+bench_build "$build" greenlet_bench hub_bench hub_soak
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

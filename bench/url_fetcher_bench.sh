@@ -6,13 +6,15 @@
 # medians are reported. The limit is the delay itself (0.200 s).
 #
 # usage: bench/url_fetcher_bench.sh [--runs N] [--count N] [--delay S] [--build-dir DIR] [--no-build]
-#   --build-dir defaults to $GREENEV_BENCH_BUILD or build/patch-rel (configured in Release).
+#   --build-dir defaults to $GREENEV_BENCH_BUILD or build/bench (bench/lib.sh).
 set -euo pipefail
 
 runs=5
 count=100
 delay=0.2
-build=${GREENEV_BENCH_BUILD:-build/patch-rel}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+build=$bench_default_build
 do_build=1
 while (($#)); do
   case "$1" in
@@ -25,11 +27,10 @@ while (($#)); do
        exit 2 ;;
   esac
 done
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$bench_root
 cd "$root"
 if ((do_build)); then
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$build" --target url_fetcher >/dev/null
+  bench_build "$build" url_fetcher >/dev/null
 fi
 
 gevent_python=""
