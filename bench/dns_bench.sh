@@ -100,7 +100,7 @@ s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 }
 user_options=()
 [[ $(id -u) -eq 0 ]] && user_options=(--user=root --group=root)
-for attempt in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
   port=$(free_port)
   "$dnsmasq" --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --address=/#/ \
     --bogus-priv --addn-hosts="$work/hosts" --listen-address=127.0.0.1 --bind-interfaces \
@@ -120,7 +120,7 @@ done
 echo "dnsmasq on 127.0.0.1:$port with $names names; $runs runs of $names concurrent lookups each"
 
 : >"$work/results"
-for run in $(seq "$runs"); do
+for _ in $(seq "$runs"); do
   "$bench" --nameserver "127.0.0.1:$port" --names "$names" | tee -a "$work/results"
   if [[ -n $python ]]; then
     (cd / && "$python" "$root/bench/dns_bench.py" --nameserver "127.0.0.1:$port" --names "$names") |

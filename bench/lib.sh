@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the bench scripts (sourced, not run): the one Release configuration they all
 # build in, so that they can share build/bench.
 #
@@ -6,6 +7,7 @@
 
 # The repository root, and the build tree used unless --build-dir says otherwise.
 bench_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck disable=SC2034 # used by the scripts that source this
 bench_default_build=${GREENEV_BENCH_BUILD:-build/bench}
 
 # bench_build DIR [TARGET...]: configures DIR (Release; benchmarks and examples on; tests
