@@ -53,12 +53,18 @@ cmake -S "$GREENEV_ROOT/tests/subdirectory_consumer" -B "$GREENEV_ROOT/build/sub
 cmake --build "$GREENEV_ROOT/build/subdirectory-consumer" --target consumer
 "$GREENEV_ROOT/build/subdirectory-consumer/consumer"
 
-greenev_log "README's first program is tests/install_consumer/main.cpp, verbatim"
+greenev_log "C++ in README.md and docs/ is quoted verbatim from examples/ or tests/install_consumer/"
 python3 - "$GREENEV_ROOT" <<'PY'
-import sys, pathlib
+import pathlib, re, sys
 root = pathlib.Path(sys.argv[1])
-if (root / "tests/install_consumer/main.cpp").read_text() not in (root / "README.md").read_text():
-    sys.exit("README.md no longer quotes tests/install_consumer/main.cpp")
+sources = [p.read_text() for p in [*root.glob("examples/*.cpp"), *root.glob("tests/install_consumer/*.cpp")]]
+stale = []
+for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+    for block in re.findall(r"```cpp\n(.*?)```", doc.read_text(), re.S):
+        if not any(block in source for source in sources):
+            stale.append(f"{doc.relative_to(root)}: a cpp block starting {block.splitlines()[0]!r}")
+if stale:
+    sys.exit("code in the docs no longer matches the examples:\n  " + "\n  ".join(stale))
 PY
 
 greenev_log "all tests passed"
