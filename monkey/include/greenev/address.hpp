@@ -16,6 +16,8 @@
 
 namespace greenev {
 
+/// An IPv4, IPv6 or Unix-domain socket address: a sockaddr_storage and its
+/// length, as a value.
 class address {
  public:
   /// An empty address (family AF_UNSPEC).
@@ -43,14 +45,18 @@ class address {
   /// "127.0.0.1:8001", "[::1]:8001", the Unix path, or "" if empty.
   [[nodiscard]] std::string to_string() const;
 
+  /// The raw address and its length, for system calls.
+  ///@{
   [[nodiscard]] const sockaddr* data() const noexcept { return reinterpret_cast<const sockaddr*>(&storage_); }
   [[nodiscard]] sockaddr* data() noexcept { return reinterpret_cast<sockaddr*>(&storage_); }
   [[nodiscard]] socklen_t size() const noexcept { return length_; }
+  ///@}
   /// Room for any address, for calls that fill one in (accept, recvfrom).
   [[nodiscard]] static constexpr socklen_t capacity() noexcept { return sizeof(sockaddr_storage); }
   /// Sets the length after a call filled data() in.
   void resize(socklen_t length);
 
+  /// Byte-wise equality of the two addresses.
   friend bool operator==(const address& a, const address& b) noexcept;
 
  private:

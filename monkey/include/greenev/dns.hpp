@@ -35,21 +35,21 @@ namespace greenev {
 /// (AI_CANONNAME, AI_NUMERICHOST, AI_NUMERICSERV and AI_PASSIVE are honoured
 /// by both backends; AI_V4MAPPED, AI_ALL and AI_ADDRCONFIG are passed on).
 struct addrinfo_hints {
-  int family = AF_UNSPEC;
-  int socktype = 0;
-  int protocol = 0;
-  int flags = 0;
+  int family = AF_UNSPEC;  ///< AF_UNSPEC, AF_INET or AF_INET6.
+  int socktype = 0;        ///< SOCK_STREAM, SOCK_DGRAM, ... or 0 for every kind.
+  int protocol = 0;        ///< IPPROTO_*, or 0.
+  int flags = 0;           ///< AI_* flags.
 };
 
 /// One result of getaddrinfo: an address ready for socket(family, socktype,
 /// protocol) and connect/bind. canonical_name is set on the first result
 /// only, and only with AI_CANONNAME (as libc does).
 struct address_info {
-  int family;
-  int socktype;
-  int protocol;
-  greenev::address address;
-  std::string canonical_name;
+  int family;                  ///< For socket().
+  int socktype;                ///< For socket().
+  int protocol;                ///< For socket().
+  greenev::address address;    ///< For connect() or bind().
+  std::string canonical_name;  ///< With AI_CANONNAME, on the first result.
 };
 
 /// Resolves `host` (a name or a numeric address) and `service` (a port number
@@ -75,9 +75,9 @@ std::string gethostbyname(std::string_view name);
 
 /// A host's official name, aliases and addresses as text.
 struct host_entry {
-  std::string name;
-  std::vector<std::string> aliases;
-  std::vector<std::string> addresses;
+  std::string name;                    ///< The official name.
+  std::vector<std::string> aliases;    ///< Other names.
+  std::vector<std::string> addresses;  ///< Numeric addresses.
 };
 
 /// The IPv4 host entry of `name` (Python's socket.gethostbyname_ex).
@@ -120,10 +120,13 @@ enum class resolver_failure {
 /// e.g. `greenev: cannot resolve "nosuch.example": no such host`.
 class resolver_error : public std::system_error {
  public:
+  /// `eai_code` is a libc EAI_* value; `detail` ends the message.
   resolver_error(int eai_code, resolver_failure failure, std::string host, const std::string& detail);
   /// The name or address that was being resolved.
   [[nodiscard]] const std::string& host() const noexcept { return host_; }
+  /// Why it failed.
   [[nodiscard]] resolver_failure failure() const noexcept { return failure_; }
+  /// The whole message, naming the host.
   [[nodiscard]] const char* what() const noexcept override { return message_.c_str(); }
 
  private:
@@ -141,10 +144,10 @@ enum class resolver_backend { ares, thread };
 /// timeout and tries apply to the ares backend; the thread backend is libc's
 /// own (resolv.conf, RES_OPTIONS).
 struct resolver_options {
-  std::vector<std::string> nameservers;
-  wait_time timeout = 5.0;
-  int tries = 2;
-  resolver_backend backend = resolver_backend::ares;
+  std::vector<std::string> nameservers;               ///< Empty: resolv.conf's.
+  wait_time timeout = 5.0;                            ///< Per try.
+  int tries = 2;                                      ///< Tries before giving up.
+  resolver_backend backend = resolver_backend::ares;  ///< Who answers.
 };
 
 /// The configuration lookups use now: the last configure_resolver() call, or

@@ -12,10 +12,11 @@
 
 namespace greenev {
 
+/// What select() found ready, each list in the order the fds were given.
 struct select_result {
-  std::vector<int> readable;
-  std::vector<int> writable;
-  std::vector<int> exceptional;  // urgent (out-of-band) data pending
+  std::vector<int> readable;     ///< Readable, at end of stream, or with an error pending.
+  std::vector<int> writable;     ///< Writable, or with an error pending.
+  std::vector<int> exceptional;  ///< Urgent (out-of-band) data pending.
 };
 
 /// Returns the fds of each list that are ready, in the order given; all three

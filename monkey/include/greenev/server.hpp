@@ -35,6 +35,7 @@ namespace detail {
 struct stream_server_state;
 }
 
+/// How a stream_server runs (designated initializers: `{.workers = 2}`).
 struct stream_server_options {
   /// At most this many connections handled at once per thread; accepting
   /// pauses while full (gevent's spawn=Pool(n)). Unlimited if empty.
@@ -47,8 +48,10 @@ struct stream_server_options {
   bool no_delay = true;
 };
 
+/// An accept loop running one greenlet per connection (see the top of this file).
 class stream_server {
  public:
+  /// Runs once per connection, in its own greenlet; `connection` closes after it.
   using handler_type = std::function<void(socket& connection, const address& peer)>;
 
   /// A server that will listen on `local` (port 0: any free port). Nothing
@@ -85,6 +88,7 @@ class stream_server {
   [[nodiscard]] address local_address() const;
   /// Serving: started and not stopped since.
   [[nodiscard]] bool started() const noexcept;
+  /// stop() was called (and start() not since).
   [[nodiscard]] bool stopped() const noexcept;
   /// Connections being handled on this thread now.
   [[nodiscard]] std::size_t connections() const noexcept;

@@ -32,13 +32,14 @@
 
 namespace greenev {
 
+/// A cooperative socket (see the top of this file). Move-only; owns its fd.
 class socket {
  public:
   /// No socket (fd() == -1). Every operation but close() throws
   /// std::system_error(EBADF) on it.
   socket() noexcept = default;
 
-  /// ::socket(family, type, protocol), non-blocking and close-on-exec.
+  /// A new socket (socket(2) with these arguments), non-blocking and close-on-exec.
   /// Throws std::system_error. Never switches.
   socket(int family, int type, int protocol = 0);
 
@@ -46,25 +47,36 @@ class socket {
   /// std::system_error (the fd is then not owned).
   [[nodiscard]] static socket adopt(int fd);
 
+  /// Moves ownership of the fd (and the timeout); `other` is left empty.
+  /// Assignment closes this socket's fd first, ignoring errors.
+  ///@{
   socket(socket&& other) noexcept;
   socket& operator=(socket&& other) noexcept;
+  ///@}
   socket(const socket&) = delete;
   socket& operator=(const socket&) = delete;
   /// Closes (see close()), ignoring errors.
   ~socket();
 
+  /// The fd, -1 if empty; true if it has one.
+  ///@{
   [[nodiscard]] int fd() const noexcept { return fd_; }
   [[nodiscard]] explicit operator bool() const noexcept { return fd_ >= 0; }
+  ///@}
   /// Gives up ownership: returns the fd (still non-blocking) and leaves this empty.
   [[nodiscard]] int release() noexcept;
 
   /// The timeout of every later blocking call (see the top of this file).
+  ///@{
   void set_timeout(wait_time timeout) noexcept { timeout_ = timeout; }
   [[nodiscard]] wait_time timeout() const noexcept { return timeout_; }
+  ///@}
 
   /// bind(2) / listen(2). Throw std::system_error. Never switch.
+  ///@{
   void bind(const address& local);
   void listen(int backlog = 128);
+  ///@}
 
   /// Waits for a connection; returns the connected socket (non-blocking
   /// kernel fd, timeout forever) and the peer's address. Switches while none
@@ -73,8 +85,10 @@ class socket {
 
   /// Connects, waiting at most `timeout` (default: the socket's timeout).
   /// Throws std::system_error (e.g. ECONNREFUSED) or timeout_error. Switches.
+  ///@{
   void connect(const address& peer);
   void connect(const address& peer, wait_time timeout);
+  ///@}
 
   /// Receives at most buffer.size() bytes into `buffer`; returns how many, 0
   /// at end of stream (or for an empty buffer). Switches while nothing is there.
@@ -91,9 +105,11 @@ class socket {
   void sendall(std::string_view data, int flags = 0);
 
   /// Datagram forms: recvfrom_into fills `from` with the sender.
+  ///@{
   std::size_t recvfrom_into(std::span<char> buffer, address& from, int flags = 0);
   [[nodiscard]] std::pair<std::string, address> recvfrom(std::size_t max_bytes, int flags = 0);
   std::size_t sendto(std::string_view data, const address& to, int flags = 0);
+  ///@}
 
   /// shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR. Throws std::system_error.
   void shutdown(int how);
@@ -105,12 +121,16 @@ class socket {
 
   /// setsockopt / getsockopt for int-valued options (SO_REUSEADDR,
   /// TCP_NODELAY, ...). Throw std::system_error.
+  ///@{
   void set_option(int level, int name, int value);
   [[nodiscard]] int option(int level, int name) const;
+  ///@}
 
   /// getsockname / getpeername. Throw std::system_error.
+  ///@{
   [[nodiscard]] address local_address() const;
   [[nodiscard]] address peer_address() const;
+  ///@}
 
  private:
   explicit socket(int fd) noexcept : fd_(fd) {}
