@@ -82,8 +82,11 @@ class greenlet_local {
     if (void* value = key_.find()) return *static_cast<T*>(value);
     return create();
   }
+  /// get(), as a dereference.
+  ///@{
   T& operator*() { return get(); }
   T* operator->() { return &get(); }
+  ///@}
 
   /// True if the calling greenlet has a value already. Never creates one.
   [[nodiscard]] bool has_value() const noexcept { return key_.find() != nullptr; }

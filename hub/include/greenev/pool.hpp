@@ -91,10 +91,12 @@ class group {
   /// if it was not a member. Never switches.
   bool discard(const basic_task& task) noexcept;
 
+  /// True if `task` is a member. Never switches.
   [[nodiscard]] bool contains(const basic_task& task) const noexcept;
   /// Members: tasks not yet finished, plus finished ones whose removal is
   /// still queued in the hub.
   [[nodiscard]] std::size_t size() const noexcept { return members_.size(); }
+  /// True when size() is 0.
   [[nodiscard]] bool empty() const noexcept { return members_.empty(); }
   /// The members, in the order they were added. Never switches.
   [[nodiscard]] std::vector<basic_task> tasks() const;
@@ -185,8 +187,11 @@ class group {
   std::size_t wait_available(wait_time timeout = {});
 
  protected:
+  /// The limit of a plain group.
   static constexpr std::size_t unlimited = std::numeric_limits<std::size_t>::max();
+  /// A group of at most `limit` members (pool's constructor).
   explicit group(std::size_t limit) noexcept : limit_(limit) {}
+  /// The size limit given at construction.
   [[nodiscard]] std::size_t limit() const noexcept { return limit_; }
 
  private:

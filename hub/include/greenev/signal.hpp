@@ -50,9 +50,11 @@ class signal_handler {
   void cancel() noexcept;
   /// True until cancel().
   [[nodiscard]] bool active() const noexcept { return active_; }
+  /// The signal it handles.
   [[nodiscard]] int signum() const noexcept { return signum_; }
 
-  static void on_signal(signal_handler& self) noexcept;  // for the hub
+  /// Internal: the hub's signal watcher calls this on each delivery.
+  static void on_signal(signal_handler& self) noexcept;
 
  private:
   alignas(16) unsigned char watcher_[64];  // an ev_signal (static_assert in signal.cpp)

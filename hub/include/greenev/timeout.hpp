@@ -28,9 +28,11 @@ class timeout;
 /// What an expired timeout raises. source() identifies who raised it.
 class timeout_error : public std::runtime_error {
  public:
+  /// Raised for `source`'s deadline of `after`; the message says how long.
   timeout_error(const void* source, std::chrono::nanoseconds after);
   /// The timeout object (or primitive) whose deadline passed.
   [[nodiscard]] const void* source() const noexcept { return source_; }
+  /// The duration that passed.
   [[nodiscard]] std::chrono::nanoseconds after() const noexcept { return after_; }
 
  private:
@@ -45,6 +47,7 @@ class timeout_error : public std::runtime_error {
 /// Throws greenlet_error if created in the hub.
 class timeout {
  public:
+  /// Starts the timer for the calling greenlet.
   explicit timeout(wait_time duration);
   timeout(const timeout&) = delete;
   timeout& operator=(const timeout&) = delete;
@@ -59,7 +62,8 @@ class timeout {
   /// True if `error` was raised by this timeout.
   [[nodiscard]] bool raised(const timeout_error& error) const noexcept { return error.source() == this; }
 
-  static void on_expiry(timeout& self) noexcept;  // for the hub
+  /// Internal: the hub's timer callback calls this when the deadline passes.
+  static void on_expiry(timeout& self) noexcept;
 
  private:
   alignas(16) unsigned char watcher_[64];  // an ev_timer (static_assert in timeout.cpp)
