@@ -32,6 +32,8 @@ enum class stack_kind : unsigned char {
   compact,       ///< No guard page, slab allocated.
 };
 
+/// How greenlet stacks are made (per greenlet in greenlet_options, or the
+/// process-wide defaults through set_default_stack_options()).
 struct stack_options {
   /// Usable bytes, rounded up to whole pages. Default 256 KiB (1 MiB under
   /// AddressSanitizer or ThreadSanitizer, whose frames are larger).

@@ -36,21 +36,27 @@ namespace greenev {
 /// object, so results of wait() can be told apart.
 class waitable {
  public:
-  waitable(const basic_task& task);  // NOLINT: implicit on purpose, like gevent's duck typing
-  waitable(event& e) noexcept;       // NOLINT
+  /// Implicit on purpose, like gevent's duck typing: wait({task, event}).
+  /// A task is held by handle (throws greenlet_error if empty); an event or
+  /// async_result by reference. Never switch.
+  ///@{
+  waitable(const basic_task& task);  // NOLINT(google-explicit-constructor)
+  waitable(event& e) noexcept;       // NOLINT(google-explicit-constructor)
   template <class T>
-  waitable(async_result<T>& result) noexcept  // NOLINT
+  waitable(async_result<T>& result) noexcept  // NOLINT(google-explicit-constructor)
       : object_(&result), observers_(&result.observers_), ready_(&result_ready<T>) {}
+  ///@}
 
   /// True once it is ready (see the top of this file). Never switches.
   [[nodiscard]] bool ready() const;
   /// The task, if this is one (else nullptr).
   [[nodiscard]] const basic_task* task() const noexcept { return task_ ? &task_ : nullptr; }
 
+  /// True if both refer to the same task, event or async_result.
   friend bool operator==(const waitable& a, const waitable& b) noexcept { return a.object_ == b.object_; }
 
-  // For wait/iwait: starts watching (calls `notify` once it becomes ready,
-  // never before this returns), or stops.
+  /// Internal (wait/iwait): hooks `task_link` (a task) or `other` (anything
+  /// else) so that it is notified once, when this becomes ready.
   void observe(detail::link_node& task_link, detail::observer& other) const;
 
  private:
@@ -108,9 +114,11 @@ class iwait {
   static_assert(std::is_same_v<Item, waitable>, "greenev::iwait: items are tasks or waitables");
 
  public:
+  /// Starts watching `items`; `timeout` bounds the whole iteration.
   explicit iwait(std::vector<waitable> items, wait_time timeout = {})
       : items_(std::move(items)), watch_(items_, timeout) {}
 
+  /// The next ready item, or nothing when done or out of time. Switches while it waits.
   std::optional<waitable> next() {
     const std::optional<std::size_t> index = watch_.next();
     if (!index) return std::nullopt;
@@ -122,14 +130,16 @@ class iwait {
   detail::ready_watch watch_;
 };
 
-// Over tasks: next() returns the task type given.
+/// iwait over tasks: next() returns the task type given (basic_task or task<T>).
 template <class Item>
 requires std::is_base_of_v<basic_task, Item>
 class iwait<Item> {
  public:
-  explicit iwait(std::vector<Item> items, wait_time timeout = {})
-      : items_(std::move(items)), waitables_(items_.begin(), items_.end()), watch_(waitables_, timeout) {}
+  /// Starts watching `tasks`; `timeout` bounds the whole iteration.
+  explicit iwait(std::vector<Item> tasks, wait_time timeout = {})
+      : items_(std::move(tasks)), waitables_(items_.begin(), items_.end()), watch_(waitables_, timeout) {}
 
+  /// The next finished task, or nothing when done or out of time. Switches while it waits.
   std::optional<Item> next() {
     const std::optional<std::size_t> index = watch_.next();
     if (!index) return std::nullopt;
