@@ -381,7 +381,6 @@ void run_greenlet(fcontext::transfer_t caller) noexcept {
   ts.error = std::move(error);
   ts.switching_from = self;
   ts.current = target;
-  ts.switches.store(ts.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   swap_exception_state(ts, self, target);
   before_jump(self, target, true);
   fcontext::jump_fcontext(std::exchange(target->context, nullptr), nullptr);

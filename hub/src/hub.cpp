@@ -183,6 +183,9 @@ void resume_waiter(void* arg) {
     const ready_item item = ready_.front();
     ready_.pop_front();
     if (item.fn == nullptr) continue;
+    // Progress for the blocking monitor: a relaxed load and store, no locked
+    // instruction (only this thread writes it); a greenlet switch pays nothing.
+    progress_.store(progress_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     try {
       if (item.fn == resume_waiter) {
         resume(*static_cast<waiter*>(item.arg));

@@ -82,6 +82,9 @@ class hub_impl {
   // True while the loop waits in its backend (epoll): the thread is idle,
   // not blocked. Written by this thread, read by the monitor thread.
   std::atomic<bool> polling_{false};
+  // Callbacks run so far (each resumes or starts a greenlet, or is one):
+  // unchanged while not polling = the hub is not getting to run.
+  std::atomic<std::uint64_t> progress_{0};
   pthread_t thread_ = pthread_self();
 
   struct ev_loop* loop_ = nullptr;

@@ -1,5 +1,5 @@
-// The blocking monitor. The switch path only bumps thread_state::switches;
-// this thread samples it with the hub's polling_ flag under the thread
+// The blocking monitor. The hub's batch loop bumps hub_impl::progress_ per
+// callback; this thread samples it with the hub's polling_ flag under the thread
 // registry's lock (a hub unregisters under that lock before it goes away).
 // What the blocked thread is running is learned from the thread itself, in
 // a signal handler that copies it (and a backtrace) into static storage:
@@ -63,7 +63,7 @@ void on_backtrace_signal(int) {
 
 struct hub_sample {
   int os_thread_id = 0;
-  std::uint64_t switches = 0;
+  std::uint64_t progress = 0;
   std::chrono::steady_clock::time_point since{};
   bool reported = false;
   bool seen = false;     // the fields above hold a first sample
@@ -104,15 +104,15 @@ void sample(thread_state& ts, void* context) {
   if (hub == nullptr) return;
   hub_sample& s = (*c.samples)[&ts];
   s.present = true;
-  const std::uint64_t switches = ts.switches.load(std::memory_order_relaxed);
+  const std::uint64_t progress = hub->progress_.load(std::memory_order_relaxed);
   const bool idle = hub->polling_.load(std::memory_order_relaxed);
-  if (!s.seen || s.os_thread_id != ts.os_thread_id || switches != s.switches || idle) {
-    s = {ts.os_thread_id, switches, c.now, false, true, true};
+  if (!s.seen || s.os_thread_id != ts.os_thread_id || progress != s.progress || idle) {
+    s = {ts.os_thread_id, progress, c.now, false, true, true};
     return;
   }
   const auto blocked_for = c.now - s.since;
   if (!s.reported && blocked_for > c.threshold) {
-    s.reported = true;  // once per episode: until it switches or polls again
+    s.reported = true;  // once per episode: until the hub runs or polls again
     c.blocked->push_back({&ts, hub->thread_, ts.os_thread_id, blocked_for});
   }
 }
@@ -199,7 +199,7 @@ namespace greenev {
 
 std::string blocking_report::text() const {
   char head[160];
-  std::snprintf(head, sizeof head, "greenev: the hub of thread %d has not switched for %.3f s: ", thread_id,
+  std::snprintf(head, sizeof head, "greenev: the hub of thread %d has not run for %.3f s: ", thread_id,
                 std::chrono::duration<double>(blocked_for).count());
   std::string text = head;
   if (greenlet_id == 0) {

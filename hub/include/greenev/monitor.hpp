@@ -4,13 +4,14 @@
 //   GREENEV_MONITOR=1 GREENEV_MAX_BLOCKING_TIME=0.05 ./server   # or, in code:
 //   greenev::start_monitor({.max_blocking_time = std::chrono::milliseconds(50)});
 //
-// One thread per process samples every hub. A hub that has not switched
-// greenlets for longer than max_blocking_time while it is not waiting in its
-// loop (something is running: a greenlet or a loop callback) is reported
-// once per blocking episode: the running greenlet's name and spawn site, and
-// a native backtrace of the blocked thread (taken in a handler of a
-// dedicated signal). Cost on the switch path: one per-thread counter,
-// bumped whether or not the monitor runs. docs/caveats.md, "Blocking calls".
+// One thread per process samples every hub. A hub that has not got to run
+// (no callback, so no greenlet resumed or started, and no poll) for longer
+// than max_blocking_time while it is not waiting in its loop is reported once
+// per blocking episode: the running greenlet's name and spawn site, and a
+// native backtrace of the blocked thread (taken in a handler of a dedicated
+// signal, which interrupts the blocked system call: see docs/caveats.md,
+// "Blocking calls"). Cost: one counter bump per hub callback, none on a
+// greenlet switch, whether or not the monitor runs.
 #pragma once
 
 #include <chrono>
@@ -24,7 +25,7 @@ namespace greenev {
 /// One blocking episode, as reported.
 struct blocking_report {
   int thread_id = 0;                        ///< the blocked thread (gettid())
-  std::chrono::nanoseconds blocked_for{0};  ///< how long the hub had not switched
+  std::chrono::nanoseconds blocked_for{0};  ///< how long the hub had not run
   std::uint64_t greenlet_id = 0;            ///< 0 if the running greenlet could not be learned
   std::string greenlet_name;                ///< "main", "hub", "greenlet-N" or the given name
   std::string spawn_site;                   ///< e.g. "main+0x4f (./app)"; empty if not spawned
@@ -34,7 +35,7 @@ struct blocking_report {
 };
 
 struct monitor_options {
-  /// A hub not switching for longer than this is blocked.
+  /// A hub not running for longer than this is blocked.
   std::chrono::nanoseconds max_blocking_time = std::chrono::milliseconds(100);
   /// Called on the monitor thread for each report (must not block for long:
   /// it delays the next sample); empty: the report's text goes to stderr.

@@ -214,9 +214,6 @@ struct thread_state {
   greenlet_impl* current = nullptr;
   greenlet_impl* main = nullptr;  // owned reference
   greenlet_impl* switching_from = nullptr;
-  // Bumped on every switch, read by the blocking monitor's thread: a relaxed
-  // load and store (no locked add), so only this thread may write it.
-  std::atomic<std::uint64_t> switches{0};
   std::any value;            // in flight between two greenlets
   std::exception_ptr error;  // in flight, instead of a value
   eh_globals* eh = nullptr;
@@ -310,7 +307,6 @@ inline void swap_exception_state(thread_state& ts, greenlet_impl* from, greenlet
 inline greenlet_impl* jump(thread_state& ts, greenlet_impl* self, greenlet_impl* target) noexcept {
   ts.switching_from = self;
   ts.current = target;
-  ts.switches.store(ts.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   swap_exception_state(ts, self, target);
   before_jump(self, target, false);
   const boost::context::detail::transfer_t back =
