@@ -34,6 +34,8 @@ struct blocking_report {
   [[nodiscard]] std::string text() const;
 };
 
+/// How start_monitor() watches and reports (GREENEV_MONITOR=1 uses the defaults,
+/// with GREENEV_MAX_BLOCKING_TIME).
 struct monitor_options {
   /// A hub not running for longer than this is blocked.
   std::chrono::nanoseconds max_blocking_time = std::chrono::milliseconds(100);
