@@ -65,16 +65,21 @@ class greenlet {
     set_body(std::forward<F>(f));
   }
 
+  /// As above, with an explicit parent (default: the current greenlet).
   template <class F>
   greenlet(F&& f, const greenlet& parent, greenlet_options options = {})
       : greenlet(new_greenlet_tag{}, parent.require(), std::move(options)) {
     set_body(std::forward<F>(f));
   }
 
+  /// Handles share the greenlet (reference counted); a moved-from handle is
+  /// empty. Dropping the last handle to a suspended greenlet unwinds it.
+  ///@{
   greenlet(const greenlet& other) noexcept;
   greenlet(greenlet&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
   greenlet& operator=(const greenlet& other) noexcept;
   greenlet& operator=(greenlet&& other) noexcept;
+  ///@}
   ~greenlet();
 
   /// The running greenlet of the calling thread (its main greenlet if no
@@ -103,12 +108,14 @@ class greenlet {
   /// An unstarted greenlet dies without running its function; throwing into
   /// a dead greenlet does nothing and returns an empty std::any. Returns and
   /// throws like switch_to().
+  ///@{
   std::any throw_into(std::exception_ptr error);
   std::any throw_into() { return throw_into(std::make_exception_ptr(greenlet_exit{})); }
   template <class E, class = std::enable_if_t<!std::is_same_v<std::decay_t<E>, std::exception_ptr>>>
   std::any throw_into(E&& error) {
     return throw_into(std::make_exception_ptr(std::forward<E>(error)));
   }
+  ///@}
 
   /// True once the greenlet's function has returned or thrown (or it was
   /// killed before starting). Never switches; these accessors all throw
@@ -127,12 +134,17 @@ class greenlet {
   /// another thread, or would make the parent chain a cycle.
   void set_parent(const greenlet& new_parent);
 
+  /// A name for reports ("greenlet-N" unless set). Never switches.
+  ///@{
   [[nodiscard]] const std::string& name() const;
   void set_name(std::string name);
+  ///@}
   /// Usable stack size in bytes (0 for a main greenlet).
   [[nodiscard]] std::size_t stack_size() const;
 
+  /// True unless the handle is empty (default-constructed or moved from).
   explicit operator bool() const noexcept { return impl_ != nullptr; }
+  /// True if both handles refer to the same greenlet.
   friend bool operator==(const greenlet& a, const greenlet& b) noexcept { return a.impl_ == b.impl_; }
 
   /// For the hub and tests: the implementation object (nullptr if empty).

@@ -38,6 +38,7 @@ class event {
   }
   /// Clears the flag. Never switches.
   void clear() noexcept { flag_ = false; }
+  /// True while the flag is set. Never switches.
   [[nodiscard]] bool is_set() const noexcept { return flag_; }
 
   /// Waits until the flag is set. Returns true if it was set at any point
@@ -86,8 +87,11 @@ class async_result {
     detail::notify_all(observers_);
   }
 
+  /// True once a value or an exception is set. Never switches.
   [[nodiscard]] bool ready() const noexcept { return value_.has_value() || error_ != nullptr; }
+  /// True if a value (not an exception) is set. Never switches.
   [[nodiscard]] bool successful() const noexcept { return value_.has_value(); }
+  /// The exception set, or null. Never switches.
   [[nodiscard]] std::exception_ptr exception() const noexcept { return error_; }
   /// The value if set, else empty. Never switches.
   [[nodiscard]] std::optional<T> value() const { return value_; }

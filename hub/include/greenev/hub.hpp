@@ -33,14 +33,18 @@ namespace greenev {
 /// (gevent style), or forever (the default). Negative waits count as zero.
 class wait_time {
  public:
+  /// Forever.
   constexpr wait_time() noexcept = default;
+  /// A std::chrono duration (implicit on purpose: `join(50ms)`).
   template <class Rep, class Period>
   constexpr wait_time(std::chrono::duration<Rep, Period> d)  // NOLINT: implicit on purpose
       : forever_(false), ns_(clamp(std::chrono::duration_cast<std::chrono::nanoseconds>(d))) {}
   /// Seconds. Throws std::invalid_argument for NaN.
   wait_time(double seconds)  // NOLINT: implicit on purpose
       : forever_(false), ns_(from_seconds(seconds)) {}
+  /// Forever, spelled out.
   [[nodiscard]] static constexpr wait_time forever() noexcept { return {}; }
+  /// True for forever.
   [[nodiscard]] constexpr bool is_forever() const noexcept { return forever_; }
   /// The duration; meaningless if is_forever().
   [[nodiscard]] constexpr std::chrono::nanoseconds duration() const noexcept { return ns_; }
@@ -97,9 +101,12 @@ class hub {
 
   /// Counters for tests and diagnostics: libev watchers active (excluding the
   /// hub's own), callbacks queued.
+  ///@{
   [[nodiscard]] std::size_t active_watchers() const noexcept;
   [[nodiscard]] std::size_t pending_callbacks() const noexcept;
+  ///@}
 
+  /// Internal: the hub's private state, for greenev's own layers.
   [[nodiscard]] detail::hub_impl& impl() noexcept { return *impl_; }
 
  private:

@@ -161,6 +161,7 @@ class channel_storage : public fifo_storage<T> {
 template <class T, class Storage>
 class basic_queue {
  public:
+  /// The item type.
   using value_type = T;
 
   /// A queue holding at most `maxsize` items; 0 means unbounded.
@@ -257,13 +258,14 @@ class basic_queue {
   [[nodiscard]] bool full() const noexcept { return storage_.size() >= limit_; }
   /// The bound given at construction (0: unbounded; 0 for a channel).
   [[nodiscard]] std::size_t maxsize() const noexcept { return maxsize_; }
-  /// Greenlets waiting in get(), and in put().
+  /// Greenlets waiting in get().
   [[nodiscard]] std::size_t getters() const noexcept { return getters_.size(); }
+  /// Greenlets waiting in put().
   [[nodiscard]] std::size_t putters() const noexcept { return putters_.size(); }
 
  protected:
-  // Items accepted (stored or handed to a getter) and not yet marked done;
-  // joinable_queue exposes it.
+  /// Items accepted (stored or handed to a getter) and not yet marked done;
+  /// joinable_queue exposes it.
   std::size_t unfinished_ = 0;
 
  private:

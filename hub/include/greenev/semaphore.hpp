@@ -69,6 +69,7 @@ class semaphore {
   [[nodiscard]] std::size_t waiters() const noexcept { return waiters_.size(); }
 
  protected:
+  /// A semaphore whose release() may not go above `bound` (bounded_semaphore).
   semaphore(std::size_t initial, std::size_t bound) noexcept : value_(initial), bound_(bound) {}
 
  private:
@@ -85,6 +86,7 @@ class semaphore {
 /// ("released too many times"), gevent's ValueError.
 class bounded_semaphore : public semaphore {
  public:
+  /// `initial` units, and never more.
   explicit bounded_semaphore(std::size_t initial = 1) noexcept : semaphore(initial, initial) {}
 };
 
@@ -143,6 +145,7 @@ class rlock {
 
   /// The Lockable spellings of acquire() (waiting forever), try_acquire(),
   /// acquire(duration) and release(); they switch and throw the same way.
+  ///@{
   void lock() { (void)acquire(); }
   bool try_lock() { return try_acquire(); }
   template <class Rep, class Period>
@@ -150,6 +153,7 @@ class rlock {
     return acquire(duration);
   }
   void unlock() { release(); }
+  ///@}
 
   /// True if some greenlet holds it (or it was handed to a waiter that has
   /// not run yet).

@@ -131,7 +131,11 @@ void kill_task(task_state& state, std::exception_ptr error, bool block, wait_tim
 /// greenlet_error from every operation but bool().
 class basic_task {
  public:
+  /// An empty handle.
   basic_task() noexcept = default;
+  /// Handles share the task (reference counted); a moved-from handle is
+  /// empty. Dropping every handle does not kill a running task.
+  ///@{
   basic_task(const basic_task& other) noexcept : state_(other.state_) {
     if (state_ != nullptr) state_->add_ref();
   }
@@ -140,6 +144,7 @@ class basic_task {
     std::swap(state_, other.state_);
     return *this;
   }
+  ///@}
   ~basic_task() {
     if (state_ != nullptr) state_->release();
   }
@@ -177,13 +182,17 @@ class basic_task {
   /// Removes a link that has not fired; false if there was none.
   bool unlink(std::uint64_t id) const;
 
+  /// The task's name (spawn_options::name, else "greenlet-N").
   [[nodiscard]] const std::string& name() const { return require().greenlet_.name(); }
   /// The underlying greenlet (its parent is the hub).
   [[nodiscard]] const greenlet& raw_greenlet() const { return require().greenlet_; }
 
+  /// True unless the handle is empty.
   explicit operator bool() const noexcept { return state_ != nullptr; }
+  /// True if both handles refer to the same task.
   friend bool operator==(const basic_task& a, const basic_task& b) noexcept { return a.state_ == b.state_; }
 
+  /// Internal: the shared state, for greenev's own layers.
   [[nodiscard]] detail::task_state* state() const noexcept { return state_; }
   /// Adopts one reference. For greenev layers.
   static basic_task adopt(detail::task_state* state) noexcept {
@@ -193,10 +202,12 @@ class basic_task {
   }
 
  protected:
+  /// The state; throws greenlet_error on an empty handle.
   detail::task_state& require() const {
     if (state_ == nullptr) throw greenlet_error("greenev: operation on an empty task handle");
     return *state_;
   }
+  /// One reference, or null.
   detail::task_state* state_ = nullptr;
 };
 
@@ -223,6 +234,7 @@ class task : public basic_task {
     return typed().value_;
   }
 
+  /// Adopts one reference. For greenev layers.
   static task adopt(detail::task_state* state) noexcept {
     task t;
     t.state_ = state;
@@ -237,8 +249,8 @@ class task : public basic_task {
 
 /// Options for spawn_with(): a name for diagnostics and a start delay.
 struct spawn_options {
-  std::string name{};
-  wait_time delay = std::chrono::nanoseconds(0);
+  std::string name{};                             ///< Empty: "greenlet-N".
+  wait_time delay = std::chrono::nanoseconds(0);  ///< Start this much later (spawn_later).
 };
 
 namespace detail {
