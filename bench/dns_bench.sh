@@ -37,7 +37,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 build=$bench_default_build
 do_build=1
 results_file=""
-need_value() { [[ $2 -ge 2 ]] || { echo "dns_bench.sh: $1 needs a value" >&2; usage >&2; exit 2; }; }
+need_value() { bench_need_value dns_bench.sh "$1" "$2"; }
 while (($#)); do
   case "$1" in
     --runs) need_value "$1" $#; runs=$2; shift 2 ;;
@@ -51,12 +51,7 @@ while (($#)); do
     *) echo "dns_bench.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
-for value in "$runs" "$names"; do
-  if ! [[ $value =~ ^[1-9][0-9]*$ ]]; then
-    echo "dns_bench.sh: --runs and --names need a positive integer, not '$value'" >&2
-    exit 2
-  fi
-done
+bench_positive_integers dns_bench.sh "--runs and --names" "$runs" "$names"
 
 root=$bench_root
 cd "$root"

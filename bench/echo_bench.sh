@@ -56,7 +56,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 build=$bench_default_build
 do_build=1
 results_file=""
-need_value() { [[ $2 -ge 2 ]] || { echo "echo_bench.sh: $1 needs a value" >&2; usage >&2; exit 2; }; }
+need_value() { bench_need_value echo_bench.sh "$1" "$2"; }
 while (($#)); do
   case "$1" in
     --runs) need_value "$1" $#; runs=$2; shift 2 ;;
@@ -78,12 +78,7 @@ while (($#)); do
     *) echo "echo_bench.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
-for value in "$runs" "$workers"; do
-  if ! [[ $value =~ ^[1-9][0-9]*$ ]]; then
-    echo "echo_bench.sh: --runs and --workers need a positive integer, not '$value'" >&2
-    exit 2
-  fi
-done
+bench_positive_integers echo_bench.sh "--runs and --workers" "$runs" "$workers"
 
 root=$bench_root
 cd "$root"

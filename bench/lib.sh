@@ -24,3 +24,26 @@ bench_build() {
     cmake --build "$build"
   fi
 }
+
+# bench_need_value SCRIPT OPTION ARGC: exits 2 with a usage error unless OPTION (the
+# argument at hand, with ARGC arguments left) is followed by a value. Prints the script's
+# usage function too, if it has one.
+bench_need_value() {
+  (($3 >= 2)) && return 0
+  echo "$1: $2 needs a value" >&2
+  if declare -F usage >/dev/null; then usage >&2; fi
+  exit 2
+}
+
+# bench_positive_integers SCRIPT OPTIONS VALUE...: exits 2 unless every VALUE is a positive
+# integer; OPTIONS names them in the message ("--runs and --names").
+bench_positive_integers() {
+  local script=$1 options=$2 value
+  shift 2
+  for value in "$@"; do
+    if ! [[ $value =~ ^[1-9][0-9]*$ ]]; then
+      echo "$script: $options need a positive integer, not '$value'" >&2
+      exit 2
+    fi
+  done
+}

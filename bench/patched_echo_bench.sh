@@ -21,17 +21,18 @@ build=$bench_default_build
 do_build=1
 while (($#)); do
   case "$1" in
-    --runs) runs=$2; shift 2 ;;
-    --connections) connections=$2; shift 2 ;;
-    --size) size=$2; shift 2 ;;
-    --seconds) seconds=$2; shift 2 ;;
-    --warmup) warmup=$2; shift 2 ;;
-    --build-dir) build=$2; shift 2 ;;
+    --runs) bench_need_value patched_echo_bench.sh "$1" $#; runs=$2; shift 2 ;;
+    --connections) bench_need_value patched_echo_bench.sh "$1" $#; connections=$2; shift 2 ;;
+    --size) bench_need_value patched_echo_bench.sh "$1" $#; size=$2; shift 2 ;;
+    --seconds) bench_need_value patched_echo_bench.sh "$1" $#; seconds=$2; shift 2 ;;
+    --warmup) bench_need_value patched_echo_bench.sh "$1" $#; warmup=$2; shift 2 ;;
+    --build-dir) bench_need_value patched_echo_bench.sh "$1" $#; build=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
     *) echo "usage: bench/patched_echo_bench.sh [--runs N] [--connections N] [--size B] [--seconds S] [--warmup S] [--build-dir DIR] [--no-build]" >&2
        exit 2 ;;
   esac
 done
+bench_positive_integers patched_echo_bench.sh "--runs, --connections and --size" "$runs" "$connections" "$size"
 root=$bench_root
 cd "$root"
 if ((do_build)); then

@@ -18,15 +18,16 @@ build=$bench_default_build
 do_build=1
 while (($#)); do
   case "$1" in
-    --runs) runs=$2; shift 2 ;;
-    --count) count=$2; shift 2 ;;
-    --delay) delay=$2; shift 2 ;;
-    --build-dir) build=$2; shift 2 ;;
+    --runs) bench_need_value url_fetcher_bench.sh "$1" $#; runs=$2; shift 2 ;;
+    --count) bench_need_value url_fetcher_bench.sh "$1" $#; count=$2; shift 2 ;;
+    --delay) bench_need_value url_fetcher_bench.sh "$1" $#; delay=$2; shift 2 ;;
+    --build-dir) bench_need_value url_fetcher_bench.sh "$1" $#; build=$2; shift 2 ;;
     --no-build) do_build=0; shift ;;
     *) echo "usage: bench/url_fetcher_bench.sh [--runs N] [--count N] [--delay S] [--build-dir DIR] [--no-build]" >&2
        exit 2 ;;
   esac
 done
+bench_positive_integers url_fetcher_bench.sh "--runs and --count" "$runs" "$count"
 root=$bench_root
 cd "$root"
 if ((do_build)); then
