@@ -2,13 +2,18 @@
 // greenlet, and what happens when the last handle goes away.
 // docs/design.md ("The greenlet model") explains the invariants relied on here.
 #include <cxxabi.h>
+#include <linux/membarrier.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <new>
 #include <typeinfo>
@@ -59,8 +64,11 @@ greenlet_impl::~greenlet_impl() {
 }
 
 const std::string& greenlet_impl::display_name() const {
-  if (!name || name->empty())
+  if (!name || name->empty()) {
+    if (thread_state* ts = tls_state; ts != nullptr) before_freeing_or_renaming(*ts);
     name = std::make_unique<std::string>(is_main ? "main" : "greenlet-" + std::to_string(id));
+    if (thread_state* ts = tls_state; ts != nullptr && ts->current == this) publish_current(*ts, ts->current);
+  }
   return *name;
 }
 
@@ -182,7 +190,7 @@ thread_state* create_thread_state() {
   main->tsan_fiber = __tsan_get_current_fiber();
 #endif
   ts->main = main;
-  ts->current = main;
+  publish_current(*ts, main);
   tls_state = ts.get();
   (void)&tls_owner;  // registers the thread-exit destructor
   register_thread_state(*ts);
@@ -218,6 +226,7 @@ void free_now(greenlet_impl* g) noexcept {
   }
   if (g->parent != nullptr) release(g->parent);
   if (ts != nullptr && ts->anchor == g->anchor) {
+    before_freeing_or_renaming(*ts);
     --ts->greenlets;
   } else {
     g->anchor->release();  // its thread has exited (see thread_anchor)
@@ -380,7 +389,7 @@ void run_greenlet(fcontext::transfer_t caller) noexcept {
   ts.value = std::move(result);
   ts.error = std::move(error);
   ts.switching_from = self;
-  ts.current = target;
+  publish_current(ts, target);
   swap_exception_state(ts, self, target);
   before_jump(self, target, true);
   fcontext::jump_fcontext(std::exchange(target->context, nullptr), nullptr);
@@ -501,6 +510,49 @@ void kill_all_active_greenlets() noexcept {
 void rethrow_in_flight(thread_state& ts) {
   ts.value.reset();
   std::rethrow_exception(std::exchange(ts.error, nullptr));
+}
+
+// ---- reading another thread's running greenlet (the blocking monitor) ----
+//
+// The owner publishes `current` with a plain store and checks `inspected`
+// with a plain load before it frees or renames a greenlet; the reader sets
+// `inspected`, then membarrier(2) runs a full barrier on every thread of the
+// process. After it, an owner either had already switched away from a
+// greenlet it was about to free (so the reader does not see it as current)
+// or sees `inspected` and waits. The cost lands on the rare reader, none on
+// the switch.
+
+void wait_while_inspected(thread_state& ts) noexcept {
+  while (ts.inspected.load(std::memory_order_acquire)) ::sched_yield();
+}
+
+namespace {
+bool membarrier_ready() noexcept {
+  static const bool ready = ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  return ready;
+}
+}  // namespace
+
+bool snapshot_running_greenlet(thread_state& ts, running_greenlet_snapshot& out) noexcept {
+  if (!membarrier_ready()) return false;
+  ts.inspected.store(true, std::memory_order_relaxed);
+  bool read = false;
+  if (::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) {
+    if (const greenlet_impl* g = __atomic_load_n(&ts.current, __ATOMIC_ACQUIRE); g != nullptr) {
+      out.id = g->id;
+      out.is_main = g->is_main;
+      out.spawn_site = g->spawn_site;
+      out.name[0] = '\0';
+      if (const std::string* name = g->name.get(); name != nullptr) {
+        const std::size_t n = std::min(name->size(), sizeof out.name - 1);
+        std::memcpy(out.name, name->data(), n);
+        out.name[n] = '\0';
+      }
+      read = true;
+    }
+  }
+  ts.inspected.store(false, std::memory_order_release);
+  return read;
 }
 
 bool describe_running_stack(running_stack_info& info) noexcept {
@@ -641,7 +693,13 @@ const std::string& greenlet::name() const {
 }
 
 void greenlet::set_name(std::string name) {
-  require()->name = std::make_unique<std::string>(std::move(name));
+  greenlet_impl* g = require();
+  auto renamed = std::make_unique<std::string>(std::move(name));
+  detail::thread_state* ts = detail::tls_state;
+  if (ts != nullptr) detail::before_freeing_or_renaming(*ts);
+  g->name.swap(renamed);
+  // Publishes the new name to a monitor reading the running greenlet.
+  if (ts != nullptr && ts->current == g) detail::publish_current(*ts, g);
 }
 
 std::size_t greenlet::stack_size() const {

@@ -7,11 +7,12 @@
 // One thread per process samples every hub. A hub that has not got to run
 // (no callback, so no greenlet resumed or started, and no poll) for longer
 // than max_blocking_time while it is not waiting in its loop is reported once
-// per blocking episode: the running greenlet's name and spawn site, and a
-// native backtrace of the blocked thread (taken in a handler of a dedicated
-// signal, which interrupts the blocked system call: see docs/caveats.md,
-// "Blocking calls"). Cost: one counter bump per hub callback, none on a
-// greenlet switch, whether or not the monitor runs.
+// per blocking episode: the running greenlet's name and spawn site, read
+// without disturbing the blocked thread; the system call it is blocked in; and,
+// when it is running user code, a native backtrace (taken in a handler of a
+// dedicated signal; see monitor_backtrace and docs/caveats.md, "Blocking
+// calls"). Cost: one counter bump per hub callback, none on a greenlet switch,
+// whether or not the monitor runs.
 #pragma once
 
 #include <chrono>
@@ -29,9 +30,21 @@ struct blocking_report {
   std::uint64_t greenlet_id = 0;            ///< 0 if the running greenlet could not be learned
   std::string greenlet_name;                ///< "main", "hub", "greenlet-N" or the given name
   std::string spawn_site;                   ///< e.g. "main+0x4f (./app)"; empty if not spawned
-  std::vector<std::string> backtrace;       ///< symbolised frames, innermost first; may be empty
+  int system_call = -1;                ///< Linux number of the call it is blocked in; -1: none or unknown
+  std::string system_call_name;        ///< e.g. "clock_nanosleep"; empty if not in a call or not a common one
+  std::vector<std::string> backtrace;  ///< symbolised frames, innermost first; may be empty
   /// The multi-line text printed to stderr when no callback is set.
   [[nodiscard]] std::string text() const;
+};
+
+/// When the monitor takes a blocked thread's backtrace. It can only be taken on
+/// that thread, by a signal, and a signal ends the system call the thread is
+/// blocked in: `sleep`, `usleep`, `nanosleep`, `poll`, `select`, `epoll_wait`
+/// and reads with a timeout return early with EINTR (others restart).
+enum class monitor_backtrace {
+  never,                 ///< no signal, no backtrace
+  outside_system_calls,  ///< only when the thread runs user code (a busy loop): disturbs nothing
+  always,                ///< also when blocked in a system call, which the signal interrupts
 };
 
 /// How start_monitor() watches and reports (GREENEV_MONITOR=1 uses the defaults,
@@ -42,15 +55,21 @@ struct monitor_options {
   /// Called on the monitor thread for each report (must not block for long:
   /// it delays the next sample); empty: the report's text goes to stderr.
   std::function<void(const blocking_report&)> on_blocking{};
-  /// The signal used to take the blocked thread's backtrace; 0 disables
-  /// backtraces. The default is SIGRTMIN + 7 (chosen at run time).
+  /// When to take a backtrace (GREENEV_MONITOR_BACKTRACE=never|outside_system_calls|always).
+  monitor_backtrace backtrace = monitor_backtrace::outside_system_calls;
+  /// The signal that takes the backtrace; 0 disables backtraces. The default
+  /// is SIGRTMIN + 7 (chosen at run time).
   int backtrace_signal = -1;
 };
 
 /// Starts (or reconfigures) the process's monitor thread. Never switches.
-/// Thread-safe. Throws std::system_error if the thread cannot be created.
+/// Thread-safe. Throws std::invalid_argument if max_blocking_time is not
+/// positive, std::system_error if the signal handler cannot be installed or
+/// the thread cannot be created.
 /// GREENEV_MONITOR=1 in the environment starts it when the first hub is
-/// created, with GREENEV_MAX_BLOCKING_TIME (seconds, default 0.1).
+/// created, with GREENEV_MAX_BLOCKING_TIME (seconds, default 0.1) and
+/// GREENEV_MONITOR_BACKTRACE (default outside_system_calls); a value it
+/// cannot use is named on stderr and the default kept.
 void start_monitor(monitor_options options = {});
 
 /// Stops and joins the monitor thread (no-op if not running). Never

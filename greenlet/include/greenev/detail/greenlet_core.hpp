@@ -229,7 +229,43 @@ struct thread_state {
   thread_state* debug_prev = nullptr;
   int os_thread_id = 0;
   void* hub = nullptr;  // the hub layer's per-thread hub, for diagnostics
+  // Set by another thread while it reads the running greenlet's identity
+  // (snapshot_running_greenlet); a greenlet is not freed or renamed meanwhile.
+  std::atomic<bool> inspected{false};
 };
+
+// `current` is written only by its thread, but the blocking monitor reads it
+// from another: a release store is a plain store on x86, so a switch pays
+// nothing for it (and TSan sees the fields of `g` published with it).
+inline void publish_current(thread_state& ts, greenlet_impl* g) noexcept {
+  __atomic_store_n(&ts.current, g, __ATOMIC_RELEASE);
+}
+
+// Before the owning thread frees or renames one of its greenlets: waits (a few
+// microseconds, and only while the monitor is reading) for another thread
+// that may be reading that greenlet. The load pairs with the reader's
+// membarrier(2), so it needs no fence here (docs/design.md, "Blocking
+// monitor"); acquire (a plain load on x86) orders the reader's last read
+// before our write, for TSan, which does not know membarrier.
+void wait_while_inspected(thread_state& ts) noexcept;
+inline void before_freeing_or_renaming(thread_state& ts) noexcept {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (ts.inspected.load(std::memory_order_acquire)) [[unlikely]]
+    wait_while_inspected(ts);
+}
+
+// What another thread may learn about the greenlet running on a thread.
+struct running_greenlet_snapshot {
+  std::uint64_t id = 0;
+  bool is_main = false;
+  const void* spawn_site = nullptr;
+  char name[64] = {};  // empty if it has no name of its own
+};
+// Reads the greenlet running on `ts`'s thread, from another thread, inside a
+// for_each_thread_state() visit (which keeps `ts` alive). False where the
+// kernel lacks membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) (Linux < 4.14,
+// some seccomp filters, valgrind): then nothing is read.
+bool snapshot_running_greenlet(thread_state& ts, running_greenlet_snapshot& out) noexcept;
 
 // Calls `visit(ts)` for every live thread state of the process under the
 // registry's lock: `visit` may read only what other threads do not write
@@ -306,7 +342,7 @@ inline void swap_exception_state(thread_state& ts, greenlet_impl* from, greenlet
 // Returns the greenlet we came from.
 inline greenlet_impl* jump(thread_state& ts, greenlet_impl* self, greenlet_impl* target) noexcept {
   ts.switching_from = self;
-  ts.current = target;
+  publish_current(ts, target);
   swap_exception_state(ts, self, target);
   before_jump(self, target, false);
   const boost::context::detail::transfer_t back =
