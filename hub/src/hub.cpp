@@ -3,6 +3,7 @@
 #include "hub_impl.hpp"
 
 #include <cxxabi.h>
+#include <pthread.h>
 #include <time.h>
 
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include <ctime>
 #include <memory>
 #include <typeinfo>
+#include <utility>
 
 namespace greenev::detail {
 
@@ -342,6 +344,41 @@ void hub::run_callback_threadsafe(std::function<void()> fn) {
   std::lock_guard lock(impl_->async_mutex_);
   impl_->async_queue_.push_back(std::move(fn));
   ev_async_send(impl_->loop_, &impl_->async_);
+}
+
+work_guard::work_guard(hub& h) noexcept : impl_(&h.impl()) {
+  impl_->add_external_work();
+}
+
+work_guard::work_guard(work_guard&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
+
+work_guard& work_guard::operator=(work_guard&& other) noexcept {
+  if (this != &other) {
+    reset();
+    impl_ = std::exchange(other.impl_, nullptr);
+  }
+  return *this;
+}
+
+work_guard::~work_guard() {
+  reset();
+}
+
+void work_guard::reset() noexcept {
+  detail::hub_impl* impl = std::exchange(impl_, nullptr);
+  if (impl == nullptr) return;
+  if (pthread_equal(impl->thread_, pthread_self())) {
+    impl->finish_external_work();  // the hub is not blocked: we are running on its thread
+    return;
+  }
+  // The hub may be asleep in its loop, held open by this very guard: the
+  // release is made in a callback, which wakes it and keeps the count
+  // consistent with what the hub sees.
+  try {
+    impl->facade_.run_callback_threadsafe([impl] { impl->finish_external_work(); });
+  } catch (...) {
+    impl->finish_external_work();
+  }
 }
 
 std::size_t hub::active_watchers() const noexcept {

@@ -96,11 +96,11 @@ socket open_listener(const address& local, const stream_server_options& options,
 }
 
 // Waits for an event set by another thread through run_callback_threadsafe.
-// The hub cannot see that work (no watcher of its own), so a plain wait()
-// would end in loop_exit; a short timer keeps the loop honest.
+// The hub cannot see that work (no watcher of its own): the guard keeps a
+// plain wait() from ending in loop_exit.
 void wait_for_other_threads(event& e) {
-  while (!e.wait(0.01)) {
-  }
+  const work_guard expecting;
+  e.wait();
 }
 
 void report_accept_error(const server_state& s, const std::system_error& error,

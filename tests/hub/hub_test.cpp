@@ -181,6 +181,55 @@ TEST_F(hub_callbacks, posted_threadsafe_callback_keeps_the_loop_from_loop_exit) 
   EXPECT_TRUE(woke);
 }
 
+// Before the other thread has posted anything, only a work_guard tells the hub
+// that a report is coming: the wait then ends when it arrives, not in loop_exit.
+TEST_F(hub_callbacks, work_guard_keeps_a_wait_for_another_thread_from_loop_exit) {
+  hub& h = hub::current();
+  event ran;
+  std::thread worker;
+  {
+    const greenev::work_guard expecting;
+    worker = std::thread([&] {
+      std::this_thread::sleep_for(50ms);  // the hub sleeps in its loop, watching nothing
+      h.run_callback_threadsafe([&] { ran.set(); });
+    });
+    bool woke = false;
+    EXPECT_NO_THROW(woke = ran.wait());
+    EXPECT_TRUE(woke);
+  }
+  worker.join();
+  EXPECT_TRUE(throws_with<loop_exit>([&] { (void)event{}.wait(); }, "block forever"))
+      << "the guard's release ends the hold";
+}
+
+// Released on the other thread with no callback posted, the guard wakes the
+// hub, which finds nothing left and reports loop_exit instead of sleeping forever.
+TEST_F(hub_callbacks, work_guard_released_on_another_thread_wakes_the_hub) {
+  auto expecting = std::make_unique<greenev::work_guard>();
+  std::thread worker([&] {
+    std::this_thread::sleep_for(50ms);
+    expecting->reset();
+  });
+  event never_set;
+  EXPECT_TRUE(throws_with<loop_exit>([&] { (void)never_set.wait(); }, "block forever"));
+  worker.join();
+  EXPECT_FALSE(expecting->owns_work());
+}
+
+TEST_F(hub_callbacks, work_guard_moves_its_hold_and_releases_once) {
+  greenev::work_guard first;
+  EXPECT_TRUE(first.owns_work());
+  greenev::work_guard second(std::move(first));
+  EXPECT_FALSE(first.owns_work());  // NOLINT(bugprone-use-after-move): the contract under test
+  EXPECT_TRUE(second.owns_work());
+  first = std::move(second);
+  EXPECT_TRUE(first.owns_work());
+  first.reset();
+  first.reset();
+  EXPECT_FALSE(first.owns_work());
+  EXPECT_TRUE(throws_with<loop_exit>([&] { (void)event{}.wait(); }, "block forever"));
+}
+
 TEST_F(hub_callbacks, exception_escaping_a_callback_is_reported_and_the_hub_keeps_going) {
   hub& h = hub::current();
   bool later_ran = false;

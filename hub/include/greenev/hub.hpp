@@ -115,6 +115,43 @@ class hub {
   detail::hub_impl* impl_;
 };
 
+/// Holds a hub's loop open for work another thread will report back, as
+/// Asio's executor_work_guard does: while one exists, a greenlet waiting for
+/// that report (an event the other thread sets through
+/// hub::run_callback_threadsafe()) is not ended by loop_exit, though the loop
+/// watches nothing. Create it on the hub's thread before handing the work
+/// over; release it (destructor or reset()) on any thread, but before the
+/// hub's thread exits.
+///
+///   greenev::work_guard expecting;  // this thread's hub
+///   std::thread([&] { ...; home.run_callback_threadsafe([&] { done.set(); }); }).detach();
+///   done.wait();                    // no loop_exit while the thread works
+class work_guard {
+ public:
+  /// Holds `h` (this thread's hub by default). Never switches; does not throw.
+  explicit work_guard(hub& h = hub::current()) noexcept;
+  /// Takes over `other`'s hold; `other` then holds nothing.
+  work_guard(work_guard&& other) noexcept;
+  /// Releases this guard's hold (as reset()), then takes over `other`'s.
+  work_guard& operator=(work_guard&& other) noexcept;
+  work_guard(const work_guard&) = delete;
+  work_guard& operator=(const work_guard&) = delete;
+  /// Same as reset().
+  ~work_guard();
+
+  /// Releases the hub (no-op if already released). On another thread it
+  /// wakes the hub, through ev_async, so that it sees the release. Never
+  /// switches; does not throw (if the wake-up cannot be allocated, the
+  /// release is made directly and the hub sees it at its next wake-up).
+  void reset() noexcept;
+
+  /// True until reset() or a move from it.
+  [[nodiscard]] bool owns_work() const noexcept { return impl_ != nullptr; }
+
+ private:
+  detail::hub_impl* impl_;
+};
+
 /// Suspends the calling greenlet for `duration`; other greenlets run
 /// meanwhile. sleep(0) yields: every other ready greenlet runs once, and the
 /// loop polls IO at least every few milliseconds even under a sleep(0) loop.
