@@ -1,6 +1,6 @@
 # greenev_apply_settings(<target>): the one place that sets the language level,
-# warnings and sanitizer flags, so every library, test, example and bench
-# target is built the same way.
+# warnings, sanitizer flags and shared-library link checks, so every library,
+# test, example and bench target is built the same way.
 set(CMAKE_CXX_STANDARD 20)
 set(CMAKE_CXX_STANDARD_REQUIRED ON)
 set(CMAKE_CXX_EXTENSIONS OFF)
@@ -37,5 +37,10 @@ function(greenev_apply_settings target)
     # sanitizer instrumentation at -O2 (GCC bug 105562 and friends).
     target_compile_options(${target} PRIVATE ${GREENEV_SANITIZER_FLAGS} -Wno-maybe-uninitialized)
     target_link_options(${target} PRIVATE ${GREENEV_SANITIZER_FLAGS})
+  endif()
+  if(type STREQUAL "SHARED_LIBRARY" AND NOT GREENEV_SANITIZER_FLAGS)
+    # Every dependency named in DT_NEEDED, so the library loads on its own (a
+    # sanitized library takes the runtime's symbols from the program instead).
+    target_link_options(${target} PRIVATE LINKER:--no-undefined)
   endif()
 endfunction()

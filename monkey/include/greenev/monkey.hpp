@@ -9,8 +9,9 @@
 //   greenev::monkey::blocking_call([&] { legacy_client(); });  // kills unwind here
 //
 // How: greenev defines read, write, recv, send, connect, accept, poll, select,
-// nanosleep, getaddrinfo, close, fcntl, ... in the program itself; they switch
-// to the hub when the call would block, and call libc otherwise. Any greenlet
+// nanosleep, getaddrinfo, close, fcntl, ... in the program itself (with the
+// shared libraries, in libgreenev_monkey.so, for any program that loads it);
+// they switch to the hub when the call would block, and call libc otherwise. Any greenlet
 // of a thread that has a hub cooperates, its main greenlet included. A call
 // goes straight to libc when its group is not patched, on a thread that has
 // no hub (std::thread workers), in the hub itself (a loop callback), for an

@@ -1,6 +1,6 @@
-// libgreenev_preload.so: greenev's interposers and the runtime they need,
-// linked whole from greenev_monkey, exporting only the libc names (version
-// script in monkey/CMakeLists.txt). docs/design.md, "Interposition", says
+// libgreenev_preload.so: greenev's interposers and the runtime they need, a
+// private copy of every object of the three layers, exporting only the libc
+// names (version script in monkey/CMakeLists.txt). docs/design.md, "Interposition", says
 // what it is for. GREENEV_PATCH=all in the environment patches every group
 // when the library is loaded (the default is to patch nothing).
 #include <cstdlib>
