@@ -94,6 +94,8 @@ int run_sleepers(std::size_t count, double seconds) {
   const double woke = std::chrono::duration<double>(last_woke - start).count();
   std::printf("  spawned in %.3f s, all asleep at %.3f s, last woke at %.3f s, joined at %.3f s\n", spawned,
               asleep, woke, wall);
+  if (greenev::default_stack_options().prefault == greenev::stack_prefault::background)
+    std::printf("  %zu stacks faulted in by the prefault thread\n", greenev::stack_stats().prefaulted);
   const double per_greenlet_kib = peak / static_cast<double>(count) / 1024;
   const double wall_goal = seconds + 0.15;  // 1.15 s for the DESIGN's 1 s sleepers
   std::printf("  wall %.3f s (goal <= %.2f s) %s\n", wall, wall_goal, verdict(wall <= wall_goal));

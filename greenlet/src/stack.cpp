@@ -248,7 +248,12 @@ void prepare_for_reuse([[maybe_unused]] const stack_memory& stack) noexcept {
 // Faults of different threads run in parallel (per-VMA locks), so the hub
 // thread starting greenlets and the helper divide the work. When the helper
 // is behind, the pool maps a slab itself and withdraws one request, so the
-// two never fault more than demand plus the slab in progress.
+// two never fault more than demand plus the slab in progress. The owner
+// only try_locks the shared mutex on its hot paths, so a descheduled helper
+// holding it cannot stall the hub; a missed try is harmless (it asks or
+// collects on a later call, or maps its own slab). The helper keeps normal
+// priority: at SCHED_IDLE it could be preempted inside mmap() holding the
+// kernel's mmap lock, which the hub thread's own mmap and brk then wait for.
 
 // Everything here is guarded by the helper's mutex.
 struct prefault_mailbox {
@@ -380,18 +385,21 @@ void start_prefault_helper(prefault_helper& h) {
   h.started = true;
 }
 
-// Asks for one more slab for `box`. Throws if the helper cannot start.
-void request_slab(const std::shared_ptr<prefault_mailbox>& box) {
+// Asks for one more slab for `box`; false if the helper's lock was busy.
+// Throws if the helper cannot start.
+bool try_request_slab(const std::shared_ptr<prefault_mailbox>& box) {
   prefault_helper& h = helper();
   {
-    std::lock_guard lock(h.mutex);
+    std::unique_lock lock(h.mutex, std::try_to_lock);
+    if (!lock.owns_lock()) return false;
     if (!h.started) start_prefault_helper(h);
     ++box->wanted;
-    if (box->queued) return;  // the helper will come back to it
+    if (box->queued) return true;  // the helper will come back to it
     h.queue.push_back(box);
     box->queued = true;
   }
   h.work.notify_one();
+  return true;
 }
 
 }  // namespace
@@ -475,7 +483,7 @@ stack_memory stack_pool::allocate(std::size_t size, stack_kind kind, bool expect
   }
   bucket& b = bucket_for(size, guarded);
   if (expected && b.expected > 0) --b.expected;
-  if (b.free.empty() && b.mailbox) collect_prefaulted(b, false);
+  if (b.free.empty() && b.mailbox) collect_prefaulted(b, false, false);
   stack_memory stack;
   if (!b.free.empty()) {
     stack = b.free.back();
@@ -496,8 +504,8 @@ stack_memory stack_pool::allocate(std::size_t size, stack_kind kind, bool expect
       b.free.pop_back();
       if (b.mailbox) {
         // The helper is behind: this slab replaces one it has not begun.
-        std::lock_guard lock(helper().mutex);
-        if (b.mailbox->wanted > 0) {
+        std::unique_lock lock(helper().mutex, std::try_to_lock);
+        if (lock.owns_lock() && b.mailbox->wanted > 0) {
           --b.mailbox->wanted;
           b.in_flight -= std::min(b.in_flight, count);
         }
@@ -525,8 +533,7 @@ bool stack_pool::expect_start(std::size_t size, stack_kind kind) noexcept {
         b.mailbox->size = size;
         prefaulting_ = true;
       }
-      request_slab(b.mailbox);
-      b.in_flight += stacks_in_slab(size);
+      if (try_request_slab(b.mailbox)) b.in_flight += stacks_in_slab(size);
     }
   } catch (...) {
     // No memory or no thread: its stack will be faulted in when it starts.
@@ -541,8 +548,13 @@ void stack_pool::forget_expected(std::size_t size) noexcept {
   }
 }
 
-std::size_t stack_pool::collect_prefaulted(bucket& b, bool cancel) noexcept {
-  std::lock_guard lock(helper().mutex);
+std::size_t stack_pool::collect_prefaulted(bucket& b, bool cancel, bool wait) noexcept {
+  std::unique_lock lock(helper().mutex, std::defer_lock);
+  if (wait) {
+    lock.lock();
+  } else if (!lock.try_lock()) {
+    return 0;
+  }
   prefault_mailbox& box = *b.mailbox;
   std::size_t moved = 0;
   if (!box.ready.empty()) {
@@ -568,10 +580,10 @@ std::size_t stack_pool::collect_prefaulted(bucket& b, bool cancel) noexcept {
   return moved;
 }
 
-void stack_pool::collect_all_prefaulted() noexcept {
+void stack_pool::collect_all_prefaulted(bool wait) noexcept {
   for (bucket& b : buckets_) {
     if (!b.mailbox) continue;
-    collect_prefaulted(b, true);
+    collect_prefaulted(b, true, wait);
     if (b.free.size() > local_pool_limit) excess_ = true;
   }
 }
@@ -616,7 +628,7 @@ void stack_pool::trim_to(std::size_t keep) noexcept {
 }
 
 void stack_pool::trim_idle() noexcept {
-  if (prefaulting_) collect_all_prefaulted();
+  if (prefaulting_) collect_all_prefaulted(false);
   if (excess_) trim_to(local_pool_limit);
 }
 
@@ -632,7 +644,7 @@ void stack_pool::release_orphan(stack_memory stack) noexcept {
 }
 
 void stack_pool::trim() noexcept {
-  if (prefaulting_) collect_all_prefaulted();
+  if (prefaulting_) collect_all_prefaulted(true);
   trim_to(0);
 }
 

@@ -61,9 +61,10 @@ class stack_pool {
   };
   bucket& bucket_for(std::size_t size, bool guarded);
   // Moves the helper's finished stacks into b.free; with `cancel`, also
-  // withdraws every request it has not begun. Returns how many it moved.
-  std::size_t collect_prefaulted(bucket& b, bool cancel) noexcept;
-  void collect_all_prefaulted() noexcept;
+  // withdraws every request it has not begun. Unless `wait`, does nothing
+  // if the helper holds the lock. Returns how many it moved.
+  std::size_t collect_prefaulted(bucket& b, bool cancel, bool wait) noexcept;
+  void collect_all_prefaulted(bool wait) noexcept;
   void trim_to(std::size_t keep) noexcept;
   static void return_to_system(stack_memory stack) noexcept;
   bool excess_ = false;
