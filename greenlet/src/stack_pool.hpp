@@ -37,7 +37,7 @@ class stack_pool {
   void forget_expected(std::size_t size) noexcept;
   void release(stack_memory stack) noexcept;  // never a system call
   void trim() noexcept;                       // returns every free stack
-  void trim_idle() noexcept;                  // returns the excess over the pool limit
+  void trim_idle() noexcept;                  // returns the excess over the pool limit (the hub, idle)
   [[nodiscard]] std::size_t pooled() const noexcept;
 
   // Stacks this thread handed out and has not got back. Written only by the
@@ -65,10 +65,11 @@ class stack_pool {
   // if the helper holds the lock. Returns how many it moved.
   std::size_t collect_prefaulted(bucket& b, bool cancel, bool wait) noexcept;
   void collect_all_prefaulted(bool wait) noexcept;
-  void trim_to(std::size_t keep) noexcept;
+  void trim_to(std::size_t keep, bool background) noexcept;
   static void return_to_system(stack_memory stack) noexcept;
   bool excess_ = false;
-  bool prefaulting_ = false;  // some bucket has a mailbox
+  bool prefaulting_ = false;        // some bucket has a mailbox
+  bool trimmed_when_idle_ = false;  // a hub calls trim_idle(): no hard limit
   std::vector<bucket> buckets_;
 };
 
