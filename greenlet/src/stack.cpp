@@ -352,11 +352,14 @@ void run_prefault_helper() noexcept {
   }
 }
 
-// A forked child has no helper thread, and the parent's may have held the lock.
+// A forked child has no helper thread, and the parent's may have held the
+// locks it takes (its own, and the orphan list's while returning stacks).
 void lock_helper_for_fork() noexcept {
   helper().mutex.lock();
+  orphans().mutex.lock();
 }
 void unlock_helper_after_fork() noexcept {
+  orphans().mutex.unlock();
   helper().mutex.unlock();
 }
 void reset_helper_in_child() noexcept {
@@ -364,6 +367,7 @@ void reset_helper_in_child() noexcept {
   h.started = false;
   for (const auto& box : h.queue) box->queued = false;
   h.queue.clear();
+  orphans().mutex.unlock();
   h.mutex.unlock();
 }
 
