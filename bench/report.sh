@@ -258,15 +258,19 @@ areas = [
              ("gevent.sleep(0), two greenlets", "gevent_sleep0_two_greenlets", "python", None, "gevent")],
          goal=("≤ 60 ns", "hub.sleep0_two_greenlets", "<=", 60, " ns")),
     dict(title="100k greenlets each sleep(1 s): wall time", note="Spawn, all asleep, joinall; seconds "
-         "(1 s of it is the sleep). greenev on hub_soak's compact 32 KiB stacks; the second row on the "
+         "(1 s of it is the sleep). greenev on hub_soak's compact 32 KiB stacks with "
+         "stack_prefault::background (a helper thread faults each new stack in ahead of use); the "
+         "second row the same with prefaulting off, the library's default; the third on the "
          "library's default stacks (one run). gevent: one run.", unit="s", lower=True, chart="100k sleepers wall", rows=[
-             ("greenev, compact 32 KiB stacks", "sleepers_wall", None, None),
+             ("greenev, compact 32 KiB stacks, background prefault", "sleepers_wall", None, None),
+             ("greenev, compact 32 KiB stacks, prefault off (not a baseline)", "no_prefault_sleepers_wall", "self", None),
              ("greenev, default stacks (not a baseline)", "default_stacks_sleepers_wall", "self", None),
              ("gevent", "gevent_sleepers_wall", "python", None, "gevent")],
          goal=("≤ 1.15 s", "sleepers_wall", "<=", 1.15, " s")),
     dict(title="100k greenlets each sleep(1 s): peak RSS per greenlet", note="VmHWM growth / 100k, KiB.",
          unit="KiB", lower=True, chart="100k sleepers RSS", rows=[
-             ("greenev, compact 32 KiB stacks", "sleepers_rss_per_greenlet", None, None),
+             ("greenev, compact 32 KiB stacks, background prefault", "sleepers_rss_per_greenlet", None, None),
+             ("greenev, compact 32 KiB stacks, prefault off (not a baseline)", "no_prefault_sleepers_rss_per_greenlet", "self", None),
              ("greenev, default stacks (not a baseline)", "default_stacks_sleepers_rss_per_greenlet", "self", None),
              ("gevent", "gevent_sleepers_rss_per_greenlet", "python", None, "gevent")],
          goal=("≤ 8 KiB", "sleepers_rss_per_greenlet", "<=", 8, " KiB")),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the benchmarks in Release and runs them N times: greenlet_bench and hub_bench
 # (Google Benchmark, same-run ratios against raw Boost.Context, libev and greenlet
-# baselines), and hub_soak's 100k sleepers; a million greenlets once. Prints every median,
+# baselines), and hub_soak's 100k sleepers (with background stack prefaulting, then without:
+# the library's default); a million greenlets once. Prints every median,
 # then python greenlet's and gevent's figures where installed, then a table of each measure
 # against its DESIGN.md section 7 goal. With --echo, bench/echo_bench.sh's echo table after.
 set -euo pipefail
@@ -76,6 +77,9 @@ for ((run = 1; run <= runs; run++)); do
   if ((soak)); then
     "$build/bench/hub_soak" sleepers 100000 1 | tee "$work/sleepers-$run.txt"
     sed -n "s/^result /$run &/p" "$work/sleepers-$run.txt" >>"$work/results.txt"
+    # The same without background prefaulting: the library's default path.
+    "$build/bench/hub_soak" --prefault off sleepers 100000 1 | tee "$work/sleepers-no-prefault-$run.txt"
+    sed -n "s/^result sleepers_/$run result no_prefault_sleepers_/p" "$work/sleepers-no-prefault-$run.txt" >>"$work/results.txt"
   fi
 done
 if ((soak)); then
@@ -83,7 +87,7 @@ if ((soak)); then
   "$build/bench/hub_soak" million 1000000 | tee "$work/million.txt"
   sed -n "s/^result /1 &/p" "$work/million.txt" >>"$work/results.txt"
   echo "== once, for comparison: 100k sleepers on the library's default stacks"
-  "$build/bench/hub_soak" --stack-kind guarded --stack-kib 256 sleepers 100000 1 | tee "$work/sleepers-guarded.txt"
+  "$build/bench/hub_soak" --stack-kind guarded --stack-kib 256 --prefault off sleepers 100000 1 | tee "$work/sleepers-guarded.txt"
   sed -n "s/^result sleepers_/1 result default_stacks_sleepers_/p" "$work/sleepers-guarded.txt" >>"$work/results.txt"
 fi
 
@@ -202,10 +206,12 @@ awk -v python_ns="$python_round_trip_ns" -v check="$check" -v runs="$runs" '
     row("sleep(0) yield", "hub.sleep0", "gevent_sleep0", "60", "ns", "%.1f")
     row("sleep(0), two greenlets (per yield)", "hub.sleep0_two_greenlets", "gevent_sleep0_two_greenlets", "60", "ns", "%.1f")
     row("100k x sleep(1 s): wall", "sleepers_wall", "gevent_sleepers_wall", "1.15", "s", "%.3f")
+    row("  same, prefault off (library default)", "no_prefault_sleepers_wall", "gevent_sleepers_wall", "", "s", "%.3f")
     row("100k x sleep(1 s): RSS per greenlet", "sleepers_rss_per_greenlet", "gevent_sleepers_rss_per_greenlet", "8", "KiB", "%.2f")
     row("1M greenlets on one event: peak RSS", "million_rss", "", "6", "GiB", "%.2f")
     row("1M greenlets on one event: wall", "million_wall", "", "", "s", "%.3f")
-    printf "(greenev: median of %d runs; 1M greenlets: one run; hub_soak uses compact 32 KiB stacks)\n", runs
+    printf "(greenev: median of %d runs; 1M greenlets: one run; hub_soak uses compact 32 KiB stacks and\n", runs
+    printf " stack_prefault::background, a helper thread that faults stacks in ahead of use)\n"
     exit check && missed
   }
 ' "$work/results.txt" "$work/gevent.txt" || status=$?

@@ -227,6 +227,8 @@ void free_now(greenlet_impl* g) noexcept {
   if (g->parent != nullptr) release(g->parent);
   if (ts != nullptr && ts->anchor == g->anchor) {
     before_freeing_or_renaming(*ts);
+    if (g->prefault_expected) [[unlikely]]
+      ts->pool->forget_expected(g->requested_size);
     --ts->greenlets;
   } else {
     g->anchor->release();  // its thread has exited (see thread_anchor)
@@ -311,7 +313,8 @@ void start(thread_state& ts, greenlet_impl* g) {
   if (ts.anchor->has_doomed.load(std::memory_order_relaxed)) [[unlikely]]
     process_doomed(ts);
   const std::size_t size = g->requested_size != 0 ? g->requested_size : checked_stack_size(0, "greenlet");
-  g->stack = ts.pool->allocate(size, g->kind);
+  g->stack = ts.pool->allocate(size, g->kind, g->prefault_expected);
+  g->prefault_expected = false;
   g->context = fcontext::make_fcontext(g->stack.top(), g->stack.size, run_greenlet);
 #ifdef GREENEV_DETAIL_TU_TSAN
   g->tsan_fiber = __tsan_create_fiber(0);
@@ -588,6 +591,8 @@ greenlet::greenlet(new_greenlet_tag, greenlet_impl* parent, greenlet_options opt
   g->id = detail::new_greenlet_id();
   g->anchor = ts.anchor;
   ++ts.greenlets;
+  if (detail::option_prefault.load(std::memory_order_relaxed) == stack_prefault::background) [[unlikely]]
+    g->prefault_expected = ts.pool->expect_start(size, options.kind);
   parent->add_ref();
   g->parent = parent;
   impl_ = g;

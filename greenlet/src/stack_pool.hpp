@@ -3,12 +3,19 @@
 
 #include <atomic>
 #include <cstddef>
+#include <memory>
 #include <vector>
 
 #include <greenev/detail/greenlet_core.hpp>
 #include <greenev/stack.hpp>
 
 namespace greenev::detail {
+
+// stack_options::prefault, read when a greenlet is created.
+extern std::atomic<stack_prefault> option_prefault;
+
+// Stacks a helper thread prepares for one bucket of one pool (stack.cpp).
+struct prefault_mailbox;
 
 // Per-thread cache of free stacks, bucketed by (size, guarded).
 class stack_pool {
@@ -18,11 +25,19 @@ class stack_pool {
   stack_pool& operator=(const stack_pool&) = delete;
   ~stack_pool();  // unmaps guarded stacks, hands compact ones to the process pool
 
-  // Throws std::system_error if the kernel refuses the mapping.
-  stack_memory allocate(std::size_t size, stack_kind kind);
+  // Throws std::system_error if the kernel refuses the mapping. `expected`:
+  // the greenlet was counted by expect_start().
+  stack_memory allocate(std::size_t size, stack_kind kind, bool expected = false);
+  // With background prefaulting: counts a new greenlet that will need a
+  // compact stack (size 0 / default_kind = the defaults) and asks the helper
+  // for a slab when the pool's free and requested stacks fall short. False
+  // if it was not counted (guarded, or no helper could be had).
+  bool expect_start(std::size_t size, stack_kind kind) noexcept;
+  // A counted greenlet is freed without having started.
+  void forget_expected(std::size_t size) noexcept;
   void release(stack_memory stack) noexcept;  // never a system call
   void trim() noexcept;                       // returns every free stack
-  void trim_idle() noexcept;                  // returns the excess over the pool limit
+  void trim_idle() noexcept;                  // returns the excess over the pool limit (the hub, idle)
   [[nodiscard]] std::size_t pooled() const noexcept;
 
   // Stacks this thread handed out and has not got back. Written only by the
@@ -38,11 +53,23 @@ class stack_pool {
     std::size_t size;
     bool guarded;
     std::vector<stack_memory> free;
+    // Background prefaulting (compact buckets): counted greenlets not yet
+    // started, stacks asked of the helper and not yet taken, and the mailbox.
+    std::size_t expected = 0;
+    std::size_t in_flight = 0;
+    std::shared_ptr<prefault_mailbox> mailbox;
   };
   bucket& bucket_for(std::size_t size, bool guarded);
-  void trim_to(std::size_t keep) noexcept;
+  // Moves the helper's finished stacks into b.free; with `cancel`, also
+  // withdraws every request it has not begun. Unless `wait`, does nothing
+  // if the helper holds the lock. Returns how many it moved.
+  std::size_t collect_prefaulted(bucket& b, bool cancel, bool wait) noexcept;
+  void collect_all_prefaulted(bool wait) noexcept;
+  void trim_to(std::size_t keep, bool background) noexcept;
   static void return_to_system(stack_memory stack) noexcept;
   bool excess_ = false;
+  bool prefaulting_ = false;        // some bucket has a mailbox
+  bool trimmed_when_idle_ = false;  // a hub calls trim_idle(): no hard limit
   std::vector<bucket> buckets_;
 };
 

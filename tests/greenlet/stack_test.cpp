@@ -1,11 +1,14 @@
 // Tests for greenev/stack.hpp: default options, per-greenlet sizes, the two
 // stack kinds, pooling and trimming, lazy commit, the guard page's overflow
-// report, and 100,000 compact stacks live at once.
+// report, 100,000 compact stacks live at once, and background prefaulting.
 #include <greenev/stack.hpp>
 
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <any>
+#include <chrono>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
@@ -40,6 +43,7 @@ using stack_size = greenev::testing::leak_checked_test;
 using stack_kinds = greenev::testing::leak_checked_test;
 using stack_pool = greenev::testing::leak_checked_test;
 using stack_memory = greenev::testing::leak_checked_test;
+using stack_prefault = greenev::testing::leak_checked_test;
 using guard_page_DeathTest = greenev::testing::leak_checked_test;
 
 constexpr std::size_t kib = 1024;
@@ -62,7 +66,28 @@ std::size_t round_up_to_page(std::size_t bytes) {
 }
 
 bool same_options(const stack_options& a, const stack_options& b) {
-  return a.size == b.size && a.kind == b.kind && a.max_guarded_stacks == b.max_guarded_stacks;
+  return a.size == b.size && a.kind == b.kind && a.max_guarded_stacks == b.max_guarded_stacks &&
+         a.prefault == b.prefault;
+}
+
+// Polls `done` for up to ten seconds (the helper thread runs when it gets a core).
+template <class Predicate>
+bool eventually(Predicate done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// Trims until the pool stays empty: a slab the helper was touching when the
+// requests were withdrawn still arrives afterwards.
+bool trimmed_to_empty() {
+  return eventually([] {
+    greenev::trim_stack_pool();
+    return stack_stats().pooled == 0;
+  });
 }
 
 std::uintptr_t frame_address() {
@@ -101,6 +126,7 @@ TEST_F(stack_defaults, initial_values) {
   EXPECT_EQ(defaults.size, greenev::testing::sanitized ? 1024 * kib : 256 * kib);
   EXPECT_EQ(defaults.kind, stack_kind::guarded);
   EXPECT_EQ(defaults.max_guarded_stacks, 16384u);
+  EXPECT_EQ(defaults.prefault, greenev::stack_prefault::off);
   EXPECT_EQ(greenev::min_stack_size, 16 * kib);
   EXPECT_EQ(greenev::max_stack_size, std::size_t{1} << 30);
 }
@@ -124,6 +150,10 @@ TEST_F(stack_defaults, set_and_restore) {
     EXPECT_EQ(now.size, 64 * kib);
     EXPECT_EQ(now.kind, stack_kind::compact);
     EXPECT_EQ(now.max_guarded_stacks, 99u);
+    EXPECT_EQ(now.prefault, greenev::stack_prefault::off);
+    greenev::set_default_stack_options({.prefault = greenev::stack_prefault::background});
+    EXPECT_EQ(greenev::default_stack_options().prefault, greenev::stack_prefault::background);
+    EXPECT_EQ(greenev::default_stack_options().size, 64 * kib);
   }
   EXPECT_TRUE(same_options(greenev::default_stack_options(), original));
 }
@@ -355,6 +385,101 @@ TEST_F(stack_memory, stacks_are_committed_lazily) {
   EXPECT_LT(resident_after - resident_before, count * 64 * kib)
       << "RSS grew by " << (resident_after - resident_before) / kib << " KiB for " << count << " stacks";
   for (greenlet& g : greenlets) g.switch_to();
+}
+
+// ---- background prefaulting ----------------------------------------------------------
+
+// Greenlets created with background prefaulting on start on stacks the helper
+// thread touched ahead, and the surplus goes back like any pooled stack.
+TEST_F(stack_prefault, a_burst_of_greenlets_gets_stacks_touched_by_the_helper) {
+  restore_default_stack_options restore;
+  greenev::set_default_stack_options(
+      {.size = 32 * kib, .kind = stack_kind::compact, .prefault = greenev::stack_prefault::background});
+  ASSERT_TRUE(trimmed_to_empty());
+  const auto before = stack_stats();
+  constexpr int count = 2000;
+  std::vector<greenlet> greenlets;
+  greenlets.reserve(count);
+  for (int i = 0; i < count; ++i) greenlets.emplace_back([](std::any v) { return switch_to_parent(v); });
+  EXPECT_TRUE(eventually([&] { return stack_stats().prefaulted >= before.prefaulted + 64; }))
+      << "the helper thread touched no slab";
+  for (int i = 0; i < count; ++i)
+    EXPECT_EQ(std::any_cast<int>(greenlets[static_cast<std::size_t>(i)].switch_to(i)), i);
+  EXPECT_EQ(stack_stats().live, before.live + count);
+  for (greenlet& g : greenlets) g.switch_to(0);
+  EXPECT_EQ(stack_stats().live, before.live);
+  greenlets.clear();
+  EXPECT_TRUE(trimmed_to_empty());
+}
+
+// Greenlets that never start give up their claim: nothing stays counted, and
+// what the helper touched for them is returned by a trim.
+TEST_F(stack_prefault, greenlets_dropped_before_starting_leave_nothing_behind) {
+  restore_default_stack_options restore;
+  greenev::set_default_stack_options(
+      {.size = 16 * kib, .kind = stack_kind::compact, .prefault = greenev::stack_prefault::background});
+  const auto before = stack_stats();
+  for (int round = 0; round < 3; ++round) {
+    std::vector<greenlet> greenlets;
+    for (int i = 0; i < 500; ++i) greenlets.emplace_back([] {});
+  }
+  EXPECT_EQ(stack_stats().live, before.live);
+  EXPECT_TRUE(trimmed_to_empty());
+  // Guarded greenlets (below max_guarded_stacks) are not prefaulted: nothing is asked for them.
+  greenev::set_default_stack_options({.kind = stack_kind::guarded});
+  greenlet guarded([] { return 1; });
+  EXPECT_EQ(std::any_cast<int>(guarded.switch_to()), 1);
+  EXPECT_TRUE(trimmed_to_empty());
+}
+
+// A thread that exits while the helper still works for its pool: the helper
+// hands the stacks to the process-wide list instead, and other threads go on.
+TEST_F(stack_prefault, a_thread_may_exit_while_the_helper_works_for_it) {
+  restore_default_stack_options restore;
+  greenev::set_default_stack_options(
+      {.size = 16 * kib, .kind = stack_kind::compact, .prefault = greenev::stack_prefault::background});
+  for (int round = 0; round < 4; ++round) {
+    std::thread([] {
+      std::vector<greenlet> greenlets;
+      for (int i = 0; i < 1000; ++i) greenlets.emplace_back([] { switch_to_parent(); });
+      for (int i = 0; i < 10; ++i) greenlets[static_cast<std::size_t>(i)].switch_to();
+    }).join();
+  }
+  greenlet here([] { return 2; });
+  EXPECT_EQ(std::any_cast<int>(here.switch_to()), 2);
+}
+
+// A forked child has no helper thread (and the parent's may have held its
+// lock): it starts its own on first use.
+TEST_F(stack_prefault, a_forked_child_gets_its_own_helper) {
+  if (greenev::testing::thread_sanitizer) {
+    GTEST_SKIP() << "ThreadSanitizer does not support starting threads after a multi-threaded fork";
+  }
+  if (greenev::testing::under_valgrind()) {
+    GTEST_SKIP() << "memcheck reports what the parent's threads held at the fork as the child's leaks";
+  }
+  restore_default_stack_options restore;
+  greenev::set_default_stack_options(
+      {.size = 16 * kib, .kind = stack_kind::compact, .prefault = greenev::stack_prefault::background});
+  {
+    std::vector<greenlet> warm_up;  // the parent's helper is running
+    for (int i = 0; i < 200; ++i) warm_up.emplace_back([] {});
+  }
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const std::size_t before = stack_stats().prefaulted;
+    std::vector<greenlet> greenlets;
+    for (int i = 0; i < 500; ++i) greenlets.emplace_back([] { return 1; });
+    const bool touched = eventually([&] { return stack_stats().prefaulted >= before + 64; });
+    int sum = 0;
+    for (greenlet& g : greenlets) sum += std::any_cast<int>(g.switch_to());
+    ::_exit(touched && sum == 500 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  EXPECT_TRUE(trimmed_to_empty());
 }
 
 // ---- guard page ----------------------------------------------------------------------

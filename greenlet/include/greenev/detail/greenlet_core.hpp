@@ -137,6 +137,7 @@ class greenlet_impl {
   bool body_inline = false;  // body lives in body_storage
   bool eh_saved = false;     // eh_caught/eh_uncaught hold its exception state
   stack_kind kind = stack_kind::default_kind;
+  bool prefault_expected = false;  // counted by its pool's background prefaulting
   unsigned eh_uncaught = 0;
   void* eh_caught = nullptr;
   thread_anchor* anchor = nullptr;
