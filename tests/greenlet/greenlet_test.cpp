@@ -1206,6 +1206,34 @@ TEST_F(greenlet_destroy, exception_escaping_during_unwinding_is_not_thrown_at_th
   EXPECT_NE(reported.find("refuses to exit quietly"), std::string::npos) << reported;
 }
 
+// A greenlet that catches greenlet_exit and suspends itself again cannot be
+// unwound: dropping its last handle reports it by name and leaks its stack
+// (which this test's process then carries: a child process, so the fixture's
+// no-leak check of other tests is not affected).
+TEST(greenlet_destroy_death, a_greenlet_that_refuses_to_die_is_reported_by_name) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        int refusals = 0;
+        {
+          greenlet stubborn(
+              [&] {
+                for (;;) {
+                  try {
+                    switch_to_parent();
+                  } catch (const greenlet_exit&) {
+                    ++refusals;  // swallowed: keeps running, then suspends again
+                  }
+                }
+              },
+              {.name = "stubborn"});
+          stubborn.switch_to();
+        }
+        std::exit(refusals == 1 && stack_stats().live == 1 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "greenlet stubborn caught greenlet_exit and is still suspended");
+}
+
 // ---- leaks ---------------------------------------------------------------------------
 
 // One create/run/finish cycle; each of four shapes takes a different path
