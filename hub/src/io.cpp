@@ -5,8 +5,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <deque>
+#include <memory>
+#include <span>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -191,12 +194,18 @@ std::size_t poll(std::span<pollfd> fds, wait_time timeout) {
   detail::hub_impl& hub = detail::local_hub();
   hub.require_not_in_hub("poll");
   const auto deadline = std::chrono::steady_clock::now() + timeout.duration();
-  std::vector<io_wait> nodes(fds.size());
+  // Most polls watch one or two fds (libcurl's, through the patched poll):
+  // their nodes live on this greenlet's stack, not the heap.
+  std::array<io_wait, 4> local_nodes;
+  std::unique_ptr<io_wait[]> heap_nodes;
+  if (fds.size() > local_nodes.size()) heap_nodes = std::make_unique<io_wait[]>(fds.size());
+  const std::span<io_wait> nodes = heap_nodes ? std::span<io_wait>(heap_nodes.get(), fds.size())
+                                              : std::span<io_wait>(local_nodes.data(), fds.size());
   for (;;) {
     detail::waiter w("poll");
     wait_failure failure;
     std::size_t used = 0;
-    const wait_guard guard{hub, std::span<io_wait>(nodes.data(), fds.size())};
+    const wait_guard guard{hub, nodes};
     for (const pollfd& entry : fds) {
       int events = 0;
       if ((entry.events & (POLLIN | POLLPRI | POLLRDHUP)) != 0) events |= EV_READ;

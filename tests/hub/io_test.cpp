@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -251,6 +252,31 @@ TEST_F(io_poll, waits_cooperatively_until_one_fd_is_ready) {
   EXPECT_EQ(entries[0].revents, 0);
   EXPECT_EQ(entries[1].revents, POLLIN);
   writer.get(1.0);
+}
+
+// More fds than poll keeps on the stack, woken by the last one, twice in a row
+// (the second poll reuses nothing of the first).
+TEST_F(io_poll, many_fds_wait_and_wake_on_the_last_one) {
+  std::vector<std::unique_ptr<socket_pair>> pairs;
+  std::vector<pollfd> entries;
+  for (int i = 0; i < 9; ++i) {
+    pairs.push_back(std::make_unique<socket_pair>());
+    entries.push_back({pairs.back()->fds[0], POLLIN, 0});
+  }
+  for (int round = 0; round < 2; ++round) {
+    auto writer = spawn([&] {
+      greenev::sleep(0.01);
+      pairs.back()->send_byte();
+    });
+    EXPECT_EQ(greenev::poll(entries, 5.0), 1u);
+    EXPECT_EQ(entries.back().revents, POLLIN);
+    EXPECT_EQ(entries.front().revents, 0);
+    writer.get(1.0);
+    char byte = 0;
+    ASSERT_EQ(::read(pairs.back()->fds[0], &byte, 1), 1);
+    for (pollfd& entry : entries) entry.revents = 0;
+  }
+  EXPECT_EQ(greenev::hub::current().active_watchers(), 0u);
 }
 
 TEST_F(io_poll, timeout_returns_zero) {
