@@ -536,21 +536,25 @@ bool membarrier_ready() noexcept {
 }
 }  // namespace
 
+void copy_identity(const greenlet_impl& g, running_greenlet_snapshot& out) noexcept {
+  out.id = g.id;
+  out.is_main = g.is_main;
+  out.spawn_site = g.spawn_site;
+  out.name[0] = '\0';
+  if (const std::string* name = g.name.get(); name != nullptr) {
+    const std::size_t n = std::min(name->size(), sizeof out.name - 1);
+    std::memcpy(out.name, name->data(), n);
+    out.name[n] = '\0';
+  }
+}
+
 bool snapshot_running_greenlet(thread_state& ts, running_greenlet_snapshot& out) noexcept {
   if (!membarrier_ready()) return false;
   ts.inspected.store(true, std::memory_order_relaxed);
   bool read = false;
   if (::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) {
     if (const greenlet_impl* g = __atomic_load_n(&ts.current, __ATOMIC_ACQUIRE); g != nullptr) {
-      out.id = g->id;
-      out.is_main = g->is_main;
-      out.spawn_site = g->spawn_site;
-      out.name[0] = '\0';
-      if (const std::string* name = g->name.get(); name != nullptr) {
-        const std::size_t n = std::min(name->size(), sizeof out.name - 1);
-        std::memcpy(out.name, name->data(), n);
-        out.name[n] = '\0';
-      }
+      copy_identity(*g, out);
       read = true;
     }
   }

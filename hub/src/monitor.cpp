@@ -52,17 +52,8 @@ void on_backtrace_signal(int) {
     the_capture.frame_count = ::backtrace(the_capture.frames, 64);
     the_capture.has_greenlet = false;
     if (thread_state* ts = tls_state; ts != nullptr && ts->current != nullptr) {
-      const greenlet_impl& g = *ts->current;
+      copy_identity(*ts->current, the_capture.greenlet);
       the_capture.has_greenlet = true;
-      the_capture.greenlet.id = g.id;
-      the_capture.greenlet.is_main = g.is_main;
-      the_capture.greenlet.spawn_site = g.spawn_site;
-      the_capture.greenlet.name[0] = '\0';
-      if (g.name && !g.name->empty()) {
-        const std::size_t n = std::min(g.name->size(), sizeof the_capture.greenlet.name - 1);
-        std::memcpy(the_capture.greenlet.name, g.name->data(), n);
-        the_capture.greenlet.name[n] = '\0';
-      }
     }
     the_capture.state.store(2, std::memory_order_release);
   }

@@ -262,6 +262,9 @@ struct running_greenlet_snapshot {
   const void* spawn_site = nullptr;
   char name[64] = {};  // empty if it has no name of its own
 };
+// Copies `g`'s identity into `out`: no allocation, no lock, so a signal
+// handler on `g`'s own thread may call it too.
+void copy_identity(const greenlet_impl& g, running_greenlet_snapshot& out) noexcept;
 // Reads the greenlet running on `ts`'s thread, from another thread, inside a
 // for_each_thread_state() visit (which keeps `ts` alive). False where the
 // kernel lacks membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) (Linux < 4.14,
