@@ -29,7 +29,7 @@ struct ratio {
 
 struct goal {
   const char* name;
-  double ns;  // DESIGN.md section 7
+  double ns;  // greenev's goal, in ns (the goals and their reasons: docs/benchmarks.md)
 };
 
 class summary_reporter : public benchmark::ConsoleReporter {

@@ -1,6 +1,6 @@
 // 1000 concurrent DNS lookups of distinct names against a local nameserver
 // (bench/dns_bench.sh starts dnsmasq with the names), one greenlet each,
-// all sharing the thread's c-ares channel. DESIGN.md section 7: <= 0.05 s;
+// all sharing the thread's c-ares channel. greenev's goal (docs/benchmarks.md): <= 0.05 s;
 // bench/dns_bench.py measures gevent's ares resolver the same way.
 //
 //   dns_bench --nameserver 127.0.0.1:5353 [--names 1000] [--rounds 1] [--backend ares|thread]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Echo benchmark (issue 4; DESIGN.md section 7: greenev >= 0.95x raw libev round trips/s).
+# Echo benchmark (greenev's goal, stated in docs/benchmarks.md: >= 0.95x raw libev round
+# trips/s, since the hub runs on libev and should cost it at most 5%).
 # Each run starts every server on a loopback port 0 in turn (raw libev callbacks, greenev's
 # examples/echo_server when built, gevent's StreamServer when importable), drives it with
 # echo_load (closed loop, every echo verified), stops it with SIGTERM and expects exit 0.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gevent's figures for the measures hub_bench and hub_soak take (DESIGN.md section 7).
+"""gevent's figures for the measures hub_bench and hub_soak take (goals: docs/benchmarks.md).
 
 usage: gevent_baseline.py [all|micro|sleepers] [--sleepers N] [--seconds S]
 

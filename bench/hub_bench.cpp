@@ -3,8 +3,9 @@
 //
 // Every benchmark reports real time per operation ("per_op"; a batch of 1000 spawns is
 // 1000 operations, two greenlets yielding to each other are two yields per iteration).
-// The final lines print each per-op time, same-run ratios, and the absolute goals of
-// DESIGN.md section 7 with MET or MISSED. The machines are noisy: trust ratios first.
+// The final lines print each per-op time, same-run ratios, and greenev's absolute goals
+// (stated with their reasons in docs/benchmarks.md) with MET or MISSED. The machines are
+// noisy: trust ratios first.
 #include <ev.h>
 #include <unistd.h>
 
@@ -171,7 +172,8 @@ constexpr greenev::bench::goal goals[] = {
 
 int main(int argc, char** argv) {
   // The hub first: with GREENEV_MONITOR=1 the monitor then runs through every
-  // benchmark (its overhead is measured that way: DESIGN.md asks <= 5%).
+  // benchmark (its overhead is measured that way: greenev's budget for it is <= 5%, so that
+  // it can stay on; docs/design.md, "Blocking monitor").
   (void)greenev::hub::current();
   return greenev::bench::run_benchmarks(argc, argv, ratios, goals);
 }

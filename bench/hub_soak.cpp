@@ -1,4 +1,4 @@
-// Many greenlets at once: wall time and peak memory (DESIGN.md section 7).
+// Many greenlets at once: wall time and peak memory (greenev's goals: docs/benchmarks.md).
 //
 //   hub_soak sleepers [N [SECONDS]]   N tasks (default 100000) each sleep(SECONDS) (default 1),
 //                                     joinall; goal: <= 1.15 s wall for 100k x 1 s, <= 8 KiB
@@ -97,7 +97,7 @@ int run_sleepers(std::size_t count, double seconds) {
   if (greenev::default_stack_options().prefault == greenev::stack_prefault::background)
     std::printf("  %zu stacks faulted in by the prefault thread\n", greenev::stack_stats().prefaulted);
   const double per_greenlet_kib = peak / static_cast<double>(count) / 1024;
-  const double wall_goal = seconds + 0.15;  // 1.15 s for the DESIGN's 1 s sleepers
+  const double wall_goal = seconds + 0.15;  // 1.15 s for 1 s sleepers: at most 0.15 s of overhead
   std::printf("  wall %.3f s (goal <= %.2f s) %s\n", wall, wall_goal, verdict(wall <= wall_goal));
   std::printf("  peak RSS +%.1f MiB = %.2f KiB per greenlet (goal <= 8 KiB) %s; page tables %.1f MiB more\n",
               peak / (1 << 20), per_greenlet_kib, verdict(per_greenlet_kib <= 8), page_tables / (1 << 20));

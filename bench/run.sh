@@ -4,7 +4,8 @@
 # baselines), and hub_soak's 100k sleepers (with background stack prefaulting, then without:
 # the library's default); a million greenlets once. Prints every median,
 # then python greenlet's and gevent's figures where installed, then a table of each measure
-# against its DESIGN.md section 7 goal. With --echo, bench/echo_bench.sh's echo table after.
+# against greenev's goal for it (the goals and their reasons: docs/benchmarks.md). With
+# --echo, bench/echo_bench.sh's echo table after.
 set -euo pipefail
 
 usage() {
@@ -198,7 +199,7 @@ awk -v python_ns="$python_round_trip_ns" -v check="$check" -v runs="$runs" '
     if (python_ns != "" && ("greenlet_round_trip" in values))
       printf "ratio python_greenlet_round_trip/greenlet_round_trip = %.2f\n", python_ns / median(values["greenlet_round_trip"])
 
-    printf "\n%-38s %11s %11s %9s %10s  %-4s\n", "measure (DESIGN.md section 7)", "greenev", "gevent",
+    printf "\n%-38s %11s %11s %9s %10s  %-4s\n", "measure (goals: docs/benchmarks.md)", "greenev", "gevent",
            "gevent/gv", "goal", "unit"
     row("switch round trip / raw fiber", "greenlet_round_trip/raw_fiber_round_trip", "", "1.30", "x", "%.2f")
     row("spawn + run + join", "hub.spawn_run_join", "gevent_spawn_run_join", "150", "ns", "%.1f")

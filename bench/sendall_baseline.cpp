@@ -1,5 +1,5 @@
-// sendall_baseline: greenev's sendall next to the plain blocking C loop (issue 4, "large
-// sendall over loopback"). The sender sends one SIZE-byte buffer, either with the classic
+// sendall_baseline: greenev's sendall next to the plain blocking C loop (a large sendall
+// over loopback; no goal, a comparison only). The sender sends one SIZE-byte buffer, either with the classic
 // `while (sent < size) sent += send(...)` loop on a blocking socket (--sender blocking) or
 // with greenev::socket::sendall on the same fd made non-blocking, waiting in the hub
 // (--sender greenev); a second thread receives and counts the bytes. Prints MiB/s as
