@@ -515,7 +515,10 @@ TEST_F(dns_test, each_kind_of_failure_has_its_own_error) {
 TEST_F(dns_test, a_nameserver_failing_a_query_hands_it_to_the_next) {
   const hostile_dns_server broken({{"alpha.greenev.test", dns_behaviour::servfail}});
   greenev::configure_resolver({.nameservers = {broken.nameserver(), server_->nameserver()}, .timeout = 2.0});
-  EXPECT_EQ(greenev::gethostbyname("alpha.greenev.test"), "192.0.2.1");
+  const auto results =
+      greenev::getaddrinfo("alpha.greenev.test", {}, {.family = AF_INET, .socktype = SOCK_STREAM});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].address.host(), "192.0.2.1");
   EXPECT_GE(broken.queries("alpha.greenev.test"), 1);
 }
 
