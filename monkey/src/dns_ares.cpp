@@ -48,7 +48,7 @@ class channel_state;
 // Queries of one channel on the wire at once (see channel_state::slots_).
 constexpr std::size_t max_in_flight = 128;
 
-using clock = std::chrono::steady_clock;
+using lookup_clock = std::chrono::steady_clock;
 
 // What went wrong on a channel's sockets, counted by the socket functions
 // below. c-ares 1.18 reports all of it as ARES_ECONNREFUSED (or as nothing,
@@ -346,7 +346,7 @@ class channel_state : public std::enable_shared_from_this<channel_state> {
   // abandoned; the last abandoned one cancels the channel's queries so that
   // no socket, watcher or driver outlives them.
   template <class Submit>
-  outcome run(int flags, clock::time_point deadline, Submit& submit) {
+  outcome run(int flags, lookup_clock::time_point deadline, Submit& submit) {
     outcome o;
     o.r = std::make_shared<request>();
     request& r = *o.r;
@@ -404,7 +404,9 @@ class channel_state : public std::enable_shared_from_this<channel_state> {
   }
 
  private:
-  static wait_time time_left(clock::time_point deadline) { return wait_time(deadline - clock::now()); }
+  static wait_time time_left(lookup_clock::time_point deadline) {
+    return wait_time(deadline - lookup_clock::now());
+  }
 
   // Counts the channel's nameservers (resolv.conf's or ours) and turns the
   // list by `rotation` places, so that an isolated retry asks the next one
@@ -593,9 +595,9 @@ std::shared_ptr<channel_state> isolated_channel(const channel_state& shared, con
 // sending every query on it again, which costs each a try: a query that did
 // nothing wrong may run out of tries ("connection refused") or time out
 // early. A nameserver that refuses connections fails every query alike.
-bool may_be_collateral(const outcome& o, const channel_state& channel, clock::time_point deadline) {
-  const auto left = deadline - clock::now();
-  if (o.status == ARES_ECONNREFUSED) return o.seen.refused == 0 && left > clock::duration::zero();
+bool may_be_collateral(const outcome& o, const channel_state& channel, lookup_clock::time_point deadline) {
+  const auto left = deadline - lookup_clock::now();
+  if (o.status == ARES_ECONNREFUSED) return o.seen.refused == 0 && left > lookup_clock::duration::zero();
   if (o.status == ARES_ETIMEOUT) return left >= channel.options().timeout.duration();
   return false;
 }
@@ -615,9 +617,9 @@ struct lookup_result {
 // NOTIMP goes on to the next nameserver in turn. Switches.
 template <class Submit>
 lookup_result run_lookup(const settings& config, const std::string& host, int flags, Submit submit) {
-  const clock::time_point asked = clock::now();
+  const lookup_clock::time_point asked = lookup_clock::now();
   std::shared_ptr<channel_state> channel = channel_for(config, host);
-  const clock::time_point deadline = asked + channel->budget();
+  const lookup_clock::time_point deadline = asked + channel->budget();
   outcome o = channel->run(flags, deadline, submit);
   for (int rotation = 0;;) {
     if (nameserver_said_no(o.status) && rotation + 1 < channel->server_count()) {
@@ -625,7 +627,7 @@ lookup_result run_lookup(const settings& config, const std::string& host, int fl
     } else if (channel->isolated() || !may_be_collateral(o, *channel, deadline)) {
       break;
     }
-    if (clock::now() >= deadline) break;
+    if (lookup_clock::now() >= deadline) break;
     channel = isolated_channel(*channel, host, rotation);
     o = channel->run(flags, deadline, submit);
   }
