@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 #include <optional>
@@ -400,6 +401,16 @@ std::pair<std::string, std::string> getnameinfo(const address& a, int flags) {
   const std::string shown = a.to_string();
   if (a.family() != AF_INET && a.family() != AF_INET6) {
     fail(EAI_FAMILY, resolver_failure::bad_input, shown, "getnameinfo needs an IPv4 or IPv6 address");
+  }
+  // Flags libc knows (the IDN ones are accepted and, here, have no effect);
+  // anything else is EAI_BADFLAGS on both backends, as in libc.
+  constexpr int known_flags =
+      NI_NUMERICHOST | NI_NUMERICSERV | NI_NOFQDN | NI_NAMEREQD | NI_DGRAM | NI_IDN |
+      0xc0;  // glibc's retired NI_IDN_ALLOW_UNASSIGNED and NI_IDN_USE_STD3_ASCII_RULES
+  if ((flags & ~known_flags) != 0) {
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "%#x", static_cast<unsigned>(flags & ~known_flags));
+    fail(EAI_BADFLAGS, resolver_failure::bad_input, shown, std::string("unknown getnameinfo flags ") + hex);
   }
   if (config.options.backend == resolver_backend::thread) return detail::dns::thread_name_info(a, flags);
   if ((flags & NI_NUMERICHOST) != 0) {

@@ -1,13 +1,18 @@
 // Tests of greenev/dns.hpp against a real dnsmasq on loopback
-// (tests/support/dns_server.hpp), and a silent port for timeouts.
+// (tests/support/dns_server.hpp), a silent port for timeouts, and a
+// misbehaving server (tests/support/hostile_dns_server.hpp) for failures.
 #include <greenev/dns.hpp>
 
 #include <gtest/gtest.h>
 #include <netdb.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <set>
 #include <string>
@@ -19,6 +24,7 @@
 #include <greenev/timeout.hpp>
 
 #include "support/dns_server.hpp"
+#include "support/hostile_dns_server.hpp"
 #include "support/hub_fixture.hpp"
 #include "support/timing.hpp"
 
@@ -68,13 +74,16 @@ greenev::resolver_error expect_failure(F&& f) {
 
 class dns_test : public greenev::testing::hub_test {
  protected:
+  // A static owner, so that a death-test child's std::exit stops its
+  // dnsmasq and removes its files too.
   static void SetUpTestSuite() {
     if (greenev::testing::dns_server::binary().empty()) return;
-    server_ = new greenev::testing::dns_server(hosts_file());
+    owner_ = std::make_unique<greenev::testing::dns_server>(hosts_file());
+    server_ = owner_.get();
   }
   static void TearDownTestSuite() {
-    delete server_;
     server_ = nullptr;
+    owner_.reset();
   }
   void SetUp() override {
     if (server_ == nullptr) GTEST_SKIP() << "dnsmasq not installed (Debian package dnsmasq-base)";
@@ -88,8 +97,10 @@ class dns_test : public greenev::testing::hub_test {
     greenev::configure_resolver({.nameservers = {nameserver}, .timeout = timeout, .tries = tries});
   }
 
+  static std::unique_ptr<greenev::testing::dns_server> owner_;
   static greenev::testing::dns_server* server_;
 };
+std::unique_ptr<greenev::testing::dns_server> dns_test::owner_;
 greenev::testing::dns_server* dns_test::server_ = nullptr;
 
 TEST_F(dns_test, ipv4_lookup) {
@@ -399,6 +410,155 @@ TEST_F(dns_test, thread_backend_gives_the_same_answers) {
   for (auto& t : lookups) EXPECT_EQ(t.get(), "127.0.0.1");
 }
 
+// ---- a misbehaving nameserver ------------------------------------------------
+
+using greenev::testing::dns_behaviour;
+using greenev::testing::hostile_dns_server;
+
+bool mentions(const greenev::resolver_error& error, const std::string& text) {
+  return std::string(error.what()).find(text) != std::string::npos;
+}
+
+// One lookup's trouble on the thread's shared channel (here the server
+// closing the TCP connection its query went to) must not fail the lookups
+// beside it: those answered over TCP after a truncated reply, a huge answer,
+// a slow trickle, and a lookup nobody answers, which must time out at its own
+// deadline rather than fail early.
+TEST_F(dns_test, a_failing_query_leaves_the_others_on_the_channel_alone) {
+  const hostile_dns_server dns({{"gone.greenev.test", dns_behaviour::tcp_close},
+                                {"quiet.greenev.test", dns_behaviour::silent},
+                                {"tc.greenev.test", dns_behaviour::truncated},
+                                {"huge.greenev.test", dns_behaviour::huge},
+                                {"slow.greenev.test", dns_behaviour::trickle}});
+  use(dns.nameserver(), 0.5, 2);  // a lookup nobody answers gives up after 0.5 + 1.0 s
+  auto gone =
+      greenev::spawn([] { return expect_failure([] { greenev::gethostbyname("gone.greenev.test"); }); });
+  std::chrono::steady_clock::duration quiet_took{};
+  auto quiet = greenev::spawn([&] {
+    const auto start = std::chrono::steady_clock::now();
+    auto error = expect_failure([] { greenev::gethostbyname("quiet.greenev.test"); });
+    quiet_took = since(start);
+    return error;
+  });
+  greenev::sleep(0.02);  // gone.greenev.test's TCP connection is open: the others queue onto it
+  auto truncated = greenev::spawn([] { return greenev::gethostbyname("tc.greenev.test"); });
+  auto huge = greenev::spawn([] { return greenev::gethostbyname_ex("huge.greenev.test").addresses.size(); });
+  auto slow = greenev::spawn([] { return greenev::gethostbyname("slow.greenev.test"); });
+
+  EXPECT_EQ(truncated.get(), "192.0.2.53");
+  EXPECT_EQ(huge.get(), 200u);
+  EXPECT_EQ(slow.get(), "192.0.2.53");
+  const greenev::resolver_error closed = gone.get();
+  EXPECT_EQ(closed.failure(), greenev::resolver_failure::server_failure) << closed.what();
+  EXPECT_TRUE(mentions(closed, "closed the TCP connection without answering")) << closed.what();
+  const greenev::resolver_error timed_out = quiet.get();
+  EXPECT_EQ(timed_out.failure(), greenev::resolver_failure::timeout) << timed_out.what();
+  EXPECT_TRUE(mentions(timed_out, "timed out")) << timed_out.what();
+  EXPECT_GE(quiet_took, 1200ms) << "gave up before its own 1.5 s";
+  EXPECT_LT(quiet_took, 5s);
+}
+
+TEST_F(dns_test, each_kind_of_failure_has_its_own_error) {
+  const hostile_dns_server dns({{"servfail.greenev.test", dns_behaviour::servfail},
+                                {"refused.greenev.test", dns_behaviour::refused},
+                                {"notimp.greenev.test", dns_behaviour::notimp},
+                                {"formerr.greenev.test", dns_behaviour::formerr},
+                                {"malformed.greenev.test", dns_behaviour::malformed},
+                                {"wrong-id.greenev.test", dns_behaviour::wrong_id},
+                                {"ok.greenev.test", dns_behaviour::answer}});
+  use(dns.nameserver(), 0.2, 2);
+  struct expectation {
+    std::string name;
+    greenev::resolver_failure failure;
+    int code;
+    std::string says;
+  };
+  const std::vector<expectation> cases = {
+      {"servfail.greenev.test", greenev::resolver_failure::server_failure, EAI_AGAIN, "SERVFAIL"},
+      {"refused.greenev.test", greenev::resolver_failure::server_failure, EAI_FAIL, "REFUSED"},
+      {"notimp.greenev.test", greenev::resolver_failure::server_failure, EAI_FAIL, "NOTIMP"},
+      {"formerr.greenev.test", greenev::resolver_failure::server_failure, EAI_FAIL, "FORMERR"},
+      {"malformed.greenev.test", greenev::resolver_failure::server_failure, EAI_FAIL, "malformed answer"},
+      {"wrong-id.greenev.test", greenev::resolver_failure::timeout, EAI_AGAIN, "timed out"},
+      {"nosuch.greenev.test", greenev::resolver_failure::not_found, EAI_NONAME, "no such host"},
+  };
+  // All at once, beside a lookup that works: each gets its own error.
+  std::vector<greenev::task<greenev::resolver_error>> lookups;
+  for (const expectation& e : cases) {
+    lookups.push_back(greenev::spawn([name = e.name] {
+      return expect_failure([&] { greenev::getaddrinfo(name, {}, {.family = AF_INET}); });
+    }));
+  }
+  EXPECT_EQ(greenev::gethostbyname("ok.greenev.test"), "192.0.2.53");
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const greenev::resolver_error error = lookups[i].get();
+    SCOPED_TRACE(cases[i].name);
+    EXPECT_EQ(error.failure(), cases[i].failure) << error.what();
+    EXPECT_EQ(error.code().value(), cases[i].code) << error.what();
+    EXPECT_TRUE(mentions(error, cases[i].says)) << error.what();
+    EXPECT_FALSE(mentions(error, "connection refused")) << error.what();
+  }
+  // A port nobody listens on is the one that refuses connections.
+  const int probe = greenev::testing::detail::bound_socket(SOCK_DGRAM, 0);
+  ASSERT_GE(probe, 0);
+  const std::string closed_port = "127.0.0.1:" + std::to_string(greenev::testing::detail::local_port(probe));
+  ::close(probe);
+  use(closed_port, 2.0, 2);
+  const auto start = std::chrono::steady_clock::now();
+  const auto refused = expect_failure([] { greenev::gethostbyname("ok.greenev.test"); });
+  EXPECT_EQ(refused.failure(), greenev::resolver_failure::server_failure) << refused.what();
+  EXPECT_TRUE(mentions(refused, "connection refused")) << refused.what();
+  EXPECT_LT(since(start), 2s);
+}
+
+// With more than one nameserver, a SERVFAIL sends the lookup to the next one.
+TEST_F(dns_test, a_nameserver_failing_a_query_hands_it_to_the_next) {
+  const hostile_dns_server broken({{"alpha.greenev.test", dns_behaviour::servfail}});
+  greenev::configure_resolver({.nameservers = {broken.nameserver(), server_->nameserver()}, .timeout = 2.0});
+  const auto results =
+      greenev::getaddrinfo("alpha.greenev.test", {}, {.family = AF_INET, .socktype = SOCK_STREAM});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].address.host(), "192.0.2.1");
+  EXPECT_GE(broken.queries("alpha.greenev.test"), 1);
+}
+
+// A lookup that waits for a free slot behind max_in_flight unanswered ones
+// still gives up at its own deadline, not at theirs plus its own.
+TEST_F(dns_test, a_lookup_queued_behind_a_full_channel_keeps_its_own_deadline) {
+  const greenev::testing::silent_dns_server down;
+  use(down.nameserver(), 0.3, 2);  // 0.3 + 0.6 s per lookup
+  std::vector<greenev::task<greenev::resolver_error>> ahead;
+  for (int i = 0; i < 128; ++i) {
+    ahead.push_back(greenev::spawn([i] {
+      return expect_failure([i] { greenev::gethostbyname("ahead" + std::to_string(i) + ".greenev.test"); });
+    }));
+  }
+  greenev::sleep(0.0);  // they are on the wire
+  const auto start = std::chrono::steady_clock::now();
+  const auto error = expect_failure([] { greenev::gethostbyname("queued.greenev.test"); });
+  const auto took = since(start);
+  EXPECT_EQ(error.failure(), greenev::resolver_failure::timeout) << error.what();
+  EXPECT_LT(took, 1450ms) << "waited for the lookups ahead, then its own full time (1.8 s)";
+  for (auto& t : ahead) EXPECT_EQ(t.get().failure(), greenev::resolver_failure::timeout);
+}
+
+TEST_F(dns_test, getnameinfo_rejects_unknown_flags_on_both_backends) {
+  const greenev::address where = greenev::address::parse("127.0.0.1", 80);
+  for (const int flags : {0x10000, 0x100, NI_NUMERICHOST | 0x4000}) {
+    SCOPED_TRACE(flags);
+    char host[NI_MAXHOST];
+    char service[NI_MAXSERV];
+    ASSERT_EQ(::getnameinfo(where.data(), where.size(), host, sizeof host, service, sizeof service, flags),
+              EAI_BADFLAGS);  // libc's answer, for reference
+    for (const auto backend : {greenev::resolver_backend::ares, greenev::resolver_backend::thread}) {
+      greenev::configure_resolver({.nameservers = {server_->nameserver()}, .backend = backend});
+      const auto error = expect_failure([&] { greenev::getnameinfo(where, flags); });
+      EXPECT_EQ(error.code().value(), EAI_BADFLAGS) << error.what();
+      EXPECT_EQ(error.failure(), greenev::resolver_failure::bad_input) << error.what();
+    }
+  }
+}
+
 // The environment is read once per process: each case runs in a fresh
 // process (a threadsafe death test re-executes this binary).
 class dns_environment_test : public dns_test {
@@ -483,6 +643,36 @@ TEST_F(dns_environment_test, malformed_environment_is_an_error_naming_the_variab
                 return false;
               }),
               ::testing::ExitedWithCode(0), "");
+}
+
+// A process that ends without running destructors (std::exit with the server
+// owned by a raw pointer, as a crash would) takes its dnsmasq with it.
+TEST_F(dns_environment_test, dnsmasq_dies_with_the_process_that_started_it) {
+  // A forked child, sharing pid_file; it must skip every destructor, the
+  // suite's server (this process's) included.
+  GTEST_FLAG_SET(death_test_style, "fast");
+  char pattern[] = "/tmp/greenev-dns-pid-XXXXXX";
+  const int fd = ::mkstemp(pattern);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  const std::string pid_file = pattern;
+  EXPECT_EXIT(
+      {
+        auto* leaked = new greenev::testing::dns_server("192.0.2.1 alpha.greenev.test\n");
+        std::ofstream(pid_file) << leaked->pid() << ' ' << leaked->directory().string() << std::endl;
+        std::_Exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+  pid_t dnsmasq = 0;
+  std::string directory;
+  std::ifstream(pid_file) >> dnsmasq >> directory;
+  std::remove(pid_file.c_str());
+  if (directory.starts_with("/tmp/greenev-dns-")) std::filesystem::remove_all(directory);
+  ASSERT_GT(dnsmasq, 0);
+  const auto start = std::chrono::steady_clock::now();
+  while (::kill(dnsmasq, 0) == 0 && since(start) < 10s) std::this_thread::sleep_for(10ms);
+  EXPECT_NE(::kill(dnsmasq, 0), 0) << "dnsmasq " << dnsmasq << " outlived the process that started it";
+  if (::kill(dnsmasq, 0) == 0) ::kill(dnsmasq, SIGKILL);
 }
 
 }  // namespace

@@ -9,7 +9,11 @@
 // from the hosts-file text it is given: A, AAAA and the matching PTR records;
 // every other name is NXDOMAIN (no upstream, no /etc/hosts, no resolv.conf).
 // The constructor returns once the server answers; the destructor kills and
-// reaps it. silent_dns_server is "a nameserver that is down": a port that
+// reaps it. dnsmasq also dies with the thread that started it (Linux's
+// parent-death signal), so a process that ends without running destructors
+// (std::exit in a death-test child, a crash) leaves no dnsmasq behind: start
+// it from the main thread or another thread that outlives it.
+// silent_dns_server is "a nameserver that is down": a port that
 // takes queries (UDP and TCP) and never answers, for timeout tests.
 // These helpers block the calling thread (they are not greenev code).
 #pragma once
@@ -19,7 +23,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,6 +32,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -35,8 +40,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-extern char** environ;
 
 namespace greenev::testing {
 
@@ -93,7 +96,8 @@ class dns_server {
 
   /// Starts dnsmasq serving `hosts` (hosts-file lines: "IP NAME [ALIAS...]")
   /// and waits until it answers. Throws std::runtime_error (with dnsmasq's
-  /// log) if it is missing or does not come up within ten seconds.
+  /// exit status, error output and log) if it is missing or does not come up
+  /// within 30 seconds on any of five ports.
   explicit dns_server(const std::string& hosts) {
     const std::string program = binary();
     if (program.empty()) throw std::runtime_error("dnsmasq is not installed (Debian package dnsmasq-base)");
@@ -102,14 +106,16 @@ class dns_server {
     directory_ = pattern;
     ::chmod(pattern, 0755);  // dnsmasq may drop privileges before reading the file
     std::ofstream(directory_ / "hosts") << hosts;
-    std::string last_log;
+    std::string report;
     for (int attempt = 0; attempt < 5; ++attempt) {  // a free port can be taken between probe and bind
-      if (start(program)) return;
-      last_log = log();
+      std::string why;
+      if (start(program, why)) return;
       stop();
+      report += "attempt " + std::to_string(attempt + 1) + " on port " + std::to_string(port_) + ": " + why +
+                "\n  error output: " + read(directory_ / "stderr") + "\n  log: " + log() + "\n";
     }
     std::filesystem::remove_all(directory_);
-    throw std::runtime_error("dnsmasq did not start; its log:\n" + last_log);
+    throw std::runtime_error("dnsmasq did not start:\n" + report);
   }
   dns_server(const dns_server&) = delete;
   dns_server& operator=(const dns_server&) = delete;
@@ -122,22 +128,35 @@ class dns_server {
   [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
   /// "127.0.0.1:PORT", as resolver_options::nameservers takes it.
   [[nodiscard]] std::string nameserver() const { return "127.0.0.1:" + std::to_string(port_); }
+  /// The dnsmasq process.
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  /// The directory holding its hosts file and log (removed by the destructor).
+  [[nodiscard]] const std::filesystem::path& directory() const noexcept { return directory_; }
   /// dnsmasq's log so far (for failure messages).
-  [[nodiscard]] std::string log() const {
-    std::ifstream file(directory_ / "log");
+  [[nodiscard]] std::string log() const { return read(directory_ / "log"); }
+
+ private:
+  static std::string read(const std::filesystem::path& path) {
+    std::ifstream file(path);
     return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
   }
 
- private:
-  bool start(const std::string& program) {
+  // Starts dnsmasq on a free port and waits until it answers; else says why.
+  bool start(const std::string& program, std::string& why) {
     {
       // Probe a port free for both UDP and TCP, then hand it to dnsmasq.
       const int udp = detail::bound_socket(SOCK_DGRAM, 0);
-      if (udp < 0) return false;
+      if (udp < 0) {
+        why = "no free UDP port";
+        return false;
+      }
       port_ = detail::local_port(udp);
       const int tcp = detail::bound_socket(SOCK_STREAM, port_);
       ::close(udp);
-      if (tcp < 0) return false;
+      if (tcp < 0) {
+        why = "the TCP port was taken";
+        return false;
+      }
       ::close(tcp);
     }
     std::vector<std::string> arguments = {
@@ -164,16 +183,35 @@ class dns_server {
     std::vector<char*> argv;
     for (std::string& argument : arguments) argv.push_back(argument.data());
     argv.push_back(nullptr);
-    if (::posix_spawn(&pid_, program.c_str(), nullptr, nullptr, argv.data(), environ) != 0) {
+    const std::string errors = (directory_ / "stderr").string();
+    const int error_fd = ::open(errors.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      // Only async-signal-safe calls until exec. The parent-death signal
+      // kills dnsmasq if this thread ends without stop() (std::exit, a crash).
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);  // the parent is already gone
+      if (error_fd >= 0) ::dup2(error_fd, STDERR_FILENO);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    if (error_fd >= 0) ::close(error_fd);
+    if (pid_ < 0) {
       pid_ = -1;
+      why = std::string("fork failed: ") + std::strerror(errno);
       return false;
     }
-    return wait_until_answering(std::chrono::seconds(10));
+    return wait_until_answering(std::chrono::seconds(30), why);
   }
 
-  bool wait_until_answering(std::chrono::seconds limit) {
+  // Until dnsmasq answers a query on its port, exits, or `limit` passes.
+  bool wait_until_answering(std::chrono::seconds limit, std::string& why) {
     const int fd = detail::bound_socket(SOCK_DGRAM, 0);
-    if (fd < 0) return false;
+    if (fd < 0) {
+      why = "no socket for the readiness query";
+      return false;
+    }
     sockaddr_in server{};
     server.sin_family = AF_INET;
     server.sin_port = htons(port_);
@@ -185,6 +223,8 @@ class dns_server {
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {  // dnsmasq gave up (port taken, bad option)
         pid_ = -1;
+        why = WIFEXITED(status) ? "dnsmasq exited with status " + std::to_string(WEXITSTATUS(status))
+                                : "dnsmasq was killed by signal " + std::to_string(WTERMSIG(status));
         break;
       }
       (void)::sendto(fd, query.data(), query.size(), 0, reinterpret_cast<const sockaddr*>(&server),
@@ -198,6 +238,7 @@ class dns_server {
       }
     }
     ::close(fd);
+    if (!ready && why.empty()) why = "no answer within " + std::to_string(limit.count()) + " s";
     return ready;
   }
 

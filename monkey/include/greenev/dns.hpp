@@ -9,6 +9,8 @@
 // - `ares` (the default): c-ares, driven by the calling thread's hub — one
 //   channel per thread, shared by every lookup of that thread, no thread per
 //   lookup. /etc/hosts and resolv.conf are honoured as c-ares reads them.
+//   Lookups stay independent: one failing (a nameserver closing its TCP
+//   connection, a SERVFAIL) never fails or delays the others.
 // - `thread`: the system resolver (::getaddrinfo, gethostbyname_r, ...) on a
 //   small per-thread threadpool: exactly libc's answers (nsswitch, mDNS, ...),
 //   at the price of one worker thread per concurrent lookup.
@@ -60,10 +62,12 @@ struct address_info {
 /// address, or the wildcard with AI_PASSIVE (then `service` must be given).
 /// Returns at least one result. Switches while a query is in flight (never for
 /// numeric hosts). Throws resolver_error naming the host (not found, no
-/// address of that family, timeout, server failure, bad input, unknown
-/// service); greenlet_error in the hub; std::invalid_argument if the
-/// environment configuration is malformed. A kill or timeout of the caller
-/// abandons the query cleanly.
+/// address of that family, timeout, the nameserver's own error — SERVFAIL,
+/// REFUSED, NOTIMP, FORMERR, a malformed answer, a closed connection or an
+/// unreachable server, each said in what() — bad input, unknown service);
+/// greenlet_error in the hub; std::invalid_argument if the environment
+/// configuration is malformed. A kill or timeout of the caller abandons the
+/// query cleanly.
 std::vector<address_info> getaddrinfo(std::string_view host, std::string_view service = {},
                                       const addrinfo_hints& hints = {});
 
@@ -95,8 +99,8 @@ host_entry gethostbyaddr(std::string_view ip);
 /// numbers (then no lookup and no switch), NI_NAMEREQD makes a missing name
 /// an error (else the numeric host is returned), NI_NOFQDN shortens local
 /// names, NI_DGRAM looks the service up as UDP. Switches while a query is in
-/// flight. Throws resolver_error (EAI_FAMILY for a Unix or empty address),
-/// greenlet_error in the hub.
+/// flight. Throws resolver_error (EAI_FAMILY for a Unix or empty address,
+/// EAI_BADFLAGS for flags libc does not know), greenlet_error in the hub.
 std::pair<std::string, std::string> getnameinfo(const greenev::address& a, int flags = 0);
 
 /// Why a lookup failed, beyond the EAI code.
@@ -104,7 +108,8 @@ enum class resolver_failure {
   not_found,       // no such name (NXDOMAIN), or an address with no name
   no_data,         // the name exists but has no address of the requested family
   timeout,         // no answer from the nameservers in time (timeout x tries)
-  server_failure,  // the nameservers failed, refused or could not be reached
+  server_failure,  // an error answer (SERVFAIL, REFUSED, NOTIMP, FORMERR), a malformed
+                   // answer, a closed connection, or no nameserver reachable
   bad_input,       // an empty or malformed name, a wrong family, bad flags
   bad_service,     // the service is not known for the requested socket type
   cancelled,       // the resolver was shut down (thread exit) during the lookup
@@ -140,9 +145,11 @@ enum class resolver_backend { ares, thread };
 
 /// The resolver configuration. nameservers: "ip", "ip:port" or "[v6]:port";
 /// empty means resolv.conf's. timeout is per try; a lookup gives up after
-/// `tries` tries (c-ares doubles the wait on each retry round). nameservers,
-/// timeout and tries apply to the ares backend; the thread backend is libc's
-/// own (resolv.conf, RES_OPTIONS).
+/// `tries` rounds over the nameservers, the wait doubling each round (as
+/// c-ares does: 1 server, timeout 1 s, 2 tries = 3 s), counted from when it
+/// was asked, also if it first waited its turn behind 128 lookups of its
+/// thread in flight. nameservers, timeout and tries apply to the ares
+/// backend; the thread backend is libc's own (resolv.conf, RES_OPTIONS).
 struct resolver_options {
   std::vector<std::string> nameservers;               ///< Empty: resolv.conf's.
   wait_time timeout = 5.0;                            ///< Per try.
