@@ -158,10 +158,15 @@ void print_failure(const std::string& who, const std::exception_ptr& error) noex
 
 // Starts/stops an ev_timer owned by the caller; `after` is from now (the
 // loop's clock is refreshed first: a stale clock would fire timers early).
-// Every watcher greenev starts is counted (hub::active_watchers()).
+// Every watcher greenev starts is counted (hub::active_watchers()) until it
+// is stopped or its callback ran. An expired one-shot timer is inactive but
+// still pending until its callback runs, and a callback that throws into a
+// greenlet (timeout) may unwind it first: stopping then must still take the
+// timer off libev's pending list (ev_timer_stop does), or libev later calls
+// back into freed memory.
 void start_timer(hub_impl& hub, ev_timer& timer, std::chrono::nanoseconds after) noexcept;
 inline void stop_timer(hub_impl& hub, ev_timer& timer) noexcept {
-  if (!ev_is_active(&timer)) return;
+  if (!ev_is_active(&timer) && !ev_is_pending(&timer)) return;
   ev_timer_stop(hub.loop_, &timer);
   --hub.watchers_;
 }
