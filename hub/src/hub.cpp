@@ -105,15 +105,15 @@ hub_impl& create_local_hub() {
 
 hub_impl::hub_impl() {
   register_discard(run_heap_callback, run_heap_callback_discard);
-  // The main thread takes libev's default loop (the only one that can watch
-  // signals); it is recognised by being the first hub in the process.
-  static std::atomic<bool> default_taken{false};
-  if (!default_taken.exchange(true)) {
-    loop_ = ev_default_loop(EVFLAG_AUTO);
-    default_loop_ = loop_ != nullptr;
-  }
-  if (loop_ == nullptr) loop_ = ev_loop_new(EVFLAG_AUTO);
+  // Never libev's default loop: it installs a SIGCHLD handler that reaps
+  // every child of the process, so the program's own waitpid() and pclose()
+  // would fail with ECHILD. libev binds each signal to one loop: the first
+  // hub of the process (normally the main thread's) is the one that watches
+  // signals.
+  loop_ = ev_loop_new(EVFLAG_AUTO);
   if (loop_ == nullptr) throw std::runtime_error("greenev: libev could not create an event loop");
+  static std::atomic<bool> signals_taken{false};
+  watches_signals_ = !signals_taken.exchange(true);
   ev_set_userdata(loop_, this);
   // The blocking monitor tells an idle hub (waiting in epoll) from a blocked one.
   ev_set_loop_release_cb(
@@ -152,7 +152,7 @@ hub_impl::~hub_impl() {
   const std::lock_guard lock(async_mutex_);
   ev_ref(loop_);
   ev_async_stop(loop_, &async_);
-  if (!default_loop_) ev_loop_destroy(loop_);
+  ev_loop_destroy(loop_);
 }
 
 void hub_impl::throw_blocking_in_hub(const char* what) {

@@ -88,7 +88,7 @@ class hub_impl {
   pthread_t thread_ = pthread_self();
 
   struct ev_loop* loop_ = nullptr;
-  bool default_loop_ = false;
+  bool watches_signals_ = false;  // the first hub of the process (signal.cpp)
   greenlet hub_greenlet_;
   const waiter* wake_token_ = nullptr;  // set by the hub right before resuming a waiter
   std::deque<ready_item> ready_;

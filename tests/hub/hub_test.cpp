@@ -5,7 +5,11 @@
 // test__hub, test__sleep0, test__loop_callback and the seed's gevent.sleep demo.
 #include <greenev/hub.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -539,6 +543,32 @@ TEST_F(hub_threads, loop_exit_is_not_thrown_into_the_greenlet_that_created_the_h
       5s, "waiting for nothing while the hub's creator is suspended");
   EXPECT_NE(main_got.find("block forever"), std::string::npos) << main_got;
   EXPECT_EQ(creator_got, "nothing");
+}
+
+// The hub's loop must not reap child processes it was not asked to watch
+// (libev's default loop does, with a SIGCHLD handler of its own): after a
+// cooperative wait, waitpid() and pclose() still get their child's status.
+TEST_F(hub_basics, children_of_the_program_are_not_reaped_by_the_hub) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) ::_exit(7);
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT), 0);  // exited, not reaped
+  greenev::sleep(0.05);  // SIGCHLD has arrived: the loop had its chance
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child) << "errno " << errno << ": the hub reaped the child";
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 7);
+
+  FILE* pipe = ::popen("echo out; exit 5", "r");
+  ASSERT_NE(pipe, nullptr);
+  char line[16] = {};
+  EXPECT_NE(std::fgets(line, sizeof line, pipe), nullptr);
+  for (int i = 0; i < 20; ++i) greenev::sleep(0.01);
+  const int closed = ::pclose(pipe);
+  ASSERT_NE(closed, -1) << "errno " << errno << ": the hub reaped popen's child";
+  EXPECT_TRUE(WIFEXITED(closed));
+  EXPECT_EQ(WEXITSTATUS(closed), 5);
 }
 
 // When a thread exits, its hub goes with it; tasks it never got to start are
