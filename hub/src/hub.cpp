@@ -137,7 +137,9 @@ hub_impl::hub_impl() {
 hub_impl::~hub_impl() {
   set_diagnostic_hub(nullptr);  // first: run info and the monitor stop looking at it
   // Greenlets still waiting hold watchers in this loop: unwind them (and the
-  // hub greenlet itself) before the loop goes away.
+  // hub greenlet itself) before the loop goes away. One that waits again
+  // while being unwound must not keep the thread here: see return_to_closer.
+  closer_ = tls_state != nullptr ? tls_state->current : nullptr;
   kill_all_active_greenlets();
   for (auto& [object, cleanup] : pending_cleanup_) cleanup(object);
   pending_cleanup_.clear();
@@ -213,7 +215,16 @@ void hub_impl::run() {
   for (;;) {
     run_ready_batch();
     if (!ready_.empty()) {
-      if (poll_due()) run_loop(EVRUN_NOWAIT);
+      if (poll_due()) {
+        if (closer_ != nullptr) [[unlikely]]
+          return_to_closer();
+        run_loop(EVRUN_NOWAIT);
+      }
+      continue;
+    }
+    if (closer_ != nullptr) [[unlikely]] {
+      run_loop(EVRUN_NOWAIT);
+      if (ready_.empty()) return_to_closer();
       continue;
     }
     trim_idle_stacks();  // about to block: a good time for system calls
@@ -226,6 +237,16 @@ void hub_impl::run() {
     }
     hub_greenlet_.parent().throw_into(std::make_exception_ptr(loop_exit(describe_blocked())));
   }
+}
+
+// The thread is exiting and the hub's destructor is unwinding greenlets. The
+// one being unwound went back to waiting: it caught greenlet_exit (or blocks
+// in a destructor). What is ready still runs, but the hub never waits, and a
+// greenlet that keeps it busy (a sleep(0) loop) gets 2 ms: control then goes
+// back to the destructor, which reports the greenlet by name and leaks it
+// (its stack still has live frames), so the program can exit.
+void hub_impl::return_to_closer() {
+  switch_to_impl(closer_);
 }
 
 bool hub_impl::run_loop(int flags) {

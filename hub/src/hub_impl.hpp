@@ -108,6 +108,7 @@ class hub_impl {
  private:
   void run();
   void run_ready_batch();
+  void return_to_closer();
 
  public:
   void resume(waiter& w);
@@ -117,6 +118,9 @@ class hub_impl {
   bool poll_due() noexcept;
   static void on_async(struct ev_loop* loop, ev_async* w, int revents) noexcept;
 
+  // While the destructor unwinds the thread's greenlets: the greenlet running
+  // it, to which the hub returns instead of waiting (return_to_closer).
+  greenlet_impl* closer_ = nullptr;
   unsigned batches_since_clock_check_ = 0;
   std::int64_t last_poll_coarse_ns_ = 0;
 };

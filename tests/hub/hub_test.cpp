@@ -41,6 +41,7 @@ using greenev::greenlet_error;
 using greenev::hub;
 using greenev::loop_exit;
 using greenev::spawn;
+using greenev::spawn_with;
 using greenev::testing::throws_with;
 using steady = std::chrono::steady_clock;
 
@@ -612,6 +613,42 @@ TEST_F(hub_threads, thread_exit_unwinds_tasks_still_waiting) {
   worker.join();
   EXPECT_FALSE(resumed.load());
   EXPECT_EQ(destroyed->load(), 2) << "the task's frame and its capture were not destroyed";
+}
+
+// A greenlet that swallows greenlet_exit and waits again (a catch (...)
+// around a sleep, retrying) cannot be unwound when its thread exits: it is
+// reported by name and leaked, and the program exits instead of waiting for
+// it forever. In a child process (the exit is the test); a hang ends it with
+// SIGALRM and fails the test.
+TEST(hub_exit_DeathTest, a_greenlet_that_swallows_greenlet_exit_is_reported_and_the_program_exits) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  const auto start = steady::now();
+  EXPECT_EXIT(
+      {
+        ::alarm(20);
+        // Reachable to the end (the leak is by design), for LeakSanitizer.
+        static auto* const sleeper = new greenev::task<void>(spawn_with({.name = "stubborn-sleeper"}, [] {
+          for (;;) {
+            try {
+              greenev::sleep(10.0);
+            } catch (...) {  // swallows greenlet_exit too: the bug under test
+            }
+          }
+        }));
+        static auto* const yielder = new greenev::task<void>(spawn_with({.name = "stubborn-yielder"}, [] {
+          for (;;) {
+            try {
+              greenev::sleep(0.0);
+            } catch (...) {
+            }
+          }
+        }));
+        greenev::sleep(0.01);
+        std::exit(sleeper->ready() || yielder->ready() ? 1 : 0);  // thread-local destructors: the hub goes
+      },
+      ::testing::ExitedWithCode(0),
+      "stubborn-sleeper(.|\n)*stubborn-yielder|stubborn-yielder(.|\n)*stubborn-sleeper");
+  EXPECT_LT(since(start), 15s);
 }
 
 }  // namespace

@@ -77,7 +77,9 @@ class hub_impl;
 }
 
 /// The calling thread's hub. Not copyable; lives until its thread exits,
-/// when greenlets still waiting in it are unwound (greenlet_exit).
+/// when greenlets still waiting in it are unwound (greenlet_exit). One that
+/// waits again instead of dying is reported on stderr and leaked: the hub
+/// does not wait for it then.
 class hub {
  public:
   /// This thread's hub, created on first use. Never switches.
