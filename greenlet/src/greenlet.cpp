@@ -239,7 +239,10 @@ void free_now(greenlet_impl* g) noexcept {
 // Unwinds a suspended greenlet of the calling thread by raising
 // greenlet_exit in it. The caller holds a reference. Returns false if it
 // would not die (reported; the caller should then leak its reference).
+// One that refused once is left alone from then on: it was reported, and
+// at thread exit its hub (which its frames would resume into) may be gone.
 bool kill_suspended(thread_state& ts, greenlet_impl* g) noexcept {
+  if (g->refused_exit) return false;
   g->add_ref();
   greenlet handle = greenlet::adopt(g);
   try {
@@ -251,6 +254,7 @@ bool kill_suspended(thread_state& ts, greenlet_impl* g) noexcept {
            "); ignored");
   }
   if (g->dead()) return true;
+  g->refused_exit = true;
   report("greenlet " + g->display_name() +
          " caught greenlet_exit and is still suspended; its stack is leaked");
   return false;

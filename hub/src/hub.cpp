@@ -105,15 +105,15 @@ hub_impl& create_local_hub() {
 
 hub_impl::hub_impl() {
   register_discard(run_heap_callback, run_heap_callback_discard);
-  // The main thread takes libev's default loop (the only one that can watch
-  // signals); it is recognised by being the first hub in the process.
-  static std::atomic<bool> default_taken{false};
-  if (!default_taken.exchange(true)) {
-    loop_ = ev_default_loop(EVFLAG_AUTO);
-    default_loop_ = loop_ != nullptr;
-  }
-  if (loop_ == nullptr) loop_ = ev_loop_new(EVFLAG_AUTO);
+  // Never libev's default loop: it installs a SIGCHLD handler that reaps
+  // every child of the process, so the program's own waitpid() and pclose()
+  // would fail with ECHILD. libev binds each signal to one loop: the first
+  // hub of the process (normally the main thread's) is the one that watches
+  // signals.
+  loop_ = ev_loop_new(EVFLAG_AUTO);
   if (loop_ == nullptr) throw std::runtime_error("greenev: libev could not create an event loop");
+  static std::atomic<bool> signals_taken{false};
+  watches_signals_ = !signals_taken.exchange(true);
   ev_set_userdata(loop_, this);
   // The blocking monitor tells an idle hub (waiting in epoll) from a blocked one.
   ev_set_loop_release_cb(
@@ -137,7 +137,9 @@ hub_impl::hub_impl() {
 hub_impl::~hub_impl() {
   set_diagnostic_hub(nullptr);  // first: run info and the monitor stop looking at it
   // Greenlets still waiting hold watchers in this loop: unwind them (and the
-  // hub greenlet itself) before the loop goes away.
+  // hub greenlet itself) before the loop goes away. One that waits again
+  // while being unwound must not keep the thread here: see return_to_closer.
+  closer_ = tls_state != nullptr ? tls_state->current : nullptr;
   kill_all_active_greenlets();
   for (auto& [object, cleanup] : pending_cleanup_) cleanup(object);
   pending_cleanup_.clear();
@@ -152,7 +154,7 @@ hub_impl::~hub_impl() {
   const std::lock_guard lock(async_mutex_);
   ev_ref(loop_);
   ev_async_stop(loop_, &async_);
-  if (!default_loop_) ev_loop_destroy(loop_);
+  ev_loop_destroy(loop_);
 }
 
 void hub_impl::throw_blocking_in_hub(const char* what) {
@@ -213,7 +215,16 @@ void hub_impl::run() {
   for (;;) {
     run_ready_batch();
     if (!ready_.empty()) {
-      if (poll_due()) run_loop(EVRUN_NOWAIT);
+      if (poll_due()) {
+        if (closer_ != nullptr) [[unlikely]]
+          return_to_closer();
+        run_loop(EVRUN_NOWAIT);
+      }
+      continue;
+    }
+    if (closer_ != nullptr) [[unlikely]] {
+      run_loop(EVRUN_NOWAIT);
+      if (ready_.empty()) return_to_closer();
       continue;
     }
     trim_idle_stacks();  // about to block: a good time for system calls
@@ -226,6 +237,16 @@ void hub_impl::run() {
     }
     hub_greenlet_.parent().throw_into(std::make_exception_ptr(loop_exit(describe_blocked())));
   }
+}
+
+// The thread is exiting and the hub's destructor is unwinding greenlets. The
+// one being unwound went back to waiting: it caught greenlet_exit (or blocks
+// in a destructor). What is ready still runs, but the hub never waits, and a
+// greenlet that keeps it busy (a sleep(0) loop) gets 2 ms: control then goes
+// back to the destructor, which reports the greenlet by name and leaks it
+// (its stack still has live frames), so the program can exit.
+void hub_impl::return_to_closer() {
+  switch_to_impl(closer_);
 }
 
 bool hub_impl::run_loop(int flags) {

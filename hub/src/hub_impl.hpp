@@ -88,7 +88,7 @@ class hub_impl {
   pthread_t thread_ = pthread_self();
 
   struct ev_loop* loop_ = nullptr;
-  bool default_loop_ = false;
+  bool watches_signals_ = false;  // the first hub of the process (signal.cpp)
   greenlet hub_greenlet_;
   const waiter* wake_token_ = nullptr;  // set by the hub right before resuming a waiter
   std::deque<ready_item> ready_;
@@ -108,6 +108,7 @@ class hub_impl {
  private:
   void run();
   void run_ready_batch();
+  void return_to_closer();
 
  public:
   void resume(waiter& w);
@@ -117,6 +118,9 @@ class hub_impl {
   bool poll_due() noexcept;
   static void on_async(struct ev_loop* loop, ev_async* w, int revents) noexcept;
 
+  // While the destructor unwinds the thread's greenlets: the greenlet running
+  // it, to which the hub returns instead of waiting (return_to_closer).
+  greenlet_impl* closer_ = nullptr;
   unsigned batches_since_clock_check_ = 0;
   std::int64_t last_poll_coarse_ns_ = 0;
 };
@@ -158,10 +162,15 @@ void print_failure(const std::string& who, const std::exception_ptr& error) noex
 
 // Starts/stops an ev_timer owned by the caller; `after` is from now (the
 // loop's clock is refreshed first: a stale clock would fire timers early).
-// Every watcher greenev starts is counted (hub::active_watchers()).
+// Every watcher greenev starts is counted (hub::active_watchers()) until it
+// is stopped or its callback ran. An expired one-shot timer is inactive but
+// still pending until its callback runs, and a callback that throws into a
+// greenlet (timeout) may unwind it first: stopping then must still take the
+// timer off libev's pending list (ev_timer_stop does), or libev later calls
+// back into freed memory.
 void start_timer(hub_impl& hub, ev_timer& timer, std::chrono::nanoseconds after) noexcept;
 inline void stop_timer(hub_impl& hub, ev_timer& timer) noexcept {
-  if (!ev_is_active(&timer)) return;
+  if (!ev_is_active(&timer) && !ev_is_pending(&timer)) return;
   ev_timer_stop(hub.loop_, &timer);
   --hub.watchers_;
 }

@@ -59,8 +59,13 @@ detail::intrusive_fifo<io_wait>& waits_of(int fd) {
   return table[static_cast<std::size_t>(fd)];
 }
 
+// A started watcher stays counted until this stops it or on_io ran. libev
+// stops the watchers of an fd it cannot watch and queues them with EV_ERROR:
+// inactive but pending. A timeout's callback may unwind the waiting greenlet
+// before on_io runs, so stopping must also take a pending watcher off libev's
+// pending list (ev_io_stop does), or libev calls back into freed memory.
 void stop(detail::hub_impl& hub, io_wait& node) noexcept {
-  if (!ev_is_active(&node.io)) return;
+  if (!ev_is_active(&node.io) && !ev_is_pending(&node.io)) return;
   ev_io_stop(hub.loop_, &node.io);
   --hub.watchers_;
 }
@@ -68,9 +73,10 @@ void stop(detail::hub_impl& hub, io_wait& node) noexcept {
 void on_io(struct ev_loop* loop, ev_io* io, int revents) noexcept {
   auto& hub = *static_cast<detail::hub_impl*>(ev_userdata(loop));
   io_wait& node = *static_cast<io_wait*>(io->data);
-  // libev stops the watchers of an fd it cannot watch and reports EV_ERROR.
   if ((revents & EV_ERROR) != 0 && node.failure->fd < 0) node.failure->fd = io->fd;
-  stop(hub, node);
+  // Active, or stopped by libev (EV_ERROR): counted either way.
+  if (ev_is_active(io)) ev_io_stop(loop, io);
+  --hub.watchers_;
   detail::schedule_wake(*node.waiter);
 }
 

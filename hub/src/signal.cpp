@@ -1,5 +1,6 @@
-// Signal handlers: an ev_signal per handler on the default loop, unref'd so
-// it does not keep the loop alive; each delivery spawns a task.
+// Signal handlers: an ev_signal per handler on the first hub's loop (libev
+// binds each signal to one loop), unref'd so it does not keep the loop
+// alive; each delivery spawns a task.
 #include <greenev/signal.hpp>
 
 #include <csignal>
@@ -36,10 +37,10 @@ signal_handler::signal_handler(int signum, std::function<void()> handler)
                                 " (SIGKILL/SIGSTOP) cannot be caught");
   }
   if (!handler_) throw std::invalid_argument("greenev: signal_handler: an empty function");
-  if (!hub_->default_loop_) {
+  if (!hub_->watches_signals_) {
     throw greenlet_error(
-        "greenev: signal_handler needs the main thread's hub (the first hub of the process, on "
-        "libev's default loop); this thread's hub runs its own loop, which cannot watch signals");
+        "greenev: signal_handler needs the main thread's hub (the first hub of the process, "
+        "which watches the process's signals); this thread's hub cannot watch them");
   }
   ev_signal* watcher = ::new (static_cast<void*>(watcher_)) ev_signal;
   ev_signal_init(watcher, on_signal_cb, signum);

@@ -3,10 +3,18 @@
 // counts as external work for that hub from submit() until its completion
 // callback ran there, so a greenlet waiting on a job alone never gets
 // loop_exit. Completion callbacks hold only the job (a shared_ptr), never
-// the threadpool, so they may run after it is gone.
+// the threadpool, so they may run after it is gone. Workers hold the shared
+// state, never the threadpool: the destructor lets go of a worker whose job
+// nobody waits for (a libc getaddrinfo stuck for minutes must not hold up
+// the thread's or the process's exit), and that worker then never touches
+// the hub, which may be gone by the time its function returns.
 #include <greenev/threadpool.hpp>
 
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "hub_impl.hpp"
 
@@ -49,31 +57,103 @@ void cancel_when_done(const basic_task& task, std::shared_ptr<job_base> job) {
 
 }  // namespace detail
 
+struct threadpool::shared_state {
+  struct worker {
+    std::thread thread;
+    std::shared_ptr<detail::job_base> running;  // guarded by mutex
+    bool let_go = false;                        // guarded by mutex: detached, drops its job
+  };
+
+  explicit shared_state(detail::hub_impl* target) : hub(target) {}
+
+  static void work(const std::shared_ptr<shared_state>& shared, worker* self) noexcept;
+
+  detail::hub_impl* const hub;  // used only by workers the destructor joins
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<std::shared_ptr<detail::job_base>> queue;  // guarded by mutex
+  std::vector<std::unique_ptr<worker>> workers;         // guarded by mutex
+  std::size_t idle = 0;                                 // guarded by mutex
+  bool stopping = false;                                // guarded by mutex
+};
+
+namespace {
+
+void post(detail::hub_impl& hub, std::shared_ptr<detail::job_base> job) noexcept {
+  // The callback owns the job from here: whatever it holds is released in
+  // the hub, never on this thread.
+  hub.facade_.run_callback_threadsafe([job = std::move(job)] { detail::complete(*job); });
+}
+
+}  // namespace
+
+void threadpool::shared_state::work(const std::shared_ptr<shared_state>& shared, worker* self) noexcept {
+  for (;;) {
+    std::shared_ptr<detail::job_base> job;
+    {
+      std::unique_lock lock(shared->mutex);
+      ++shared->idle;
+      shared->wake.wait(lock, [&] { return shared->stopping || !shared->queue.empty(); });
+      --shared->idle;
+      if (shared->queue.empty()) return;  // stopping
+      job = std::move(shared->queue.front());
+      shared->queue.pop_front();
+      self->running = job;
+    }
+    job->run();
+    {
+      std::lock_guard lock(shared->mutex);
+      self->running.reset();
+      // Let go: nobody waits for the result, and the hub may be gone. The
+      // destructor already gave back the job's external work.
+      if (self->let_go) return;
+    }
+    post(*shared->hub, std::move(job));
+  }
+}
+
 threadpool::threadpool(std::size_t threads)
-    : max_threads_(threads), owner_(std::this_thread::get_id()), hub_(&detail::local_hub()) {
+    : max_threads_(threads),
+      owner_(std::this_thread::get_id()),
+      hub_(&detail::local_hub()),
+      shared_(std::make_shared<shared_state>(hub_)) {
   if (threads == 0) throw std::invalid_argument("greenev: a threadpool needs at least one thread");
 }
 
 threadpool::~threadpool() {
   std::deque<std::shared_ptr<detail::job_base>> cancelled;
+  std::vector<std::thread> joined;
+  std::size_t let_go = 0;
   {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-    cancelled.swap(queue_);
+    std::lock_guard lock(shared_->mutex);
+    shared_->stopping = true;
+    cancelled.swap(shared_->queue);
+    // A running job is left behind once its waiter gave up (cancelled); the
+    // worker decides under this lock whether it posts, so each job is
+    // either posted or let go, never both.
+    for (const auto& worker : shared_->workers) {
+      if (worker->running && worker->running->cancelled.load(std::memory_order_acquire)) {
+        worker->let_go = true;
+        worker->thread.detach();
+        ++let_go;
+      } else {
+        joined.push_back(std::move(worker->thread));
+      }
+    }
   }
-  wake_.notify_all();
+  shared_->wake.notify_all();
+  for (; let_go > 0; --let_go) hub_->finish_external_work();
   for (auto& job : cancelled) {
     job->error = std::make_exception_ptr(
         threadpool_closed("greenev: the threadpool was destroyed before this job started"));
-    post(std::move(job));
+    post(*hub_, std::move(job));
   }
-  // No lock needed: workers never touch workers_, and no job can be submitted now.
-  for (std::thread& worker : workers_) worker.join();
+  for (std::thread& worker : joined) worker.join();
 }
 
 std::size_t threadpool::thread_count() const {
-  std::lock_guard lock(mutex_);
-  return workers_.size();
+  std::lock_guard lock(shared_->mutex);
+  return shared_->workers.size();
 }
 
 void threadpool::require_owner_thread(const char* what) const {
@@ -91,37 +171,21 @@ void threadpool::require_can_wait() const {
 
 void threadpool::submit(std::shared_ptr<detail::job_base> job) {
   {
-    std::lock_guard lock(mutex_);
-    if (idle_ <= queue_.size() && workers_.size() < max_threads_) {
-      workers_.emplace_back([this] { work(); });  // may throw std::system_error: nothing submitted
+    std::lock_guard lock(shared_->mutex);
+    auto& workers = shared_->workers;
+    if (shared_->idle <= shared_->queue.size() && workers.size() < max_threads_) {
+      workers.push_back(std::make_unique<shared_state::worker>());
+      try {
+        workers.back()->thread = std::thread(&shared_state::work, shared_, workers.back().get());
+      } catch (...) {
+        workers.pop_back();
+        throw;  // std::system_error: nothing submitted
+      }
     }
-    queue_.push_back(std::move(job));
+    shared_->queue.push_back(std::move(job));
   }
   hub_->add_external_work();
-  wake_.notify_one();
-}
-
-void threadpool::work() noexcept {
-  for (;;) {
-    std::shared_ptr<detail::job_base> job;
-    {
-      std::unique_lock lock(mutex_);
-      ++idle_;
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      --idle_;
-      if (queue_.empty()) return;  // stopping
-      job = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    job->run();
-    post(std::move(job));
-  }
-}
-
-void threadpool::post(std::shared_ptr<detail::job_base> job) noexcept {
-  // The callback owns the job from here: whatever it holds is released in
-  // the hub, never on this thread.
-  hub_->facade_.run_callback_threadsafe([job = std::move(job)] { detail::complete(*job); });
+  shared_->wake.notify_one();
 }
 
 }  // namespace greenev

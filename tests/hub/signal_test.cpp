@@ -2,7 +2,7 @@
 // by the hub (not in the asynchronous handler), once per delivery; cancel()
 // and the destructor stop it; a failure is reported and later deliveries
 // still run; a handler alone does not keep the loop alive; misuse (bad
-// signal numbers, a hub that is not on the default loop). Each test runs in
+// signal numbers, a hub that is not the first of the process). Each test runs in
 // its own process (ctest runs every TEST separately), so signal dispositions
 // changed here do not leak into other tests. Ports the contracts of gevent's
 // test__signal.py.
@@ -162,7 +162,7 @@ TEST_F(signal_test, bad_arguments_are_rejected) {
   EXPECT_EQ(greenev::hub::current().active_watchers(), 0u);
 }
 
-TEST_F(signal_test, only_the_default_loops_hub_can_watch_signals) {
+TEST_F(signal_test, only_the_first_hub_of_the_process_can_watch_signals) {
   bool refused = false;
   std::thread other([&] {
     refused = throws_with<greenev::greenlet_error>([] { signal_handler handler(SIGUSR1, [] {}); },

@@ -2,13 +2,18 @@
 // functions; other greenlets run while a job blocks a worker; a lone
 // greenlet waiting on a job is not told loop_exit; spawn() tasks run in
 // parallel; misuse (another thread, the hub, size 0); a waiter killed while
-// its job runs or is queued; destruction with jobs queued and running.
+// its job runs or is queued; destruction with jobs queued and running, or
+// with a job its caller left behind (not waited for, also at process exit).
 // Ports the contracts of gevent's test__threadpool.py (TestApply, TestSpawn,
 // TestMaxsize, test_exception, TestKillWhileRunning).
 #include <greenev/threadpool.hpp>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <future>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -265,6 +270,80 @@ TEST_F(threadpool_test, destruction_cancels_queued_jobs_and_waits_for_running_on
   const std::string reported = testing::internal::GetCapturedStderr();
   EXPECT_NE(reported.find("threadpool_closed"), std::string::npos) << reported;
   EXPECT_FALSE(queued_ran);
+}
+
+// A job whose caller timed out (the thread resolver's getaddrinfo stuck on a
+// dead nameserver, say) is not waited for when the threadpool goes: its
+// worker is let go and finishes on its own, dropping the result. Here the
+// job blocks on a pipe until the test writes to it; if destruction waited,
+// a helper would release it after 5 s and the bound below fails.
+TEST_F(threadpool_test, destruction_does_not_wait_for_a_job_its_caller_left_behind) {
+  int gate[2];
+  ASSERT_EQ(::pipe(gate), 0);
+  std::promise<void> destroyed;
+  std::thread rescuer([&gate, done = destroyed.get_future()] {
+    if (done.wait_for(5s) != std::future_status::ready) (void)!::write(gate[1], "x", 1);
+  });
+  std::atomic<bool> finished{false};
+  const auto start = steady::now();
+  {
+    threadpool workers(1);
+    try {
+      greenev::timeout deadline(30ms);
+      workers.apply([&finished, fd = gate[0]] {
+        char byte = 0;
+        (void)!::read(fd, &byte, 1);
+        finished = true;
+        return counted_result{};
+      });
+      ADD_FAILURE() << "the timeout did not interrupt apply";
+    } catch (const greenev::timeout_error&) {
+    }
+  }
+  EXPECT_LT(since(start), 4s) << "destruction waited for the job left behind";
+  destroyed.set_value();
+  rescuer.join();
+  EXPECT_FALSE(finished);
+  ASSERT_EQ(::write(gate[1], "x", 1), 1);  // lets the worker finish
+  EXPECT_TRUE(eventually([&] { return finished.load(); }));
+  EXPECT_TRUE(eventually([&] { return counted_result::live == 0; })) << "the dropped result was kept";
+  EXPECT_EQ(greenev::hub::current().pending_callbacks(), 0u);
+  // Nothing comes back to the hub: a wait with nothing else to wake it ends.
+  EXPECT_TRUE(throws_with<greenev::loop_exit>([] { (void)greenev::event{}.wait(); }, "block forever"));
+  ::close(gate[0]);
+  ::close(gate[1]);
+}
+
+// The same at process exit, where the thread resolver's threadpool goes with
+// the main thread's thread-locals: after a timed-out job that blocks for
+// good, the program exits at once. In a child process; a hang ends it with
+// SIGALRM and fails the test.
+TEST(threadpool_exit_DeathTest, a_job_left_behind_does_not_hold_up_process_exit) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const auto start = steady::now();
+  EXPECT_EXIT(
+      {
+        ::alarm(20);
+        (void)greenev::hub::current();
+        static thread_local std::unique_ptr<threadpool> workers;  // goes before the hub
+        workers = std::make_unique<threadpool>(2);
+        static int never[2];
+        if (::pipe(never) != 0) std::exit(2);
+        bool timed_out = false;
+        try {
+          greenev::with_timeout(0.05, [&] {
+            workers->apply([fd = never[0]] {
+              char byte = 0;
+              return ::read(fd, &byte, 1);
+            });
+          });
+        } catch (const greenev::timeout_error&) {
+          timed_out = true;
+        }
+        std::exit(timed_out ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+  EXPECT_LT(since(start), 15s);
 }
 
 TEST_F(threadpool_test, many_jobs_from_many_greenlets) {

@@ -16,6 +16,7 @@
 
 #include <greenev/event.hpp>
 #include <greenev/hub.hpp>
+#include <greenev/queue.hpp>
 #include <greenev/task.hpp>
 
 #include "support/assertions.hpp"
@@ -442,6 +443,62 @@ TEST_F(timeout_nesting, killing_a_task_inside_timeouts_stops_their_timers) {
   EXPECT_TRUE(t.killed());
   EXPECT_EQ(greenev::hub::current().active_watchers(), 0u);
   EXPECT_FALSE(resumed);
+}
+
+// Deadlines that fall due in the same loop iteration: libev marks every
+// expired timer pending before it runs any callback, and the first timeout's
+// callback unwinds its greenlet, destroying the other timers of that
+// greenlet (nested timeouts, the wait's own timer) while they are still
+// pending. Stopping them must take them off libev's pending list, or libev
+// calls back into a dead stack. A busy greenlet makes thousands of nearly
+// equal deadlines (0.5 ms apart) fall due together, around every kind of wait.
+TEST_F(timeout_nesting, many_deadlines_falling_due_in_one_iteration_unwind_cleanly) {
+  constexpr int greenlets = 2000;
+  for (int round = 0; round < 3; ++round) {
+    int timed_out = 0;
+    event never_set;
+    greenev::queue<int> never_filled;
+    auto sleeper = spawn([] { greenev::sleep(10.0); });
+    std::vector<greenev::task<void>> tasks;
+    tasks.reserve(greenlets);
+    for (int i = 0; i < greenlets; ++i) {
+      tasks.push_back(spawn([&, i] {
+        const auto base = 2ms + std::chrono::microseconds(i % 5 * 500);
+        try {
+          timeout outer(base + 1ms);
+          timeout middle(base + 500us);
+          timeout inner(base);
+          switch (i % 4) {
+            case 0:
+              greenev::sleep(base + 1500us);
+              break;
+            case 1:
+              (void)never_set.wait(base + 1500us);
+              break;
+            case 2:
+              (void)never_filled.get(base + 1500us);
+              break;
+            default:
+              (void)sleeper.join(base + 1500us);
+              break;
+          }
+        } catch (const timeout_error&) {
+          ++timed_out;
+        }
+      }));
+    }
+    greenev::sleep(0.0);  // every task started and waits
+    auto busy = spawn([] {
+      const auto until = steady::now() + 20ms;
+      while (steady::now() < until) {
+      }
+    });
+    for (auto& t : tasks) EXPECT_TRUE(t.join(10s));
+    busy.join();
+    sleeper.kill();
+    EXPECT_EQ(timed_out, greenlets);
+    EXPECT_EQ(greenev::hub::current().active_watchers(), 0u);
+  }
 }
 
 // ---- with_timeout ------------------------------------------------------------------------

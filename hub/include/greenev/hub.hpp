@@ -5,9 +5,10 @@
 //   greenev::sleep(0.5);                               // this greenlet waits; others run
 //   greenev::hub::current().run_callback([] { ... });  // runs later, in the hub
 //
-// Threading: one hub per thread, created on first use; the first hub of the
-// process runs on libev's default loop, the only one that can watch signals
-// (create it on the main thread first). Everything here acts on the
+// Threading: one hub per thread, created on first use, each on its own
+// libev loop (never libev's default loop, so greenev reaps no child process
+// it was not asked to watch); the first hub of the process is the one that
+// can watch signals (create it on the main thread first). Everything here acts on the
 // calling thread's hub, except run_callback_threadsafe(). Greenlets never
 // move between threads. Blocking calls made from inside the hub itself (a
 // loop callback) throw greenlet_error: the hub cannot wait for itself.
@@ -76,7 +77,9 @@ class hub_impl;
 }
 
 /// The calling thread's hub. Not copyable; lives until its thread exits,
-/// when greenlets still waiting in it are unwound (greenlet_exit).
+/// when greenlets still waiting in it are unwound (greenlet_exit). One that
+/// waits again instead of dying is reported on stderr and leaked: the hub
+/// does not wait for it then.
 class hub {
  public:
   /// This thread's hub, created on first use. Never switches.

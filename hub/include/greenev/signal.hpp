@@ -15,8 +15,8 @@
 // When the last handler for a signal stops, libev resets that signal's
 // disposition to SIG_DFL (it does not restore an earlier handler).
 // Threading: only the main thread's hub can watch signals (the first hub of
-// the process, which runs libev's default loop); create, cancel and destroy
-// handlers on that thread.
+// the process: libev delivers each signal to one loop); create, cancel and
+// destroy handlers on that thread.
 #pragma once
 
 #include <functional>
@@ -37,8 +37,8 @@ class signal_handler {
   /// Starts watching `signum` (libev installs its own sigaction handler).
   /// Never switches. Throws std::invalid_argument for a signal number out of
   /// range, SIGKILL or SIGSTOP (which cannot be caught), or an empty
-  /// function; greenlet_error if this thread's hub is not the one running
-  /// libev's default loop (see the threading note on top).
+  /// function; greenlet_error if this thread's hub is not the first hub of
+  /// the process (see the threading note on top).
   signal_handler(int signum, std::function<void()> handler);
   signal_handler(const signal_handler&) = delete;
   signal_handler& operator=(const signal_handler&) = delete;

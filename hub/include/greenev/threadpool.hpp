@@ -17,20 +17,16 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
-#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 #include <greenev/hub.hpp>
 #include <greenev/task.hpp>
@@ -128,8 +124,13 @@ class threadpool {
   threadpool& operator=(const threadpool&) = delete;
   /// Jobs not yet started are cancelled: their waiters get
   /// threadpool_closed. Then blocks the thread (it does not switch: other
-  /// greenlets wait too) until the running functions return, and joins the
-  /// workers. Results of those still reach their waiters.
+  /// greenlets wait too) until the running functions someone still waits
+  /// for return, and joins the workers. Results of those still reach their
+  /// waiters. A function left behind by its caller (who timed out or was
+  /// killed) is not waited for: its worker is let go, finishes it and
+  /// destroys the result there, touching neither this threadpool nor the
+  /// hub. Such a function must not refer to anything that may be gone by
+  /// then (capture by value), and may still run while the process exits.
   ~threadpool();
 
   /// Runs `f(args...)` on a worker and returns its result (arguments are
@@ -140,7 +141,8 @@ class threadpool {
   /// runs), threadpool_closed if the threadpool was destroyed first, and
   /// std::system_error if no worker thread could be started. If the caller
   /// is killed (or times out) meanwhile, a job not yet started never starts
-  /// and a running one's result is dropped when it arrives.
+  /// and a running one's result is dropped when it arrives (see
+  /// ~threadpool() for one still running when the threadpool goes).
   template <class F, class... Args>
   auto apply(F&& f, Args&&... args) {
     using result = detail::spawn_result_t<F, Args...>;
@@ -188,18 +190,15 @@ class threadpool {
   void require_owner_thread(const char* what) const;
   void require_can_wait() const;
   void submit(std::shared_ptr<detail::job_base> job);
-  void work() noexcept;
-  void post(std::shared_ptr<detail::job_base> job) noexcept;
+
+  // The queue and the workers: shared with the workers, so that one let go
+  // by the destructor can finish without this object (threadpool.cpp).
+  struct shared_state;
 
   const std::size_t max_threads_;
   const std::thread::id owner_;
   detail::hub_impl* const hub_;
-  mutable std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::shared_ptr<detail::job_base>> queue_;  // guarded by mutex_
-  std::vector<std::thread> workers_;                     // guarded by mutex_
-  std::size_t idle_ = 0;                                 // guarded by mutex_
-  bool stopping_ = false;                                // guarded by mutex_
+  const std::shared_ptr<shared_state> shared_;
 };
 
 }  // namespace greenev

@@ -138,6 +138,7 @@ class greenlet_impl {
   bool eh_saved = false;     // eh_caught/eh_uncaught hold its exception state
   stack_kind kind = stack_kind::default_kind;
   bool prefault_expected = false;  // counted by its pool's background prefaulting
+  bool refused_exit = false;       // caught greenlet_exit when killed: reported, leaked, never killed again
   unsigned eh_uncaught = 0;
   void* eh_caught = nullptr;
   thread_anchor* anchor = nullptr;
