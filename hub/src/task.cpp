@@ -107,15 +107,14 @@ void task_state::execute() noexcept {
 
 void task_state::finish() noexcept {
   phase_ = phase::done;
-  // Joiners only need a wake-up, which never switches: queue it now rather
-  // than through a link callback. Other links run later, in the hub.
-  for (link_node* node = links_.front(); node != nullptr;) {
-    link_node* next = node->fifo_next();
-    if (node->fire == fire_joiner) {
-      remove_link(*node);
-      fire_joiner(*node, *this);
-    }
-    node = next;
+  // A joiner only needs a wake-up, which never switches: queue it now rather
+  // than through the link callback, unless other links are ahead of it. A
+  // join returns after the links added before it, as gevent's does (its
+  // join is a link too); those run later, in the hub, and wake it in turn.
+  while (link_node* node = links_.front()) {
+    if (!node->eager) break;
+    links_.pop_front();
+    node->fire(*node, *this);
   }
   try {
     schedule_links(*this);
@@ -205,6 +204,7 @@ bool join_task(task_state& state, wait_time timeout) {
   waiter w("join");
   joiner node;
   node.fire = fire_joiner;
+  node.eager = true;
   node.w = &w;
   state.add_link(node);
   struct unlinker {
@@ -359,8 +359,13 @@ std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time 
 }
 
 void killall(const std::vector<basic_task>& tasks, std::exception_ptr error, bool block, wait_time timeout) {
+  if (!error) throw greenlet_error("greenev: killall with a null exception_ptr");
+  for (const basic_task& t : tasks) {
+    if (!t) throw greenlet_error("greenev: killall: an empty task handle");
+  }
   for (const basic_task& t : tasks) t.kill(error, false);
-  if (block) joinall(tasks, timeout);
+  // gevent raises Timeout here too: the caller asked for them to be gone.
+  if (block && joinall(tasks, timeout).size() < tasks.size()) throw timeout_error(&tasks, timeout.duration());
 }
 
 }  // namespace greenev

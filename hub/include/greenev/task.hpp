@@ -51,6 +51,9 @@ struct link_node : fifo_hook<link_node> {
   void (*fire)(link_node& self, task_state& task) = nullptr;
   std::uint64_t id = 0;
   bool heap = false;  // owned by the task (a user link); deleted after firing
+  // Only wakes a waiter (never switches, never fails): fired as the task
+  // finishes when no other kind of link is ahead of it.
+  bool eager = false;
 };
 
 class task_state {
@@ -150,14 +153,19 @@ class basic_task {
   }
 
   /// Waits until the task finished (returns true) or `timeout` passed
-  /// (returns false). Switches unless already finished. Throws greenlet_error
-  /// in the hub or when a task joins itself.
+  /// (returns false). A join that waits returns only after the links added
+  /// before it was called have run (in gevent a join is a link too, added
+  /// after them); a task already finished returns at once, even while its
+  /// links are still queued. Switches unless already finished. Throws
+  /// greenlet_error in the hub or when a task joins itself.
   bool join(wait_time timeout = {}) const { return detail::join_task(require(), timeout); }
 
   /// Raises `error` (default greenlet_exit) in the task. A task not yet
   /// started never runs: it is finished at once and its links fire. With
-  /// `block`, waits (up to `timeout`) until it finished. Killing the calling
-  /// task throws `error` at once. Switches if `block` and the task runs.
+  /// `block`, waits (up to `timeout`, then returns quietly) until it
+  /// finished, as join() does. Killing the calling task throws `error` at
+  /// once. Switches if `block` and the task runs. Throws greenlet_error for
+  /// a null `error`.
   void kill(std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}), bool block = true,
             wait_time timeout = {}) const {
     detail::kill_task(require(), std::move(error), block, timeout);
@@ -167,8 +175,10 @@ class basic_task {
   [[nodiscard]] bool ready() const { return require().phase_ == detail::task_state::phase::done; }
   /// Finished without an exception other than greenlet_exit.
   [[nodiscard]] bool successful() const { return ready() && (!require().error_ || require().killed_); }
-  /// Started and not finished (gevent's `started`).
-  [[nodiscard]] bool started() const { return require().phase_ == detail::task_state::phase::running; }
+  /// gevent's `started`: true from spawn() on (also while a spawn_later
+  /// delay runs) until the task finished; false for a task killed before
+  /// it started. The same as !ready(). Never switches.
+  [[nodiscard]] bool started() const { return require().phase_ != detail::task_state::phase::done; }
   /// The exception that ended it (a failure or greenlet_exit), else null.
   [[nodiscard]] std::exception_ptr exception() const { return require().error_; }
   /// True if it was killed (ended by greenlet_exit).
@@ -219,7 +229,8 @@ class task : public basic_task {
 
   /// Waits for the result: returns it, or rethrows the task's exception;
   /// task_killed if it was killed; timeout_error if `timeout` passed first.
-  /// Switches unless finished.
+  /// Waits as join() does (after the links added before it). Switches unless
+  /// finished. Throws greenlet_error in the hub.
   T get(wait_time timeout = {}) const {
     detail::task_state& state = require();
     if (!detail::join_task(state, timeout)) detail::throw_task_timeout(state, timeout);
@@ -305,8 +316,11 @@ std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time 
 
 // gevent.wait / gevent.iwait over tasks and other waitables: wait.hpp.
 
-/// gevent.killall: kills every task; with `block`, waits up to `timeout` for
-/// all of them to finish. Switches if `block`.
+/// gevent.killall: kills every task (as kill() without `block`); with
+/// `block`, waits up to `timeout` for all of them to finish and throws
+/// timeout_error (whose source() is `&tasks`) if some still run then.
+/// Switches if `block`. Throws greenlet_error for an empty handle and a null
+/// `error`.
 void killall(const std::vector<basic_task>& tasks,
              std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}), bool block = true,
              wait_time timeout = {});
