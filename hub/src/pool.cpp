@@ -177,10 +177,16 @@ void group::kill(std::exception_ptr error, bool block, wait_time timeout) {
 }
 
 void group::killone(const basic_task& task, std::exception_ptr error, bool block, wait_time timeout) {
+  if (!error) throw greenlet_error("greenev: group::killone with a null exception_ptr");
   const auto found = index_.find(task.state());
   if (!task || found == index_.end()) return;
-  found->second->dying = true;
-  task.kill(std::move(error), block, timeout);
+  // Raising again into a member already dying would cut its cleanup short
+  // (gevent's killone skips its `dying` set as kill() does).
+  if (!found->second->dying) {
+    found->second->dying = true;
+    task.kill(std::move(error), false);
+  }
+  if (block) (void)task.join(timeout);
 }
 
 std::size_t group::wait_available(wait_time timeout) {

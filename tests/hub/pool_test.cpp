@@ -234,6 +234,48 @@ TEST_F(group_test, killone_kills_only_that_member) {
   EXPECT_TRUE(b.killed());
 }
 
+// A member already being killed (by kill() or killone()) is not raised into
+// again: that would cut its cleanup short. gevent's Group.killone skips the
+// greenlets in `dying` as Group.kill does; with `block`, killone still waits
+// for it to die.
+TEST_F(group_test, killone_does_not_raise_again_into_a_dying_member) {
+  group g;
+  std::vector<std::string> steps;
+  const auto cleans_up_slowly = [&] {
+    try {
+      greenev::sleep(10.0);
+    } catch (const greenev::greenlet_exit&) {
+      steps.emplace_back("caught");
+      greenev::sleep(0.02);  // cleanup that blocks
+      steps.emplace_back("cleaned up");
+      throw;
+    }
+  };
+  const std::vector<std::string> expected{"caught", "cleaned up", "killone returned"};
+
+  auto killed_by_group = g.spawn(cleans_up_slowly);
+  settle();
+  g.kill(std::make_exception_ptr(greenev::greenlet_exit{}), false);
+  settle();  // the kill landed: its cleanup is under way
+  ASSERT_EQ(steps, std::vector<std::string>{"caught"});
+  g.killone(killed_by_group);
+  steps.emplace_back("killone returned");
+  EXPECT_EQ(steps, expected);
+  EXPECT_TRUE(killed_by_group.killed());
+
+  steps.clear();
+  auto killed_twice = g.spawn(cleans_up_slowly);
+  settle();
+  g.killone(killed_twice, std::make_exception_ptr(greenev::greenlet_exit{}), false);
+  settle();
+  ASSERT_EQ(steps, std::vector<std::string>{"caught"});
+  g.killone(killed_twice);
+  steps.emplace_back("killone returned");
+  EXPECT_EQ(steps, expected);
+  EXPECT_TRUE(killed_twice.killed());
+  EXPECT_TRUE(g.empty());
+}
+
 TEST_F(group_test, a_member_killing_its_group_dies_last) {
   group g;
   event never;

@@ -111,14 +111,20 @@ class group {
   /// Raises `error` (default greenlet_exit) in every member (gevent's
   /// Group.kill); members not yet started never run. With `block`, waits
   /// until the group is empty, killing members added meanwhile too, or until
-  /// `timeout` passed (then returns quietly). Switches if `block` and
-  /// members remain. If the calling greenlet is a member, it is killed last:
-  /// `error` is thrown at once. Throws greenlet_error for a null `error`.
+  /// `timeout` passed (then returns quietly). A member already being killed
+  /// (by kill() or killone()) is not raised into again. Switches if `block`
+  /// and members remain. If the calling greenlet is a member, it is killed
+  /// last: `error` is thrown at once. Throws greenlet_error for a null
+  /// `error`.
   void kill(std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}), bool block = true,
             wait_time timeout = {});
 
   /// Kills one member like basic_task::kill(); does nothing if `task` is not
-  /// a member. Switches if `block` and it runs.
+  /// a member. A member already being killed (by kill() or killone()) is
+  /// not raised into again, so its cleanup runs undisturbed; with `block`,
+  /// this still waits (up to `timeout`, then returns quietly) until it
+  /// finished. Switches if `block` and it runs. Throws greenlet_error for a
+  /// null `error`.
   void killone(const basic_task& task, std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}),
                bool block = true, wait_time timeout = {});
 
