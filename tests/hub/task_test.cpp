@@ -10,11 +10,13 @@
 #include <chrono>
 #include <cstddef>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <ostream>
 #include <regex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -955,6 +957,68 @@ TEST_F(task_failure, failure_of_a_non_standard_exception_names_its_type) {
   EXPECT_NE(output.find("thrower failed with int"), std::string::npos) << output;
   EXPECT_TRUE(holds<int>(t.exception()));
   EXPECT_FALSE(t.successful());
+}
+
+// ---- threads ------------------------------------------------------------------------------
+
+using task_threads = greenev::testing::hub_test;
+
+// A task and its handles belong to the thread that spawned it. Used from
+// another thread, every operation throws greenlet_error at once, as
+// greenlet::switch_to does: nothing waits on that thread's hub, nothing is
+// raised into the task, nothing is printed.
+TEST_F(task_threads, every_operation_from_another_thread_throws_greenlet_error) {
+  event never;
+  auto finished = spawn([] { return 7; });
+  ASSERT_EQ(finished.get(), 7);
+  auto waiting = spawn([&] {
+    (void)never.wait();
+    return 0;
+  });
+  greenev::sleep(0.0);
+  ASSERT_TRUE(waiting.started());
+  const std::vector<basic_task> both{finished, waiting};
+  const std::vector<std::pair<std::string, std::function<void()>>> operations{
+      {"kill a finished task", [&] { finished.kill(); }},
+      {"kill a waiting task", [&] { waiting.kill(); }},
+      {"kill without block", [&] { waiting.kill(std::make_exception_ptr(greenlet_exit{}), false); }},
+      {"join a finished task", [&] { (void)finished.join(); }},
+      {"join a waiting task", [&] { (void)waiting.join(10ms); }},
+      {"get a finished task", [&] { (void)finished.get(); }},
+      {"get a finished task with a timeout", [&] { (void)finished.get(1s); }},
+      {"get a waiting task", [&] { (void)waiting.get(10ms); }},
+      {"link", [&] { (void)finished.link([](const basic_task&) {}); }},
+      {"unlink", [&] { (void)finished.unlink(1); }},
+      {"ready", [&] { (void)finished.ready(); }},
+      {"successful", [&] { (void)finished.successful(); }},
+      {"started", [&] { (void)waiting.started(); }},
+      {"exception", [&] { (void)finished.exception(); }},
+      {"killed", [&] { (void)finished.killed(); }},
+      {"value", [&] { (void)finished.value(); }},
+      {"name", [&] { (void)waiting.name(); }},
+      {"raw_greenlet", [&] { (void)waiting.raw_greenlet(); }},
+      {"joinall", [&] { (void)greenev::joinall(both, 10ms); }},
+      {"killall", [&] { greenev::killall(both); }},
+      {"wait", [&] { (void)greenev::wait(both, 10ms); }},
+  };
+  std::vector<std::string> failures;
+  ::testing::internal::CaptureStderr();
+  std::thread other([&] {
+    for (const auto& [what, operation] : operations) {
+      const auto result = greenev::testing::throws_with<greenlet_error>(operation, "another thread");
+      if (!result) failures.push_back(what + ": " + result.message());
+    }
+  });
+  other.join();
+  const std::string printed = ::testing::internal::GetCapturedStderr();
+  for (const std::string& failure : failures) ADD_FAILURE() << failure;
+  EXPECT_EQ(printed, "");
+  // Untouched, and still usable on its own thread.
+  EXPECT_TRUE(waiting.started());
+  EXPECT_FALSE(waiting.ready());
+  waiting.kill();
+  EXPECT_TRUE(waiting.killed());
+  EXPECT_EQ(finished.get(), 7);
 }
 
 }  // namespace
