@@ -29,8 +29,21 @@ steady::time_point deadline_after(wait_time total) {
 
 }  // namespace
 
+void group::require_own_thread(const char* operation) {
+  const void* here = detail::current_greenlet()->anchor;
+  const void* bound = thread_.load(std::memory_order_relaxed);
+  if (bound == here) [[likely]]
+    return;
+  if (bound == nullptr && thread_.compare_exchange_strong(bound, here, std::memory_order_relaxed)) return;
+  throw greenlet_error(
+      std::string("greenev: group::") + operation +
+      " on another thread than the group's: a group belongs to the first thread that used it");
+}
+
+// Not basic_task::unlink(): its thread check would throw out of a destructor
+// run after the thread's greenlet state is gone (a static group at exit).
 group::~group() {
-  for (member& m : members_) m.task.unlink(m.link_id);
+  for (member& m : members_) detail::remove_user_link(*m.task.state(), m.link_id);
 }
 
 bool group::acquire_slot(wait_time timeout, map_run* run) {
@@ -89,7 +102,9 @@ void group::insert_member(const basic_task& task) {
 }
 
 void group::add(const basic_task& task, wait_time timeout) {
+  require_own_thread("add");
   if (!task) throw greenlet_error("greenev: group::add: an empty task handle");
+  if (!detail::on_task_thread(*task.state())) detail::throw_foreign_task("group::add");
   if (contains(task)) return;
   acquire_slot_or_throw(timeout);
   if (contains(task)) {  // added by someone else while we waited
@@ -109,10 +124,8 @@ bool group::discard(const basic_task& task) noexcept {
   if (found == index_.end()) return false;
   const auto position = found->second;
   index_.erase(found);
-  try {
-    position->task.unlink(position->link_id);  // a no-op when the link is what called us
-  } catch (...) {
-  }
+  // A no-op when the link is what called us.
+  detail::remove_user_link(*position->task.state(), position->link_id);
   members_.erase(position);
   release_slot();
   detail::wake_all(discard_waiters_);
@@ -132,6 +145,7 @@ std::vector<basic_task> group::tasks() const {
 }
 
 bool group::join(wait_time timeout, bool raise_error) {
+  require_own_thread("join");
   std::vector<basic_task> watched;
   if (raise_error) watched = tasks();
   bool emptied = members_.empty();
@@ -147,6 +161,7 @@ bool group::join(wait_time timeout, bool raise_error) {
 }
 
 void group::kill(std::exception_ptr error, bool block, wait_time timeout) {
+  require_own_thread("kill");
   if (!error) throw greenlet_error("greenev: group::kill with a null exception_ptr");
   const steady::time_point deadline = deadline_after(timeout);
   const detail::greenlet_impl* self = greenlet::current().get();
@@ -177,13 +192,21 @@ void group::kill(std::exception_ptr error, bool block, wait_time timeout) {
 }
 
 void group::killone(const basic_task& task, std::exception_ptr error, bool block, wait_time timeout) {
+  require_own_thread("killone");
+  if (!error) throw greenlet_error("greenev: group::killone with a null exception_ptr");
   const auto found = index_.find(task.state());
   if (!task || found == index_.end()) return;
-  found->second->dying = true;
-  task.kill(std::move(error), block, timeout);
+  // Raising again into a member already dying would cut its cleanup short
+  // (gevent's killone skips its `dying` set as kill() does).
+  if (!found->second->dying) {
+    found->second->dying = true;
+    task.kill(std::move(error), false);
+  }
+  if (block) (void)task.join(timeout);
 }
 
 std::size_t group::wait_available(wait_time timeout) {
+  require_own_thread("wait_available");
   if (free_count() > 0) return free_count();
   detail::waiter w("pool slot");
   available_waiters_.push_back(w);

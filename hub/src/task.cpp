@@ -3,6 +3,7 @@
 #include <greenev/timeout.hpp>
 
 #include <new>
+#include <string>
 
 #include "hub_impl.hpp"
 
@@ -107,15 +108,14 @@ void task_state::execute() noexcept {
 
 void task_state::finish() noexcept {
   phase_ = phase::done;
-  // Joiners only need a wake-up, which never switches: queue it now rather
-  // than through a link callback. Other links run later, in the hub.
-  for (link_node* node = links_.front(); node != nullptr;) {
-    link_node* next = node->fifo_next();
-    if (node->fire == fire_joiner) {
-      remove_link(*node);
-      fire_joiner(*node, *this);
-    }
-    node = next;
+  // A joiner only needs a wake-up, which never switches: queue it now rather
+  // than through the link callback, unless other links are ahead of it. A
+  // join returns after the links added before it, as gevent's does (its
+  // join is a link too); those run later, in the hub, and wake it in turn.
+  while (link_node* node = links_.front()) {
+    if (!node->eager) break;
+    links_.pop_front();
+    node->fire(*node, *this);
   }
   try {
     schedule_links(*this);
@@ -205,6 +205,7 @@ bool join_task(task_state& state, wait_time timeout) {
   waiter w("join");
   joiner node;
   node.fire = fire_joiner;
+  node.eager = true;
   node.w = &w;
   state.add_link(node);
   struct unlinker {
@@ -255,12 +256,34 @@ void throw_task_timeout(const task_state& state, wait_time timeout) {
   throw timeout_error(&state, timeout.duration());
 }
 
+bool remove_user_link(task_state& state, std::uint64_t id) noexcept {
+  for (link_node* node = state.links_.front(); node != nullptr; node = node->fifo_next()) {
+    if (node->id == id && node->heap) {
+      state.remove_link(*node);
+      delete static_cast<user_link*>(node);
+      return true;
+    }
+  }
+  return false;
+}
+
+void throw_empty_task() {
+  throw greenlet_error("greenev: operation on an empty task handle");
+}
+
+// Names no task: its name may be built lazily, which only its thread may do.
+void throw_foreign_task(const char* operation) {
+  throw greenlet_error(
+      std::string("greenev: ") + operation +
+      " on a task of another thread: a task and its handles belong to the thread that spawned it");
+}
+
 }  // namespace greenev::detail
 
 namespace greenev {
 
 std::uint64_t basic_task::link(std::function<void(const basic_task&)> callback) const {
-  detail::task_state& state = require();
+  detail::task_state& state = require("link");
   if (!callback)
     throw std::invalid_argument("greenev: link on " + state.greenlet_.name() + ": an empty function");
   auto node = std::make_unique<detail::user_link>();
@@ -275,15 +298,7 @@ std::uint64_t basic_task::link(std::function<void(const basic_task&)> callback) 
 }
 
 bool basic_task::unlink(std::uint64_t id) const {
-  detail::task_state& state = require();
-  for (detail::link_node* node = state.links_.front(); node != nullptr; node = node->fifo_next()) {
-    if (node->id == id && node->heap) {
-      state.remove_link(*node);
-      delete static_cast<detail::user_link*>(node);
-      return true;
-    }
-  }
-  return false;
+  return detail::remove_user_link(require("unlink"), id);
 }
 
 namespace {
@@ -310,6 +325,15 @@ void fire_joinall(detail::link_node& node, detail::task_state& task) {
   if (shared.finished.size() >= shared.target || shared.failed) detail::schedule_wake(*shared.w);
 }
 
+// Every handle usable here, before anything is done to any of them.
+void require_usable(const std::vector<basic_task>& tasks, const char* operation) {
+  for (const basic_task& t : tasks) {
+    if (!t) throw greenlet_error(std::string("greenev: ") + operation + ": an empty task handle");
+    if (!detail::on_task_thread(*t.state())) [[unlikely]]
+      detail::throw_foreign_task(operation);
+  }
+}
+
 void rethrow_first_failure(const std::vector<basic_task>& finished) {
   for (const basic_task& t : finished) {
     if (!t.successful()) std::rethrow_exception(t.exception());
@@ -320,13 +344,13 @@ void rethrow_first_failure(const std::vector<basic_task>& finished) {
 
 std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time timeout, bool raise_error,
                                 std::optional<std::size_t> count) {
+  require_usable(tasks, "joinall");
   joinall_state shared;
   shared.raise_error = raise_error;
   shared.target = std::min(count.value_or(tasks.size()), tasks.size());
   std::vector<joinall_node> nodes(tasks.size());
   std::size_t pending = 0;
   for (const basic_task& t : tasks) {
-    if (!t) throw greenlet_error("greenev: joinall: an empty task handle");
     if (t.ready()) shared.finished.push_back(t);
   }
   if (raise_error) rethrow_first_failure(shared.finished);
@@ -359,8 +383,11 @@ std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time 
 }
 
 void killall(const std::vector<basic_task>& tasks, std::exception_ptr error, bool block, wait_time timeout) {
+  if (!error) throw greenlet_error("greenev: killall with a null exception_ptr");
+  require_usable(tasks, "killall");
   for (const basic_task& t : tasks) t.kill(error, false);
-  if (block) joinall(tasks, timeout);
+  // gevent raises Timeout here too: the caller asked for them to be gone.
+  if (block && joinall(tasks, timeout).size() < tasks.size()) throw timeout_error(&tasks, timeout.duration());
 }
 
 }  // namespace greenev

@@ -9,8 +9,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -232,6 +235,48 @@ TEST_F(group_test, killone_kills_only_that_member) {
   EXPECT_FALSE(b.ready());
   g.kill();
   EXPECT_TRUE(b.killed());
+}
+
+// A member already being killed (by kill() or killone()) is not raised into
+// again: that would cut its cleanup short. gevent's Group.killone skips the
+// greenlets in `dying` as Group.kill does; with `block`, killone still waits
+// for it to die.
+TEST_F(group_test, killone_does_not_raise_again_into_a_dying_member) {
+  group g;
+  std::vector<std::string> steps;
+  const auto cleans_up_slowly = [&] {
+    try {
+      greenev::sleep(10.0);
+    } catch (const greenev::greenlet_exit&) {
+      steps.emplace_back("caught");
+      greenev::sleep(0.02);  // cleanup that blocks
+      steps.emplace_back("cleaned up");
+      throw;
+    }
+  };
+  const std::vector<std::string> expected{"caught", "cleaned up", "killone returned"};
+
+  auto killed_by_group = g.spawn(cleans_up_slowly);
+  settle();
+  g.kill(std::make_exception_ptr(greenev::greenlet_exit{}), false);
+  settle();  // the kill landed: its cleanup is under way
+  ASSERT_EQ(steps, std::vector<std::string>{"caught"});
+  g.killone(killed_by_group);
+  steps.emplace_back("killone returned");
+  EXPECT_EQ(steps, expected);
+  EXPECT_TRUE(killed_by_group.killed());
+
+  steps.clear();
+  auto killed_twice = g.spawn(cleans_up_slowly);
+  settle();
+  g.killone(killed_twice, std::make_exception_ptr(greenev::greenlet_exit{}), false);
+  settle();
+  ASSERT_EQ(steps, std::vector<std::string>{"caught"});
+  g.killone(killed_twice);
+  steps.emplace_back("killone returned");
+  EXPECT_EQ(steps, expected);
+  EXPECT_TRUE(killed_twice.killed());
+  EXPECT_TRUE(g.empty());
 }
 
 TEST_F(group_test, a_member_killing_its_group_dies_last) {
@@ -475,6 +520,77 @@ TEST_F(pool_test, spawn_from_the_hub_on_a_full_pool_is_an_error) {
   EXPECT_TRUE(refused);
   release.set();
   EXPECT_TRUE(p.join(1s));
+}
+
+// A group belongs to the first thread that spawns into it, adds to it, or
+// waits on or kills through it (its members run on that thread's hub). From
+// another thread each of those throws greenlet_error at once, without
+// waiting on that thread's hub or touching the members.
+TEST_F(pool_test, operations_from_another_thread_throw_greenlet_error) {
+  pool p(1);
+  group plain;
+  event release;
+  auto member = p.spawn([&] { release.wait(); });
+  auto plain_member = plain.spawn([&] { release.wait(); });
+  auto outsider = greenev::spawn([&] { release.wait(); });
+  settle();
+  ASSERT_TRUE(p.full());
+  const std::vector<int> items{1, 2};
+  const std::vector<std::pair<std::string, std::function<void()>>> operations{
+      {"spawn on a full pool", [&] { (void)p.spawn([] {}); }},
+      {"spawn_with on a full pool", [&] { (void)p.spawn_with({.name = "x"}, [] {}); }},
+      {"spawn in a group", [&] { (void)plain.spawn([] {}); }},
+      {"add to a full pool", [&] { p.add(outsider, 10ms); }},
+      {"add to a group", [&] { plain.add(outsider); }},
+      {"join", [&] { (void)p.join(10ms); }},
+      {"kill", [&] { p.kill(); }},
+      {"kill without block", [&] { plain.kill(std::make_exception_ptr(greenev::greenlet_exit{}), false); }},
+      {"killone", [&] { p.killone(member); }},
+      {"wait_available", [&] { (void)p.wait_available(10ms); }},
+      {"map", [&] { (void)plain.map([](int n) { return n; }, items); }},
+  };
+  std::vector<std::string> failures;
+  testing::internal::CaptureStderr();
+  std::thread other([&] {
+    for (const auto& [what, operation] : operations) {
+      const auto result = greenev::testing::throws_with<greenev::greenlet_error>(operation, "another thread");
+      if (!result) failures.push_back(what + ": " + result.message());
+    }
+  });
+  other.join();
+  const std::string printed = testing::internal::GetCapturedStderr();
+  for (const std::string& failure : failures) ADD_FAILURE() << failure;
+  EXPECT_EQ(printed, "");
+  // Nothing changed, and both still work on this thread.
+  EXPECT_EQ(p.size(), 1u);
+  EXPECT_EQ(plain.size(), 1u);
+  EXPECT_FALSE(member.ready());
+  EXPECT_FALSE(plain_member.ready());
+  release.set();
+  EXPECT_TRUE(p.join(5s));
+  EXPECT_TRUE(plain.join(5s));
+  EXPECT_TRUE(outsider.join(5s));
+}
+
+// Constructing a group does not bind it: one made here can be handed to a
+// worker thread that uses it; this thread then may not.
+TEST_F(group_test, a_group_belongs_to_the_first_thread_that_uses_it) {
+  pool p(2);
+  int results = 0;
+  std::thread worker([&] {
+    for (int i = 0; i < 3; ++i)
+      p.spawn([&] {
+        greenev::sleep(0.001);
+        ++results;
+      });
+    p.join();
+  });
+  worker.join();
+  EXPECT_EQ(results, 3);
+  EXPECT_TRUE(p.empty());
+  EXPECT_TRUE(greenev::testing::throws_with<greenev::greenlet_error>([&] { (void)p.spawn([] {}); },
+                                                                     "another thread"));
+  EXPECT_EQ(p.free_count(), 2u);
 }
 
 }  // namespace

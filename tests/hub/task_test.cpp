@@ -6,14 +6,17 @@
 #include <greenev/task.hpp>
 #include <greenev/wait.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <ostream>
 #include <regex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -97,7 +100,7 @@ TEST_F(task_lifecycle, state_of_a_task_that_returns) {
   });
   t.link([&](const basic_task& done) { linked.push_back(done); });
 
-  EXPECT_FALSE(t.started());
+  EXPECT_TRUE(t.started());  // gevent: true from start() on, while scheduled
   EXPECT_FALSE(t.ready());
   EXPECT_FALSE(t.successful());
   EXPECT_FALSE(t.value().has_value());
@@ -136,6 +139,31 @@ TEST_F(task_lifecycle, started_is_false_once_the_task_finished) {
   t.join();
   EXPECT_TRUE(t.ready());
   EXPECT_FALSE(t.started());
+}
+
+// gevent's `started` is bool(greenlet): a start is pending or it runs, and it
+// has not finished. So it is true as soon as spawn() or spawn_later() returns
+// (test__greenlet's "assertTrue(g.started) # changed" right after start()),
+// and false for a task killed before it started.
+TEST_F(task_lifecycle, started_is_true_from_spawn_until_it_finishes) {
+  auto t = spawn([] { return 1; });
+  EXPECT_TRUE(t.started());
+  EXPECT_FALSE(t.ready());
+  EXPECT_EQ(t.get(), 1);
+  EXPECT_FALSE(t.started());
+
+  auto later = greenev::spawn_later(10s, [] { return 2; });
+  EXPECT_TRUE(later.started());
+  greenev::sleep(0.0);
+  EXPECT_TRUE(later.started()) << "still waiting for its delay";
+  later.kill();
+  EXPECT_TRUE(later.ready());
+  EXPECT_FALSE(later.started()) << "killed before it started";
+
+  auto unstarted = spawn([] { return 3; });
+  unstarted.kill();
+  EXPECT_TRUE(unstarted.killed());
+  EXPECT_FALSE(unstarted.started());
 }
 
 TEST_F(task_lifecycle, state_of_a_task_that_fails) {
@@ -226,7 +254,8 @@ TEST_F(task_spawn, spawn_later_starts_after_the_delay) {
     return 3;
   });
   greenev::sleep(0.0);
-  EXPECT_FALSE(t.started());
+  EXPECT_TRUE(t.started());  // scheduled, waiting for its delay
+  EXPECT_FALSE(t.ready());
   EXPECT_EQ(t.get(), 3);
   EXPECT_GE(started_after, 25ms);
   EXPECT_LT(started_after, 2s);
@@ -542,6 +571,68 @@ TEST_F(task_links, links_fire_in_the_order_they_were_added) {
   for (int i = 0; i < count; ++i) ASSERT_EQ(order[static_cast<std::size_t>(i)], i) << "at " << i;
 }
 
+// gevent's join() waits through a link of its own, appended after those
+// already there: when a join that had to wait returns, every link added
+// before it has run. Likewise get(), kill(block), joinall() and killall().
+TEST_F(task_links, a_wait_for_a_task_returns_after_the_links_added_before_it) {
+  std::vector<std::string> order;
+  const auto run_and_link = [&](const std::string& name) {
+    auto t = spawn([] {
+      greenev::sleep(0.001);
+      return 1;
+    });
+    t.link([&order, name](const basic_task&) { order.push_back(name + " link"); });
+    return t;
+  };
+  auto joined = run_and_link("join");
+  EXPECT_TRUE(joined.join());
+  order.push_back("join returned");
+  auto got = run_and_link("get");
+  EXPECT_EQ(got.get(5s), 1);
+  order.push_back("get returned");
+  auto killed = run_and_link("kill");
+  greenev::sleep(0.0);  // started: the kill is raised in it
+  killed.kill();
+  order.push_back("kill returned");
+  auto all = run_and_link("joinall");
+  EXPECT_EQ(greenev::joinall({all}).size(), 1u);
+  order.push_back("joinall returned");
+  auto doomed = run_and_link("killall");
+  greenev::sleep(0.0);
+  greenev::killall({doomed});
+  order.push_back("killall returned");
+  EXPECT_EQ(order, (std::vector<std::string>{"join link", "join returned", "get link", "get returned",
+                                             "kill link", "kill returned", "joinall link", "joinall returned",
+                                             "killall link", "killall returned"}));
+}
+
+// A join waiting on a task keeps its place among the links: links added
+// after it started waiting may still be pending when it returns, and several
+// joiners all wake.
+TEST_F(task_links, joiners_wake_in_their_place_among_the_links) {
+  std::vector<std::string> order;
+  auto t = spawn([] { greenev::sleep(0.01); });
+  t.link([&](const basic_task&) { order.push_back("first link"); });
+  auto early = spawn([&] {
+    t.join();
+    order.push_back("early joiner");
+  });
+  greenev::sleep(0.0);  // early joins now, before the second link
+  t.link([&](const basic_task&) { order.push_back("second link"); });
+  EXPECT_TRUE(t.join(5s));
+  order.push_back("late joiner");
+  EXPECT_TRUE(early.join(5s));
+  for (int i = 0; i < 3; ++i) greenev::sleep(0.0);  // nothing pending refers to `order` any more
+  const auto position = [&](const char* what) {
+    return std::find(order.begin(), order.end(), what) - order.begin();
+  };
+  EXPECT_EQ(order.size(), 4u);
+  EXPECT_EQ(position("first link"), 0);
+  // The late joiner joined after the second link was added: that ran first.
+  EXPECT_LT(position("second link"), position("late joiner"));
+  EXPECT_LT(position("first link"), position("early joiner"));
+}
+
 TEST_F(task_links, links_added_after_completion_fire_in_the_next_hub_iteration) {
   auto t = spawn([] { return 25; });
   t.join();
@@ -779,6 +870,40 @@ TEST_F(task_join, killall_kills_every_task) {
   EXPECT_EQ(reached_end, 0);
 }
 
+// gevent.killall(block=True, timeout) raises Timeout when tasks outlive it.
+TEST_F(task_join, killall_raises_timeout_error_when_a_task_outlives_the_timeout) {
+  event release;
+  auto stubborn = spawn([&] {
+    try {
+      greenev::sleep(10.0);
+    } catch (const greenlet_exit&) {
+      (void)release.wait(5s);  // ignores the kill for a while
+      throw;
+    }
+  });
+  auto quick = spawn([] { greenev::sleep(10.0); });
+  std::vector<basic_task> tasks{stubborn, quick};
+  greenev::sleep(0.0);
+  const auto start = steady::now();
+  try {
+    greenev::killall(tasks, std::make_exception_ptr(greenlet_exit{}), true, 20ms);
+    ADD_FAILURE() << "killall returned while a task still ran";
+  } catch (const greenev::timeout_error& error) {
+    EXPECT_EQ(error.after(), std::chrono::nanoseconds(20ms));
+  }
+  EXPECT_GE(since(start), 15ms);
+  EXPECT_TRUE(quick.killed());
+  EXPECT_FALSE(stubborn.ready());
+  release.set();
+  EXPECT_TRUE(stubborn.join(5s));
+
+  // Tasks that all die in time: no exception.
+  std::vector<basic_task> more{spawn([] { greenev::sleep(10.0); }), spawn([] { greenev::sleep(10.0); })};
+  greenev::sleep(0.0);
+  EXPECT_NO_THROW(greenev::killall(more, std::make_exception_ptr(greenlet_exit{}), true, 5s));
+  for (const basic_task& t : more) EXPECT_TRUE(t.killed());
+}
+
 TEST_F(task_join, killall_without_block_and_with_a_custom_error) {
   std::vector<basic_task> tasks;
   for (int i = 0; i < 3; ++i) tasks.push_back(spawn([] { greenev::sleep(10.0); }));
@@ -832,6 +957,68 @@ TEST_F(task_failure, failure_of_a_non_standard_exception_names_its_type) {
   EXPECT_NE(output.find("thrower failed with int"), std::string::npos) << output;
   EXPECT_TRUE(holds<int>(t.exception()));
   EXPECT_FALSE(t.successful());
+}
+
+// ---- threads ------------------------------------------------------------------------------
+
+using task_threads = greenev::testing::hub_test;
+
+// A task and its handles belong to the thread that spawned it. Used from
+// another thread, every operation throws greenlet_error at once, as
+// greenlet::switch_to does: nothing waits on that thread's hub, nothing is
+// raised into the task, nothing is printed.
+TEST_F(task_threads, every_operation_from_another_thread_throws_greenlet_error) {
+  event never;
+  auto finished = spawn([] { return 7; });
+  ASSERT_EQ(finished.get(), 7);
+  auto waiting = spawn([&] {
+    (void)never.wait();
+    return 0;
+  });
+  greenev::sleep(0.0);
+  ASSERT_TRUE(waiting.started());
+  const std::vector<basic_task> both{finished, waiting};
+  const std::vector<std::pair<std::string, std::function<void()>>> operations{
+      {"kill a finished task", [&] { finished.kill(); }},
+      {"kill a waiting task", [&] { waiting.kill(); }},
+      {"kill without block", [&] { waiting.kill(std::make_exception_ptr(greenlet_exit{}), false); }},
+      {"join a finished task", [&] { (void)finished.join(); }},
+      {"join a waiting task", [&] { (void)waiting.join(10ms); }},
+      {"get a finished task", [&] { (void)finished.get(); }},
+      {"get a finished task with a timeout", [&] { (void)finished.get(1s); }},
+      {"get a waiting task", [&] { (void)waiting.get(10ms); }},
+      {"link", [&] { (void)finished.link([](const basic_task&) {}); }},
+      {"unlink", [&] { (void)finished.unlink(1); }},
+      {"ready", [&] { (void)finished.ready(); }},
+      {"successful", [&] { (void)finished.successful(); }},
+      {"started", [&] { (void)waiting.started(); }},
+      {"exception", [&] { (void)finished.exception(); }},
+      {"killed", [&] { (void)finished.killed(); }},
+      {"value", [&] { (void)finished.value(); }},
+      {"name", [&] { (void)waiting.name(); }},
+      {"raw_greenlet", [&] { (void)waiting.raw_greenlet(); }},
+      {"joinall", [&] { (void)greenev::joinall(both, 10ms); }},
+      {"killall", [&] { greenev::killall(both); }},
+      {"wait", [&] { (void)greenev::wait(both, 10ms); }},
+  };
+  std::vector<std::string> failures;
+  ::testing::internal::CaptureStderr();
+  std::thread other([&] {
+    for (const auto& [what, operation] : operations) {
+      const auto result = greenev::testing::throws_with<greenlet_error>(operation, "another thread");
+      if (!result) failures.push_back(what + ": " + result.message());
+    }
+  });
+  other.join();
+  const std::string printed = ::testing::internal::GetCapturedStderr();
+  for (const std::string& failure : failures) ADD_FAILURE() << failure;
+  EXPECT_EQ(printed, "");
+  // Untouched, and still usable on its own thread.
+  EXPECT_TRUE(waiting.started());
+  EXPECT_FALSE(waiting.ready());
+  waiting.kill();
+  EXPECT_TRUE(waiting.killed());
+  EXPECT_EQ(finished.get(), 7);
 }
 
 }  // namespace

@@ -9,10 +9,17 @@
 // each one when it finishes. A pool is a group with a size limit: spawn() and
 // add() wait while it is full, and the greenlets waiting for room get it in
 // the order they started waiting. Members are ordinary tasks (task.hpp).
-// Threading: a group belongs to the thread that uses it (its hub's thread);
-// its members run there.
+//
+// Threading rules: a group belongs to the first thread that spawns into it,
+// adds to it, or joins, kills or waits through it (constructing it does not
+// bind it, so a group made on one thread can be handed to another that uses
+// it); its members run on that thread's hub. Afterwards those calls throw
+// greenlet_error at once on any other thread, waiting for nothing and
+// touching no member. The calls that cannot throw (discard, the queries,
+// the destructor) must be made on that thread too.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -48,18 +55,19 @@ class group {
   group(const group&) = delete;
   group& operator=(const group&) = delete;
   /// Forgets the members without killing them: like tasks whose handles are
-  /// gone, they keep running. Never switches. Precondition: no greenlet is
-  /// waiting in this group's spawn(), add(), join(), kill() or
-  /// wait_available().
+  /// gone, they keep running. Never switches. Preconditions: on the group's
+  /// thread; no greenlet is waiting in this group's spawn(), add(), join(),
+  /// kill() or wait_available().
   ~group();
 
   /// Spawns `f(args...)` as a member (greenev::spawn semantics: arguments are
   /// decay-copied, it starts in the next hub iteration) and returns its
   /// handle; it leaves the group when it finishes. On a full pool, waits
   /// first until a slot is free (switches); a plain group never switches.
-  /// Throws greenlet_error when it would have to wait in the hub; whatever
-  /// is thrown into the greenlet while it waits (timeouts, kills)
-  /// propagates, and then nothing was spawned.
+  /// Throws greenlet_error when it would have to wait in the hub, and on
+  /// another thread than the group's; whatever is thrown into the greenlet
+  /// while it waits (timeouts, kills) propagates, and then nothing was
+  /// spawned.
   template <class F, class... Args>
   auto spawn(F&& f, Args&&... args) {
     return spawn_with({}, std::forward<F>(f), std::forward<Args>(args)...);
@@ -69,6 +77,7 @@ class group {
   /// task holds its pool slot from now on, also while it waits to start.
   template <class F, class... Args>
   auto spawn_with(spawn_options options, F&& f, Args&&... args) {
+    require_own_thread("spawn");
     acquire_slot_or_throw(wait_time::forever());
     try {
       auto spawned = greenev::spawn_with(std::move(options), std::forward<F>(f), std::forward<Args>(args)...);
@@ -84,11 +93,13 @@ class group {
   /// finished task leaves in the next hub iteration). Adding a member again
   /// does nothing. On a full pool, waits up to `timeout` for a free slot
   /// (switches) and throws pool_full if none came; a plain group never
-  /// switches. Throws greenlet_error for an empty handle.
+  /// switches. Throws greenlet_error for an empty handle, and for a task or
+  /// a call on another thread than the group's.
   void add(const basic_task& task, wait_time timeout = {});
 
   /// Removes `task` without killing it, freeing its pool slot. Returns false
-  /// if it was not a member. Never switches.
+  /// if it was not a member. Never switches. Precondition: on the group's
+  /// thread.
   bool discard(const basic_task& task) noexcept;
 
   /// True if `task` is a member. Never switches.
@@ -105,20 +116,27 @@ class group {
   /// became empty, false if `timeout` passed first. With `raise_error`,
   /// afterwards rethrows the failure of the first task (in the order added)
   /// that was a member when join() was called and failed; kills are not
-  /// failures. Switches unless empty. Throws greenlet_error in the hub.
+  /// failures. Switches unless empty. Throws greenlet_error in the hub and on
+  /// another thread than the group's.
   bool join(wait_time timeout = {}, bool raise_error = false);
 
   /// Raises `error` (default greenlet_exit) in every member (gevent's
   /// Group.kill); members not yet started never run. With `block`, waits
   /// until the group is empty, killing members added meanwhile too, or until
-  /// `timeout` passed (then returns quietly). Switches if `block` and
-  /// members remain. If the calling greenlet is a member, it is killed last:
-  /// `error` is thrown at once. Throws greenlet_error for a null `error`.
+  /// `timeout` passed (then returns quietly). A member already being killed
+  /// (by kill() or killone()) is not raised into again. Switches if `block`
+  /// and members remain. If the calling greenlet is a member, it is killed
+  /// last: `error` is thrown at once. Throws greenlet_error for a null
+  /// `error` and on another thread than the group's.
   void kill(std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}), bool block = true,
             wait_time timeout = {});
 
   /// Kills one member like basic_task::kill(); does nothing if `task` is not
-  /// a member. Switches if `block` and it runs.
+  /// a member. A member already being killed (by kill() or killone()) is
+  /// not raised into again, so its cleanup runs undisturbed; with `block`,
+  /// this still waits (up to `timeout`, then returns quietly) until it
+  /// finished. Switches if `block` and it runs. Throws greenlet_error for a
+  /// null `error` and on another thread than the group's.
   void killone(const basic_task& task, std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}),
                bool block = true, wait_time timeout = {});
 
@@ -129,9 +147,11 @@ class group {
   /// rethrows that failure; whatever else ends the wait early (a timeout, a
   /// kill) is rethrown after the same cleanup. So `f` and `items` may live
   /// on the caller's stack. Switches. Calling it from a member of a full
-  /// pool waits forever. Throws greenlet_error in the hub.
+  /// pool waits forever. Throws greenlet_error in the hub and on another
+  /// thread than the group's.
   template <class F, std::ranges::input_range Range>
   auto map(F&& f, Range&& items) {
+    require_own_thread("map");
     using item_type = std::ranges::range_value_t<Range>;
     using result = std::invoke_result_t<F&, item_type&>;
     static_assert(std::is_void_v<result> || std::is_object_v<result>,
@@ -183,7 +203,8 @@ class group {
   [[nodiscard]] bool full() const noexcept { return free_count() == 0; }
   /// Waits until a slot is free or `timeout` passed, without taking it;
   /// returns free_count() (0 after a timeout). Switches only while full.
-  /// Throws greenlet_error if it would wait in the hub.
+  /// Throws greenlet_error if it would wait in the hub, and on another thread
+  /// than the group's.
   std::size_t wait_available(wait_time timeout = {});
 
  protected:
@@ -209,6 +230,9 @@ class group {
     std::vector<std::pair<basic_task, std::uint64_t>> watched;  // failure links
   };
 
+  // Binds the group to the calling thread on first use; throws
+  // greenlet_error naming `operation` on any other thread afterwards.
+  void require_own_thread(const char* operation);
   // Takes a slot, waiting in FIFO order while full; false after `timeout`
   // (or, for map(), when one of its tasks failed).
   bool acquire_slot(wait_time timeout, map_run* run = nullptr);
@@ -227,6 +251,9 @@ class group {
   static void stop_all(const std::vector<basic_task>& tasks);
 
   std::size_t limit_ = unlimited;
+  // The owning thread's greenlet state (thread_anchor), once bound. Atomic so
+  // that another thread can read it to refuse itself.
+  std::atomic<const void*> thread_{nullptr};
   std::size_t occupied_ = 0;  // members plus slots handed to waiters not yet resumed
   std::list<member> members_;
   std::unordered_map<const detail::task_state*, std::list<member>::iterator> index_;

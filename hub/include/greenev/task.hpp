@@ -11,8 +11,17 @@
 // printed once to stderr as "<time> <name> failed with <type>: <what>";
 // greenlet_exit (a kill) is not a failure. Handles are cheap to copy; a
 // running task keeps going when every handle is gone.
-// Threading: a task runs on the thread that spawned it; copy, use and drop its
-// handles there only (their reference count is not atomic).
+//
+// Threading rules: a task runs on the thread that spawned it, and belongs to
+// it. Every operation on a handle (join, get, kill, link, unlink, and the
+// queries: ready, started, value, name, ...), and joinall/killall/wait over
+// it, throws greenlet_error at once on any other thread, as switching to a
+// greenlet of another thread does: nothing waits on that thread's hub,
+// nothing is raised into the task, nothing is printed. Copying, moving and
+// dropping handles is allowed on the task's thread only (the reference count
+// is not atomic; these cannot throw, so this is a precondition). To act on a
+// task from another thread, post a callback to its hub
+// (hub::run_callback_threadsafe).
 #pragma once
 
 #include <atomic>
@@ -51,6 +60,9 @@ struct link_node : fifo_hook<link_node> {
   void (*fire)(link_node& self, task_state& task) = nullptr;
   std::uint64_t id = 0;
   bool heap = false;  // owned by the task (a user link); deleted after firing
+  // Only wakes a waiter (never switches, never fails): fired as the task
+  // finishes when no other kind of link is ahead of it.
+  bool eager = false;
 };
 
 class task_state {
@@ -123,12 +135,26 @@ void launch(task_state& state, wait_time delay, std::string name);
 bool join_task(task_state& state, wait_time timeout);
 void kill_task(task_state& state, std::exception_ptr error, bool block, wait_time timeout);
 [[noreturn]] void throw_task_timeout(const task_state& state, wait_time timeout);
+// Removes the user link `id` if it has not fired (basic_task::unlink without
+// its checks, for destructors).
+bool remove_user_link(task_state& state, std::uint64_t id) noexcept;
+[[noreturn]] void throw_empty_task();
+[[noreturn]] void throw_foreign_task(const char* operation);
+
+// True on the thread that spawned the task: its greenlet's thread. A thread
+// that never made a greenlet has no state (and so spawned nothing).
+inline bool on_task_thread(const task_state& state) noexcept {
+  const thread_state* ts = tls_state;
+  return ts != nullptr && state.greenlet_.get()->anchor == ts->anchor;
+}
 
 }  // namespace detail
 
 /// An untyped handle to a task; task<T> adds typed results. Copies share the
 /// task. An empty (default-constructed or moved-from) handle throws
-/// greenlet_error from every operation but bool().
+/// greenlet_error from every operation but bool() and ==; so does every
+/// operation on another thread than the task's (see the threading rules at
+/// the top).
 class basic_task {
  public:
   /// An empty handle.
@@ -150,42 +176,56 @@ class basic_task {
   }
 
   /// Waits until the task finished (returns true) or `timeout` passed
-  /// (returns false). Switches unless already finished. Throws greenlet_error
-  /// in the hub or when a task joins itself.
-  bool join(wait_time timeout = {}) const { return detail::join_task(require(), timeout); }
+  /// (returns false). A join that waits returns only after the links added
+  /// before it was called have run (in gevent a join is a link too, added
+  /// after them); a task already finished returns at once, even while its
+  /// links are still queued. Switches unless already finished. Throws
+  /// greenlet_error in the hub, when a task joins itself, and on another
+  /// thread.
+  bool join(wait_time timeout = {}) const { return detail::join_task(require("join"), timeout); }
 
   /// Raises `error` (default greenlet_exit) in the task. A task not yet
   /// started never runs: it is finished at once and its links fire. With
-  /// `block`, waits (up to `timeout`) until it finished. Killing the calling
-  /// task throws `error` at once. Switches if `block` and the task runs.
+  /// `block`, waits (up to `timeout`, then returns quietly) until it
+  /// finished, as join() does. Killing the calling task throws `error` at
+  /// once. Switches if `block` and the task runs. Throws greenlet_error for
+  /// a null `error` and on another thread (before raising anything).
   void kill(std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}), bool block = true,
             wait_time timeout = {}) const {
-    detail::kill_task(require(), std::move(error), block, timeout);
+    detail::kill_task(require("kill"), std::move(error), block, timeout);
   }
 
   /// Finished (returned, failed or killed). Never switches.
-  [[nodiscard]] bool ready() const { return require().phase_ == detail::task_state::phase::done; }
-  /// Finished without an exception other than greenlet_exit.
-  [[nodiscard]] bool successful() const { return ready() && (!require().error_ || require().killed_); }
-  /// Started and not finished (gevent's `started`).
-  [[nodiscard]] bool started() const { return require().phase_ == detail::task_state::phase::running; }
+  [[nodiscard]] bool ready() const { return require("ready").phase_ == detail::task_state::phase::done; }
+  /// Finished without an exception other than greenlet_exit. Never switches.
+  [[nodiscard]] bool successful() const {
+    const detail::task_state& state = require("successful");
+    return state.phase_ == detail::task_state::phase::done && (!state.error_ || state.killed_);
+  }
+  /// gevent's `started`: true from spawn() on (also while a spawn_later
+  /// delay runs) until the task finished; false for a task killed before
+  /// it started. The same as !ready(). Never switches.
+  [[nodiscard]] bool started() const { return require("started").phase_ != detail::task_state::phase::done; }
   /// The exception that ended it (a failure or greenlet_exit), else null.
-  [[nodiscard]] std::exception_ptr exception() const { return require().error_; }
-  /// True if it was killed (ended by greenlet_exit).
-  [[nodiscard]] bool killed() const { return require().killed_; }
+  /// Never switches.
+  [[nodiscard]] std::exception_ptr exception() const { return require("exception").error_; }
+  /// True if it was killed (ended by greenlet_exit). Never switches.
+  [[nodiscard]] bool killed() const { return require("killed").killed_; }
 
   /// Calls `callback(task)` in the hub once the task finished (at once, in
   /// the next hub iteration, if it already has). Links fire in the order
   /// they were added. Returns an id for unlink(). Never switches. Throws
-  /// std::invalid_argument for an empty function.
+  /// std::invalid_argument for an empty function, greenlet_error on another
+  /// thread.
   std::uint64_t link(std::function<void(const basic_task&)> callback) const;
-  /// Removes a link that has not fired; false if there was none.
+  /// Removes a link that has not fired; false if there was none. Never
+  /// switches. Throws greenlet_error on another thread.
   bool unlink(std::uint64_t id) const;
 
-  /// The task's name (spawn_options::name, else "greenlet-N").
-  [[nodiscard]] const std::string& name() const { return require().greenlet_.name(); }
-  /// The underlying greenlet (its parent is the hub).
-  [[nodiscard]] const greenlet& raw_greenlet() const { return require().greenlet_; }
+  /// The task's name (spawn_options::name, else "greenlet-N"). Never switches.
+  [[nodiscard]] const std::string& name() const { return require("name").greenlet_.name(); }
+  /// The underlying greenlet (its parent is the hub). Never switches.
+  [[nodiscard]] const greenlet& raw_greenlet() const { return require("raw_greenlet").greenlet_; }
 
   /// True unless the handle is empty.
   explicit operator bool() const noexcept { return state_ != nullptr; }
@@ -202,9 +242,13 @@ class basic_task {
   }
 
  protected:
-  /// The state; throws greenlet_error on an empty handle.
-  detail::task_state& require() const {
-    if (state_ == nullptr) throw greenlet_error("greenev: operation on an empty task handle");
+  /// The state; throws greenlet_error on an empty handle, or on another
+  /// thread than the task's (naming `operation`).
+  detail::task_state& require(const char* operation) const {
+    if (state_ == nullptr) [[unlikely]]
+      detail::throw_empty_task();
+    if (!detail::on_task_thread(*state_)) [[unlikely]]
+      detail::throw_foreign_task(operation);
     return *state_;
   }
   /// One reference, or null.
@@ -219,19 +263,20 @@ class task : public basic_task {
 
   /// Waits for the result: returns it, or rethrows the task's exception;
   /// task_killed if it was killed; timeout_error if `timeout` passed first.
-  /// Switches unless finished.
+  /// Waits as join() does (after the links added before it). Switches unless
+  /// finished. Throws greenlet_error in the hub and on another thread.
   T get(wait_time timeout = {}) const {
-    detail::task_state& state = require();
+    detail::task_state& state = require("get");
     if (!detail::join_task(state, timeout)) detail::throw_task_timeout(state, timeout);
     if (state.killed_) throw task_killed("greenev: task " + state.greenlet_.name() + " was killed");
     if (state.error_) std::rethrow_exception(state.error_);
-    if constexpr (!std::is_void_v<T>) return *typed().value_;
+    if constexpr (!std::is_void_v<T>) return *static_cast<const detail::task_result<T>&>(state).value_;
   }
 
   /// The result if it finished successfully, else empty. Never switches.
   template <class U = T, class = std::enable_if_t<!std::is_void_v<U>>>
   [[nodiscard]] std::optional<U> value() const {
-    return typed().value_;
+    return typed("value").value_;
   }
 
   /// Adopts one reference. For greenev layers.
@@ -242,8 +287,8 @@ class task : public basic_task {
   }
 
  private:
-  const detail::task_result<T>& typed() const {
-    return static_cast<const detail::task_result<T>&>(require());
+  const detail::task_result<T>& typed(const char* operation) const {
+    return static_cast<const detail::task_result<T>&>(require(operation));
   }
 };
 
@@ -299,14 +344,18 @@ auto spawn_later(wait_time delay, F&& f, Args&&... args) {
 /// `timeout` passed. Returns the finished tasks, in completion order (those
 /// already finished first, in the given order). With `raise_error`, rethrows
 /// the first failure in completion order as soon as it happens. Switches
-/// unless enough already finished.
+/// unless enough already finished. Throws greenlet_error for an empty handle,
+/// a task of another thread, and in the hub.
 std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time timeout = {},
                                 bool raise_error = false, std::optional<std::size_t> count = std::nullopt);
 
 // gevent.wait / gevent.iwait over tasks and other waitables: wait.hpp.
 
-/// gevent.killall: kills every task; with `block`, waits up to `timeout` for
-/// all of them to finish. Switches if `block`.
+/// gevent.killall: kills every task (as kill() without `block`); with
+/// `block`, waits up to `timeout` for all of them to finish and throws
+/// timeout_error (whose source() is `&tasks`) if some still run then.
+/// Switches if `block`. Throws greenlet_error for an empty handle, a task of
+/// another thread (before killing any) and a null `error`.
 void killall(const std::vector<basic_task>& tasks,
              std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}), bool block = true,
              wait_time timeout = {});
