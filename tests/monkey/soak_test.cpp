@@ -1,4 +1,4 @@
-// Soak tests (issue 6): long, bounded runs that must leave memory and file
+// Soak tests: long, bounded runs that must leave memory and file
 // descriptors flat — a million spawn/join cycles, and 200,000 connections
 // opened, used and closed against a stream_server echo server. Counts shrink
 // tenfold under sanitizers (where RSS means nothing anyway); the release
