@@ -11,9 +11,11 @@
 // 127.0.0.1 and a free port, its Unix socket in that folder too. The
 // constructor returns once the server accepts connections; the destructor
 // shuts it down at once (SIGQUIT: the postmaster kills its backends) and
-// reaps it, then removes the folder. Should the test process die first, the
-// postmaster gets SIGQUIT from the kernel (PR_SET_PDEATHSIG), so nothing is
-// left running either way.
+// reaps it, then removes the folder. Should the test process die first (a
+// crash, ctest's timeout), a watchdog shell stops the postmaster and removes
+// the folder when the pipe only the test process writes to closes, so nothing
+// is left either way (PR_SET_PDEATHSIG would be simpler, but some sandboxes'
+// kernels do not deliver it).
 // initdb and postgres refuse to run as root: as root (CI containers) both run
 // as the system user "postgres", which owns the folder.
 // These helpers block the calling thread (they are not greenev code).
@@ -24,7 +26,6 @@
 #include <libpq-fe.h>
 #include <pwd.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -62,12 +63,14 @@ class postgres_server {
       if (run_as_.has_value() && ::chown(pattern, run_as_->uid, run_as_->gid) != 0) {
         throw std::runtime_error("cannot give " + directory_.string() + " to user postgres");
       }
+      start_watchdog();  // from here on, a crash of this process leaves nothing behind
       const int status = run_and_wait({bin("initdb"), "-D", (directory_ / "data").string(), "--auth=trust",
                                        "-U", "postgres", "--no-sync", "--no-instructions"});
       if (status != 0) throw std::runtime_error("initdb failed; its output:\n" + log());
       for (int attempt = 0; attempt < 5 && pid_ < 0; ++attempt) start();  // a port can be taken meanwhile
       if (pid_ < 0) throw std::runtime_error("postgres did not start; its log:\n" + log());
     } catch (...) {
+      stop_watchdog();
       remove_directory();
       throw;
     }
@@ -75,6 +78,7 @@ class postgres_server {
   postgres_server(const postgres_server&) = delete;
   postgres_server& operator=(const postgres_server&) = delete;
   ~postgres_server() {
+    stop_watchdog();
     stop();
     remove_directory();
   }
@@ -112,12 +116,11 @@ class postgres_server {
 
   // Starts `arguments` as a child with its output appended to the log, as the
   // unprivileged user when root. Returns its pid, or -1.
-  pid_t spawn(std::vector<std::string> arguments, bool die_with_parent) {
+  pid_t spawn(std::vector<std::string> arguments) {
     const std::string log_path = (directory_ / "log").string();
     std::vector<char*> argv;
     for (std::string& argument : arguments) argv.push_back(argument.data());
     argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
     const pid_t child = ::fork();
     if (child != 0) return child;
     // The child: only async-signal-safe calls until exec, and raw system
@@ -127,19 +130,20 @@ class postgres_server {
       ::syscall(SYS_dup3, log_fd, STDOUT_FILENO, 0);
       ::syscall(SYS_dup3, log_fd, STDERR_FILENO, 0);
     }
+    // A shell's background job ignores SIGINT and SIGQUIT, and an ignored
+    // signal stays ignored across exec: the postmaster must get SIGQUIT.
+    for (const int sig : {SIGINT, SIGQUIT, SIGTERM}) ::signal(sig, SIG_DFL);
     if (run_as_.has_value()) {
       if (::setgroups(0, nullptr) != 0 || ::setgid(run_as_->gid) != 0 || ::setuid(run_as_->uid) != 0) {
         ::_exit(126);
       }
     }
-    // After setuid, which clears it.
-    if (die_with_parent && (::prctl(PR_SET_PDEATHSIG, SIGQUIT) != 0 || ::getppid() != parent)) ::_exit(126);
     ::execve(argv[0], argv.data(), environ);
     ::_exit(127);
   }
 
   int run_and_wait(std::vector<std::string> arguments) {
-    const pid_t child = spawn(std::move(arguments), true);
+    const pid_t child = spawn(std::move(arguments));
     if (child < 0) return -1;
     int status = 0;
     while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
@@ -156,8 +160,7 @@ class postgres_server {
     }
     pid_ = spawn({bin("postgres"), "-D", (directory_ / "data").string(), "-p", std::to_string(port_), "-k",
                   directory_.string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c",
-                  "full_page_writes=off", "-c", "synchronous_commit=off"},
-                 true);
+                  "full_page_writes=off", "-c", "synchronous_commit=off"});
     if (pid_ < 0) return;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < deadline) {
@@ -170,6 +173,51 @@ class postgres_server {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     stop();
+  }
+
+  // A shell that waits for EOF on a pipe whose write end only this process
+  // holds (close-on-exec: no server process inherits it), then stops the
+  // postmaster named in postmaster.pid (SIGQUIT each second, as one still
+  // starting may not handle it yet; SIGKILL after 20 s) and removes the
+  // folder. Raw system calls: greenev's interposers would make the pipe
+  // non-blocking, and after fork only async-signal-safe calls are allowed.
+  void start_watchdog() {
+    int ends[2];
+    if (::syscall(SYS_pipe2, ends, O_CLOEXEC) != 0) return;
+    std::string script =
+        "while read -r _; do :; done; pid=$(head -n 1 \"$0/data/postmaster.pid\" 2>/dev/null); "
+        "if [ -n \"$pid\" ]; then i=0; while kill -0 \"$pid\" 2>/dev/null && [ $i -lt 200 ]; do "
+        "[ $((i % 10)) = 0 ] && kill -QUIT \"$pid\"; sleep 0.1; i=$((i + 1)); done; kill -KILL \"$pid\" "
+        "2>/dev/null; "
+        "fi; rm -rf \"$0\"";
+    std::string directory = directory_.string();
+    char sh[] = "/bin/sh";
+    char dash_c[] = "-c";
+    char* argv[] = {sh, dash_c, script.data(), directory.data(), nullptr};
+    watchdog_ = ::fork();
+    if (watchdog_ == 0) {
+      ::syscall(SYS_dup3, ends[0], STDIN_FILENO, 0);  // without close-on-exec
+      ::execve(argv[0], argv, environ);
+      ::_exit(127);
+    }
+    ::syscall(SYS_close, ends[0]);
+    if (watchdog_ < 0) {
+      ::syscall(SYS_close, ends[1]);
+      return;
+    }
+    watchdog_pipe_ = ends[1];
+  }
+
+  void stop_watchdog() noexcept {
+    if (watchdog_ > 0) {  // killed, so it cannot signal a reused pid later
+      ::kill(watchdog_, SIGKILL);
+      ::waitpid(watchdog_, nullptr, 0);
+      watchdog_ = -1;
+    }
+    if (watchdog_pipe_ >= 0) {
+      ::syscall(SYS_close, watchdog_pipe_);
+      watchdog_pipe_ = -1;
+    }
   }
 
   void stop() noexcept {
@@ -197,6 +245,8 @@ class postgres_server {
   std::filesystem::path directory_;
   int port_ = 0;
   pid_t pid_ = -1;
+  pid_t watchdog_ = -1;
+  int watchdog_pipe_ = -1;
 };
 
 }  // namespace greenev::testing
