@@ -4,10 +4,12 @@
 // f prints "GET:url", reads urlopen(url) and prints "N bytes received from url". Here fetch()
 // is plain blocking libcurl: run one URL after another on a plain thread, then one greenlet
 // per URL. With no URL, this thread's hub serves --count pages on 127.0.0.1, each after
-// --delay seconds. Last line: sync=X.XXs async=Y.YYs.
+// --delay seconds. Last line: sync=X.XXs async=Y.YYs; the exit status is 1 if any fetch failed.
 #include <curl/curl.h>
 
+#include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -23,6 +25,8 @@ std::size_t count_bytes(char*, std::size_t size, std::size_t n, void* total) {
   return size * n;
 }
 
+std::atomic<int> failures{0};  // fetches that failed, over both modes (the sync one runs on a thread)
+
 void fetch(const std::string& url) {  // knows nothing of greenev
   std::printf("GET: %s\n", url.c_str());
   std::size_t bytes = 0;
@@ -33,6 +37,7 @@ void fetch(const std::string& url) {  // knows nothing of greenev
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   if (const CURLcode failed = curl_easy_perform(curl)) {
     std::printf("%s failed: %s\n", url.c_str(), curl_easy_strerror(failed));
+    ++failures;
   } else {
     std::printf("%zu bytes received from %s\n", bytes, url.c_str());
   }
@@ -62,33 +67,45 @@ double seconds_taken(F&& f) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+int usage_error(const std::string& message) {
+  std::cerr << "url_fetcher: " << message
+            << "\nusage: url_fetcher [--mode sync|async|both] [--count N] [--delay SECONDS] [URL...]\n"
+               "  --count 1..10000 pages and --delay 0..60 seconds apply to the local server (no URL)\n";
+  return 2;
+}
+
+// The whole of `text` as a finite number in [low, high], or false.
+bool parse_number(const std::string& text, double low, double high, double& out) {
+  std::size_t used = 0;
+  try {
+    out = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return false;
+  }
+  return used == text.size() && std::isfinite(out) && out >= low && out <= high;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string mode = "both";
-  int count = 10;
+  double count = 10;
   double delay = 0.2;
   std::vector<std::string> urls;
-  try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string arg = argv[i];
-      if ((arg == "--mode" || arg == "--count" || arg == "--delay") && i + 1 < argc) {
-        const std::string value = argv[++i];
-        (arg == "--mode"    ? (void)(mode = value)
-         : arg == "--count" ? (void)(count = std::stoi(value))
-                            : (void)(delay = std::stod(value)));
-      } else if (arg.starts_with("-")) {
-        throw std::invalid_argument(arg);
-      } else {
-        urls.push_back(arg);
-      }
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--mode" || arg == "--count" || arg == "--delay") {
+      if (++i == argc) return usage_error(arg + " needs a value");
+      const std::string value = argv[i];
+      const bool ok = arg == "--mode"    ? (mode = value, mode == "sync" || mode == "async" || mode == "both")
+                      : arg == "--count" ? parse_number(value, 1, 10000, count) && count == std::floor(count)
+                                         : parse_number(value, 0, 60, delay);
+      if (!ok) return usage_error("bad value '" + value + "' for " + arg);
+    } else if (arg.starts_with("-")) {
+      return usage_error("unknown option '" + arg + "'");
+    } else {
+      urls.push_back(arg);
     }
-    if (mode != "sync" && mode != "async" && mode != "both") throw std::invalid_argument(mode);
-    if (count < 1 || count > 10000 || delay < 0 || delay > 60) throw std::invalid_argument("range");
-  } catch (const std::exception& e) {
-    std::cerr << "url_fetcher: bad argument " << e.what()
-              << "\nusage: url_fetcher [--mode sync|async|both] [--count N] [--delay SECONDS] [URL...]\n";
-    return 2;
   }
 
   // libcurl's blocking calls now park only their greenlet; a plain thread's stay plain.
@@ -100,7 +117,7 @@ int main(int argc, char** argv) {
         [delay](greenev::socket& conn, const greenev::address&) { serve_page(conn, delay); });
     server->start();
     const std::string base = "http://127.0.0.1:" + std::to_string(server->local_address().port()) + "/";
-    for (int i = 1; i <= count; ++i) urls.push_back(base + std::to_string(i));
+    for (int i = 1; i <= static_cast<int>(count); ++i) urls.push_back(base + std::to_string(i));
   }
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -126,5 +143,8 @@ int main(int argc, char** argv) {
   curl_global_cleanup();
   std::printf("%s%s%s\n", sync_time, *sync_time != 0 && *async_time != 0 ? " " : "", async_time);
   if (server) server->stop(1.0);
-  return 0;
+  if (failures == 0) return 0;
+  std::fflush(stdout);  // the summary comes after the per-URL lines
+  std::fprintf(stderr, "url_fetcher: %d fetch(es) failed\n", failures.load());
+  return 1;
 }

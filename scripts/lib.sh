@@ -8,7 +8,7 @@ GREENEV_PACKAGES=(
   g++ cmake ninja-build pkg-config
   libboost-context-dev libev-dev libc-ares-dev
   libgtest-dev libbenchmark-dev valgrind python3 clang-format
-  dnsmasq-base libcurl4-openssl-dev gdb doxygen
+  dnsmasq-base libcurl4-openssl-dev gdb doxygen postgresql libpq-dev
 )
 
 greenev_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -72,16 +72,22 @@ fd_record* record_of(int fd) noexcept {
   return &chunk[fd & (chunk_size - 1)];
 }
 
-void reset_record(int fd) noexcept {
-  if (fd < 0 || fd >= chunk_size * chunk_count) return;
+fd_record* find_record(int fd) noexcept {
+  if (fd < 0 || fd >= chunk_size * chunk_count) return nullptr;
   fd_record* chunk = chunks[fd >> chunk_bits].load(std::memory_order_acquire);
-  if (chunk == nullptr) return;  // never recorded anything
-  fd_record& r = chunk[fd & (chunk_size - 1)];
-  r.flags.store(0, std::memory_order_relaxed);
-  r.drained.store(false, std::memory_order_relaxed);
-  r.receive_timeout_ns.store(0, std::memory_order_relaxed);
-  r.send_timeout_ns.store(0, std::memory_order_relaxed);
-  r.registered_by.store(nullptr, std::memory_order_relaxed);
+  return chunk == nullptr ? nullptr : &chunk[fd & (chunk_size - 1)];
+}
+
+void reset_record(int fd) noexcept {
+  fd_record* r = find_record(fd);
+  if (r == nullptr) return;  // never recorded anything
+  r->flags.store(0, std::memory_order_relaxed);
+  r->drained.store(false, std::memory_order_relaxed);
+  r->receive_timeout_ns.store(0, std::memory_order_relaxed);
+  r->send_timeout_ns.store(0, std::memory_order_relaxed);
+  r->registered_by.store(nullptr, std::memory_order_relaxed);
+  r->poisoned_device.store(0, std::memory_order_relaxed);
+  r->poisoned_inode.store(0, std::memory_order_relaxed);
 }
 
 void copy_record(int from, int to) noexcept {
@@ -95,6 +101,11 @@ void copy_record(int from, int to) noexcept {
                                    std::memory_order_relaxed);
   target->send_timeout_ns.store(source->send_timeout_ns.load(std::memory_order_relaxed),
                                 std::memory_order_relaxed);
+  // A copy of a poisoned fd is the same dead connection.
+  target->poisoned_device.store(source->poisoned_device.load(std::memory_order_relaxed),
+                                std::memory_order_relaxed);
+  target->poisoned_inode.store(source->poisoned_inode.load(std::memory_order_relaxed),
+                               std::memory_order_relaxed);
 }
 
 void record_new_fd(int fd, std::uint32_t kind, bool user_nonblock, bool manage) noexcept {
@@ -107,26 +118,37 @@ void record_new_fd(int fd, std::uint32_t kind, bool user_nonblock, bool manage) 
   r->flags.store(flags, std::memory_order_relaxed);
 }
 
-std::uint32_t prepare_fd(int fd, fd_record& record) noexcept {
+namespace {
+
+// The kind of an fd we did not see being made, recorded once.
+// Only sockets are adopted: an inherited FIFO's open file description is
+// shared with other processes (a shell), whose reads O_NONBLOCK would break.
+std::uint32_t classify_fd(int fd, fd_record& record) noexcept {
   std::uint32_t flags = record.flags.load(std::memory_order_relaxed);
-  if ((flags & fd_known) == 0) {
-    // First patched use of an fd we did not see being made: classify it once.
-    // Only sockets are adopted: an inherited FIFO's open file description is
-    // shared with other processes (a shell), whose reads O_NONBLOCK would break.
-    struct stat st {};
-    flags = fd_known;
-    if (::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
-      flags |= fd_socket;
-      int type = 0;
-      socklen_t length = sizeof type;
-      if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 && type == SOCK_STREAM) {
-        flags |= fd_stream;
-      }
-      const int status = real_fcntl(fd, F_GETFL);
-      if (status >= 0 && (status & O_NONBLOCK) != 0) flags |= fd_user_nonblock;
+  if ((flags & fd_known) != 0) return flags;
+  struct stat st {};
+  flags = fd_known;
+  if (::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    flags |= fd_socket;
+    int type = 0;
+    socklen_t length = sizeof type;
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 && type == SOCK_STREAM) {
+      flags |= fd_stream;
     }
-    record.flags.store(flags, std::memory_order_relaxed);
+    const int status = real_fcntl(fd, F_GETFL);
+    if (status >= 0 && (status & O_NONBLOCK) != 0) flags |= fd_user_nonblock;
   }
+  record.flags.store(flags, std::memory_order_relaxed);
+  return flags;
+}
+
+// Set by the first poison, never cleared: until then no call looks for one.
+constinit std::atomic<bool> poison_seen{false};
+
+}  // namespace
+
+std::uint32_t prepare_fd(int fd, fd_record& record) noexcept {
+  std::uint32_t flags = classify_fd(fd, record);
   if ((flags & (fd_socket | fd_pipe)) != 0 && (flags & (fd_managed | fd_user_nonblock)) == 0) {
     const int status = real_fcntl(fd, F_GETFL);
     if (status >= 0 && real_fcntl(fd, F_SETFL, status | O_NONBLOCK) == 0) {
@@ -135,6 +157,53 @@ std::uint32_t prepare_fd(int fd, fd_record& record) noexcept {
     }
   }
   return flags;
+}
+
+void poison_fd(int fd) noexcept {
+  if (!patched(socket_bit)) return;
+  fd_record* record = record_of(fd);
+  if (record == nullptr) return;
+  // Regular files, ttys and inherited FIFOs are never cooperative, and may be
+  // shared with other code (stdin): a failed call does not desynchronise them.
+  const std::uint32_t flags = classify_fd(fd, *record);
+  if ((flags & (fd_socket | fd_pipe)) == 0) return;
+  // A listener has no conversation to lose (an interrupted accept leaves the
+  // connection queued), and accept loops commonly retry on ECONNABORTED.
+  int listening = 0;
+  socklen_t length = sizeof listening;
+  if ((flags & fd_socket) != 0 && ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) == 0 &&
+      listening != 0) {
+    return;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return;  // closed meanwhile: nothing to poison
+  record->poisoned_device.store(static_cast<std::uint64_t>(st.st_dev), std::memory_order_relaxed);
+  record->poisoned_inode.store(static_cast<std::uint64_t>(st.st_ino), std::memory_order_relaxed);
+  record->flags.fetch_or(fd_poisoned, std::memory_order_release);
+  poison_seen.store(true, std::memory_order_release);
+}
+
+bool still_poisoned(int fd, fd_record& record) noexcept {
+  if ((record.flags.load(std::memory_order_acquire) & fd_poisoned) == 0) return false;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 &&
+      static_cast<std::uint64_t>(st.st_dev) == record.poisoned_device.load(std::memory_order_relaxed) &&
+      static_cast<std::uint64_t>(st.st_ino) == record.poisoned_inode.load(std::memory_order_relaxed)) {
+    return true;
+  }
+  // Closed, or closed and reused where we could not see it: a new file.
+  reset_record(fd);
+  return false;
+}
+
+bool some_fd_poisoned() noexcept {
+  return poison_seen.load(std::memory_order_acquire);
+}
+
+bool is_poisoned(int fd) noexcept {
+  if (!some_fd_poisoned()) return false;
+  fd_record* record = find_record(fd);
+  return record != nullptr && still_poisoned(fd, *record);
 }
 
 namespace {

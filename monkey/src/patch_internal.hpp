@@ -73,6 +73,7 @@ enum fd_flags : std::uint32_t {
   fd_stream = 1u << 3,         // a byte stream: blocking writes send everything
   fd_managed = 1u << 4,        // greenev set O_NONBLOCK in the kernel
   fd_user_nonblock = 1u << 5,  // the user's O_NONBLOCK (what F_GETFL reports)
+  fd_poisoned = 1u << 6,       // an interruption cut a call on it short: dead until closed
 };
 
 struct fd_record {
@@ -84,16 +85,49 @@ struct fd_record {
   std::atomic<std::int64_t> send_timeout_ns{0};     // SO_SNDTIMEO; 0 = none
   // The thread whose libev loop last registered this fd (see wait_fd).
   std::atomic<const void*> registered_by{nullptr};
+  // With fd_poisoned: the file the poison was put on (fstat), so a number
+  // closed and reused behind our back (libc internals, a raw syscall) does
+  // not inherit it.
+  std::atomic<std::uint64_t> poisoned_device{0};
+  std::atomic<std::uint64_t> poisoned_inode{0};
 };
 
 // The record of `fd`, or nullptr for a negative or huge fd (those pass
 // through). Allocates a chunk of records on first use; never throws (a
 // failed allocation also means pass-through).
 fd_record* record_of(int fd) noexcept;
+// The record of `fd` if one was ever allocated, else nullptr; never allocates.
+fd_record* find_record(int fd) noexcept;
 // Forgets everything about `fd` (closed, or about to be reused).
 void reset_record(int fd) noexcept;
 // Gives `to` the record of `from` (dup: they share one open file description).
 void copy_record(int from, int to) noexcept;
+// ---- poisoned fds ---------------------------------------------------------
+//
+// An interruption (kill, outer timeout) that makes a patched call on an fd
+// fail leaves the C library that made it mid-protocol: a query sent and its
+// answer unread. Retrying on that fd would read the old answer as the new
+// one, so the fd is poisoned: every later data call on it fails with
+// poisoned_errno, poll/select report it ready with POLLERR|POLLHUP, until
+// close() (or dup2 onto it). docs/design.md, "Interposition".
+
+inline constexpr int poisoned_errno = ECONNABORTED;
+
+// Poisons `fd` if it is a socket or one of our pipes (socket group patched).
+void poison_fd(int fd) noexcept;
+// True if `record` (of `fd`) is poisoned and still names the same file;
+// forgets a stale poison. Cheap when nothing was ever poisoned.
+[[nodiscard]] bool still_poisoned(int fd, fd_record& record) noexcept;
+// still_poisoned for an fd whose record may not exist (never allocates).
+[[nodiscard]] bool is_poisoned(int fd) noexcept;
+// False until the first fd is poisoned (then true for good): one load.
+[[nodiscard]] bool some_fd_poisoned() noexcept;
+// Fails a call on a poisoned fd: -1/poisoned_errno.
+inline ssize_t fail_poisoned() noexcept {
+  errno = poisoned_errno;
+  return -1;
+}
+
 // Records a new fd made by a patched call: its kind and the user's
 // O_NONBLOCK. With `manage`, the kernel fd is already non-blocking.
 void record_new_fd(int fd, std::uint32_t kind, bool user_nonblock, bool manage) noexcept;

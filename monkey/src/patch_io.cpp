@@ -56,6 +56,7 @@ enum class route {
   libc,         // straight through
   emulate,      // greenev made the fd non-blocking but this caller may not park: block in poll(2)
   cooperative,  // park the greenlet while the fd is not ready
+  poisoned,     // an interruption left the fd dead: fail (patch_internal.hpp)
 };
 
 route route_of(int fd, fd_record*& record) noexcept {
@@ -63,6 +64,9 @@ route route_of(int fd, fd_record*& record) noexcept {
   if (!patched(socket_bit)) return route::libc;
   record = record_of(fd);
   if (record == nullptr) return route::libc;
+  if ((record->flags.load(std::memory_order_relaxed) & fd_poisoned) != 0 && still_poisoned(fd, *record)) {
+    return route::poisoned;
+  }
   if (!greenev::detail::may_park_here()) {
     const std::uint32_t flags = record->flags.load(std::memory_order_relaxed);
     return (flags & fd_managed) != 0 && (flags & fd_user_nonblock) == 0 ? route::emulate : route::libc;
@@ -99,15 +103,21 @@ ssize_t blocking_io(int fd, int events, Call&& call, std::size_t asked = 0) noex
   fd_record* record = nullptr;
   const route how = route_of(fd, record);
   if (how == route::libc) return call();
+  // A greenlet being unwound keeps seeing ECANCELED, as on any other fd.
+  if (how == route::poisoned)
+    return interruption_pending() ? fail(wait_outcome::interrupted) : fail_poisoned();
   if (how == route::cooperative && interruption_pending()) {
+    poison_fd(fd);  // the C code is being abandoned mid-call: see patch_internal.hpp
     errno = ECANCELED;
     return -1;
   }
   const errno_keeper saved;
   const deadline until(timeout_of(*record, events));
   const auto wait = [&] {
-    return how == route::cooperative ? wait_fd(fd, events, *record, until.left())
-                                     : wait_blocking(fd, events, until);
+    if (how != route::cooperative) return wait_blocking(fd, events, until);
+    const wait_outcome outcome = wait_fd(fd, events, *record, until.left());
+    if (outcome == wait_outcome::interrupted) poison_fd(fd);
+    return outcome;
   };
   // After a short read the socket was drained: wait before reading again
   // rather than spend a system call on EAGAIN (greenev::socket does the same).
@@ -210,7 +220,8 @@ ssize_t readv(int fd, const iovec* iov, int count) noexcept {
 }
 
 ssize_t recv(int fd, void* buffer, size_t size, int flags) noexcept {
-  if ((flags & MSG_DONTWAIT) != 0) return real_recv(fd, buffer, size, flags);
+  if ((flags & MSG_DONTWAIT) != 0)
+    return is_poisoned(fd) ? fail_poisoned() : real_recv(fd, buffer, size, flags);
   const bool wait_all = (flags & (MSG_WAITALL | MSG_PEEK)) == MSG_WAITALL;
   std::size_t done = 0;
   for (;;) {
@@ -228,12 +239,14 @@ ssize_t recv(int fd, void* buffer, size_t size, int flags) noexcept {
 }
 
 ssize_t recvfrom(int fd, void* buffer, size_t size, int flags, sockaddr* from, socklen_t* length) noexcept {
-  if ((flags & MSG_DONTWAIT) != 0) return real_recvfrom(fd, buffer, size, flags, from, length);
+  if ((flags & MSG_DONTWAIT) != 0)
+    return is_poisoned(fd) ? fail_poisoned() : real_recvfrom(fd, buffer, size, flags, from, length);
   return blocking_io(fd, readable, [&] { return real_recvfrom(fd, buffer, size, flags, from, length); });
 }
 
 ssize_t recvmsg(int fd, msghdr* message, int flags) noexcept {
-  if ((flags & MSG_DONTWAIT) != 0) return real_recvmsg(fd, message, flags);
+  if ((flags & MSG_DONTWAIT) != 0)
+    return is_poisoned(fd) ? fail_poisoned() : real_recvmsg(fd, message, flags);
   return blocking_io(fd, readable, [&] { return real_recvmsg(fd, message, flags); });
 }
 
@@ -244,7 +257,8 @@ ssize_t write(int fd, const void* buffer, size_t size) noexcept {
 }
 
 ssize_t send(int fd, const void* buffer, size_t size, int flags) noexcept {
-  if ((flags & MSG_DONTWAIT) != 0) return real_send(fd, buffer, size, flags);
+  if ((flags & MSG_DONTWAIT) != 0)
+    return is_poisoned(fd) ? fail_poisoned() : real_send(fd, buffer, size, flags);
   return write_all(fd, size, [&](std::size_t done) {
     return real_send(fd, static_cast<const char*>(buffer) + done, size - done, flags);
   });
@@ -252,7 +266,8 @@ ssize_t send(int fd, const void* buffer, size_t size, int flags) noexcept {
 
 ssize_t sendto(int fd, const void* buffer, size_t size, int flags, const sockaddr* to,
                socklen_t length) noexcept {
-  if ((flags & MSG_DONTWAIT) != 0) return real_sendto(fd, buffer, size, flags, to, length);
+  if ((flags & MSG_DONTWAIT) != 0)
+    return is_poisoned(fd) ? fail_poisoned() : real_sendto(fd, buffer, size, flags, to, length);
   return write_all(fd, size, [&](std::size_t done) {
     return real_sendto(fd, static_cast<const char*>(buffer) + done, size - done, flags, to, length);
   });
@@ -269,7 +284,8 @@ ssize_t writev(int fd, const iovec* iov, int count) noexcept {
 }
 
 ssize_t sendmsg(int fd, const msghdr* message, int flags) noexcept {
-  if ((flags & MSG_DONTWAIT) != 0) return real_sendmsg(fd, message, flags);
+  if ((flags & MSG_DONTWAIT) != 0)
+    return is_poisoned(fd) ? fail_poisoned() : real_sendmsg(fd, message, flags);
   const int count = static_cast<int>(message->msg_iovlen);
   if (count <= 0 || count > iov_copy_limit || message->msg_controllen != 0) {
     return blocking_io(fd, writable, [&] { return real_sendmsg(fd, message, flags); });
@@ -287,7 +303,11 @@ int connect(int fd, const sockaddr* address, socklen_t length) noexcept {
   fd_record* record = nullptr;
   const route how = route_of(fd, record);
   if (how == route::libc) return real_connect(fd, address, length);
+  if (how == route::poisoned) {
+    return static_cast<int>(interruption_pending() ? fail(wait_outcome::interrupted) : fail_poisoned());
+  }
   if (how == route::cooperative && interruption_pending()) {
+    poison_fd(fd);
     errno = ECANCELED;
     return -1;
   }
@@ -303,6 +323,7 @@ int connect(int fd, const sockaddr* address, socklen_t length) noexcept {
     if (!in_progress && errno != EAGAIN) return -1;
     const wait_outcome outcome = how == route::cooperative ? wait_fd(fd, writable, *record, until.left())
                                                            : wait_blocking(fd, writable, until);
+    if (outcome == wait_outcome::interrupted) poison_fd(fd);
     if (outcome == wait_outcome::timed_out) {
       errno = in_progress ? EINPROGRESS : EAGAIN;  // Linux's answer when SO_SNDTIMEO expires
       return -1;

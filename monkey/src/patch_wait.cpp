@@ -70,11 +70,52 @@ bool poll_patched() noexcept {
   return patched(select_bit) && greenev::detail::may_park_here();
 }
 
+// The C code waiting in poll is being abandoned mid-call: every fd it
+// waited on is left mid-protocol (patch_internal.hpp, "poisoned fds").
+void poison_all(const pollfd* fds, nfds_t count) noexcept {
+  for (nfds_t i = 0; i < count; ++i) {
+    if (fds[i].fd >= 0) poison_fd(fds[i].fd);
+  }
+}
+
+bool any_poisoned(const pollfd* fds, nfds_t count) noexcept {
+  if (!some_fd_poisoned()) return false;
+  for (nfds_t i = 0; i < count; ++i) {
+    if (is_poisoned(fds[i].fd)) return true;
+  }
+  return false;
+}
+
+// poll(2) at once, with every poisoned fd reported as a dead connection is
+// (POLLERR|POLLHUP, and ready for what was asked, so that the caller's next
+// read or write meets the error) instead of waiting for it.
+int poll_with_poison(pollfd* fds, nfds_t count) noexcept {
+  if (interruption_pending()) {  // a greenlet being unwound keeps seeing ECANCELED
+    poison_all(fds, count);
+    errno = ECANCELED;
+    return -1;
+  }
+  const errno_keeper saved;
+  if (real_poll(fds, count, 0) < 0) return -1;
+  int ready = 0;
+  for (nfds_t i = 0; i < count; ++i) {
+    if (is_poisoned(fds[i].fd)) {
+      fds[i].revents = static_cast<short>(POLLERR | POLLHUP |
+                                          (fds[i].events & (POLLIN | POLLRDNORM | POLLOUT | POLLWRNORM)));
+    }
+    if (fds[i].revents != 0) ++ready;
+  }
+  saved.restore();
+  return ready;
+}
+
 // poll(2) for a greenlet: the same contract, parking only this greenlet.
 // `timeout` is forever or >= 0. Returns the count of ready entries, or -1
 // with errno.
 int cooperative_poll(pollfd* fds, nfds_t count, wait_time timeout) noexcept {
+  if (any_poisoned(fds, count)) return poll_with_poison(fds, count);
   if (interruption_pending()) {
+    poison_all(fds, count);
     errno = ECANCELED;
     return -1;
   }
@@ -98,6 +139,7 @@ int cooperative_poll(pollfd* fds, nfds_t count, wait_time timeout) noexcept {
     return -1;
   } catch (...) {
     store_interruption();
+    poison_all(fds, count);
     errno = ECANCELED;
     return -1;
   }
@@ -143,6 +185,18 @@ int cooperative_select(int nfds, fd_set* read, fd_set* write, fd_set* except, wa
     }
   }
   return bits;
+}
+
+// Whether a select set holds a poisoned fd: then select answers at once
+// through cooperative_select (which reports it), wherever it is called.
+bool any_poisoned(int nfds, const fd_set* read, const fd_set* write, const fd_set* except) noexcept {
+  if (!some_fd_poisoned()) return false;
+  for (int fd = 0; fd < std::min(nfds, FD_SETSIZE); ++fd) {
+    const bool asked = (read != nullptr && FD_ISSET(fd, read)) || (write != nullptr && FD_ISSET(fd, write)) ||
+                       (except != nullptr && FD_ISSET(fd, except));
+    if (asked && is_poisoned(fd)) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -217,6 +271,7 @@ unsigned sleep(unsigned seconds) noexcept {
 }
 
 int poll(pollfd* fds, nfds_t count, int timeout_ms) noexcept {
+  if (fds != nullptr && any_poisoned(fds, count)) return poll_with_poison(fds, count);
   if (timeout_ms == 0 || !poll_patched()) return real_poll(fds, count, timeout_ms);
   return cooperative_poll(
       fds, count, timeout_ms < 0 ? wait_time::forever() : wait_time(std::chrono::milliseconds(timeout_ms)));
@@ -225,6 +280,7 @@ int poll(pollfd* fds, nfds_t count, int timeout_ms) noexcept {
 int ppoll(pollfd* fds, nfds_t count, const timespec* timeout, const sigset_t* mask) noexcept {
   // The signal mask is not applied: greenlets do not take signals in a
   // ppoll window (greenev runs signal handlers in their own greenlet).
+  if (fds != nullptr && any_poisoned(fds, count)) return poll_with_poison(fds, count);
   if (!poll_patched() || (timeout != nullptr && to_ns(*timeout).count() == 0)) {
     return real_ppoll(fds, count, timeout, mask);
   }
@@ -245,7 +301,9 @@ int __poll_chk(pollfd* fds, nfds_t count, int timeout_ms, size_t fds_length) noe
 
 int select(int nfds, fd_set* read, fd_set* write, fd_set* except, timeval* timeout) noexcept {
   const bool zero = timeout != nullptr && timeout->tv_sec == 0 && timeout->tv_usec == 0;
-  if (zero || !poll_patched()) return real_select(nfds, read, write, except, timeout);
+  if ((zero || !poll_patched()) && !any_poisoned(nfds, read, write, except)) {
+    return real_select(nfds, read, write, except, timeout);
+  }
   if (nfds < 0 || nfds > FD_SETSIZE ||
       (timeout != nullptr &&
        (timeout->tv_sec < 0 || timeout->tv_usec < 0 || timeout->tv_usec >= 1'000'000))) {
@@ -271,7 +329,8 @@ int select(int nfds, fd_set* read, fd_set* write, fd_set* except, timeval* timeo
 
 int pselect(int nfds, fd_set* read, fd_set* write, fd_set* except, const timespec* timeout,
             const sigset_t* mask) noexcept {
-  if (!poll_patched() || (timeout != nullptr && to_ns(*timeout).count() == 0)) {
+  if ((!poll_patched() || (timeout != nullptr && to_ns(*timeout).count() == 0)) &&
+      !any_poisoned(nfds, read, write, except)) {
     return real_pselect(nfds, read, write, except, timeout, mask);
   }
   if (nfds < 0 || nfds > FD_SETSIZE || (timeout != nullptr && !valid(*timeout))) {

@@ -73,7 +73,11 @@ void rethrow_if_interrupted();
 /// while a patched call inside `f` waits makes that call fail (-1/ECANCELED,
 /// docs/errors.md) and every later patched call of this greenlet fail at once
 /// without switching, until `f` returns; then blocking_call rethrows it, so
-/// the greenlet unwinds as it would in C++ code. Switches whenever `f` does.
+/// the greenlet unwinds as it would in C++ code. The sockets and pipes such
+/// a call failed on stay dead ("poisoned"): every later read, write or
+/// connect on them fails with -1/ECONNABORTED until close(), so the C library
+/// sees a lost connection rather than reading a stale answer
+/// (docs/caveats.md). Switches whenever `f` does.
 /// Throws what `f` throws, else the pending interruption.
 template <class F, class... Args>
 std::invoke_result_t<F, Args...> blocking_call(F&& f, Args&&... args) {
