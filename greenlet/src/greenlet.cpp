@@ -61,15 +61,33 @@ greenlet_impl::greenlet_impl() noexcept = default;
 greenlet_impl::~greenlet_impl() {
   release_locals();
   if (body != nullptr) destroy_body();
+  delete name.load(std::memory_order_relaxed);
 }
 
+namespace {
+std::string default_name(const greenlet_impl& g) {
+  return g.is_main ? "main" : "greenlet-" + std::to_string(g.id);
+}
+}  // namespace
+
+// Several threads may ask at once (error messages name greenlets of other
+// threads): the first to publish wins, the others drop their copy. Nothing
+// is freed here, so a reader of the old (null) value needs no protection.
 const std::string& greenlet_impl::display_name() const {
-  if (!name || name->empty()) {
-    if (thread_state* ts = tls_state; ts != nullptr) before_freeing_or_renaming(*ts);
-    name = std::make_unique<std::string>(is_main ? "main" : "greenlet-" + std::to_string(id));
-    if (thread_state* ts = tls_state; ts != nullptr && ts->current == this) publish_current(*ts, ts->current);
+  if (const std::string* known = name.load(std::memory_order_acquire); known != nullptr) return *known;
+  auto built = std::make_unique<std::string>(default_name(*this));
+  std::string* published = nullptr;
+  if (name.compare_exchange_strong(published, built.get(), std::memory_order_acq_rel,
+                                   std::memory_order_acquire)) {
+    return *built.release();
   }
-  return *name;
+  return *published;
+}
+
+std::string greenlet_impl::name_copy() const {
+  std::lock_guard lock(anchor->mutex);  // against set_name() on the owner thread
+  if (const std::string* known = name.load(std::memory_order_acquire); known != nullptr) return *known;
+  return default_name(*this);
 }
 
 __thread thread_state* tls_state = nullptr;
@@ -399,9 +417,11 @@ void run_greenlet(fcontext::transfer_t caller) noexcept {
   std::abort();  // a dead greenlet is never resumed
 }
 
+// The thread check comes before anything of `g` but its immutable anchor is
+// read; the message takes a copy of its name (its owner may be renaming it).
 greenlet_impl* checked(greenlet_impl* g, const thread_state& ts, const char* what) {
-  if (g->anchor != ts.anchor) {
-    throw greenlet_error(std::string("greenev: cannot ") + what + " greenlet " + g->display_name() +
+  if (g->anchor != ts.anchor) [[unlikely]] {
+    throw greenlet_error(std::string("greenev: cannot ") + what + " greenlet " + g->name_copy() +
                          ": it belongs to another thread");
   }
   return g;
@@ -541,7 +561,7 @@ void copy_identity(const greenlet_impl& g, running_greenlet_snapshot& out) noexc
   out.is_main = g.is_main;
   out.spawn_site = g.spawn_site;
   out.name[0] = '\0';
-  if (const std::string* name = g.name.get(); name != nullptr) {
+  if (const std::string* name = g.name.load(std::memory_order_acquire); name != nullptr) {
     const std::size_t n = std::min(name->size(), sizeof out.name - 1);
     std::memcpy(out.name, name->data(), n);
     out.name[n] = '\0';
@@ -566,8 +586,8 @@ bool describe_running_stack(running_stack_info& info) noexcept {
   thread_state* ts = tls_state;
   if (ts == nullptr || ts->current == nullptr || ts->current->is_main) return false;
   info.stack = ts->current->stack;
-  const std::string* name = ts->current->name.get();
-  info.name = name == nullptr || name->empty() ? nullptr : name->c_str();
+  const std::string* name = ts->current->name.load(std::memory_order_relaxed);
+  info.name = name == nullptr ? nullptr : name->c_str();
   info.id = ts->current->id;
   return true;
 }
@@ -591,7 +611,8 @@ greenlet::greenlet(new_greenlet_tag, greenlet_impl* parent, greenlet_options opt
   auto* g = new greenlet_impl;
   g->requested_size = size;
   g->kind = options.kind;
-  if (!options.name.empty()) g->name = std::make_unique<std::string>(std::move(options.name));
+  if (!options.name.empty())
+    g->name.store(new std::string(std::move(options.name)), std::memory_order_relaxed);
   g->id = detail::new_greenlet_id();
   g->anchor = ts.anchor;
   ++ts.greenlets;
@@ -703,12 +724,18 @@ const std::string& greenlet::name() const {
 
 void greenlet::set_name(std::string name) {
   greenlet_impl* g = require();
-  auto renamed = std::make_unique<std::string>(std::move(name));
-  detail::thread_state* ts = detail::tls_state;
-  if (ts != nullptr) detail::before_freeing_or_renaming(*ts);
-  g->name.swap(renamed);
+  detail::thread_state& ts = local_state();
+  detail::checked(g, ts, "rename");
+  // An empty name means the default one again.
+  auto renamed = name.empty() ? nullptr : std::make_unique<std::string>(std::move(name));
+  detail::before_freeing_or_renaming(ts);
+  std::unique_ptr<std::string> old;
+  {
+    std::lock_guard lock(g->anchor->mutex);  // against name_copy() on other threads
+    old.reset(g->name.exchange(renamed.release(), std::memory_order_acq_rel));
+  }
   // Publishes the new name to a monitor reading the running greenlet.
-  if (ts != nullptr && ts->current == g) detail::publish_current(*ts, g);
+  if (ts.current == g) detail::publish_current(ts, g);
 }
 
 std::size_t greenlet::stack_size() const {

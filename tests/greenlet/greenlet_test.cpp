@@ -11,6 +11,7 @@
 #include <any>
 #include <array>
 #include <atomic>
+#include <barrier>
 #include <cstddef>
 #include <cstdio>
 #include <exception>
@@ -814,6 +815,7 @@ TEST_F(greenlet_threads, operations_on_a_greenlet_of_another_thread_are_rejected
                                                   "another thread"));
     results.push_back(throws_with<greenlet_error>([&] { unstarted.set_parent(local); }, "another thread"));
     results.push_back(throws_with<greenlet_error>([&] { local.set_parent(main); }, "another thread"));
+    results.push_back(throws_with<greenlet_error>([&] { unstarted.set_name("x"); }, "another thread"));
     results.push_back(
         throws_with<greenlet_error>([&] { greenlet child([] {}, suspended); }, "another thread"));
     // Read-only accessors work from any thread.
@@ -829,6 +831,48 @@ TEST_F(greenlet_threads, operations_on_a_greenlet_of_another_thread_are_rejected
   EXPECT_TRUE(ran);
   suspended.switch_to();
   EXPECT_TRUE(suspended.dead());
+}
+
+// Threads switching into one greenlet of another thread at the same moment
+// each get greenlet_error naming it. Regression test: the message used the
+// greenlet's default name, built lazily into the greenlet on first use, and
+// the threads raced to build it (std::length_error or std::bad_alloc from a
+// torn string; a data race under ThreadSanitizer). Every round is a new
+// unnamed greenlet, so every round builds a name.
+TEST_F(greenlet_threads, threads_switching_into_another_threads_greenlet_at_once_each_get_greenlet_error) {
+  constexpr int thread_count = 4;
+  constexpr int rounds = 20'000;
+  std::vector<greenlet> targets;
+  targets.reserve(rounds);
+  for (int i = 0; i < rounds; ++i) targets.emplace_back([] { ADD_FAILURE() << "ran on a foreign thread"; });
+  std::barrier start(thread_count);
+  std::array<int, thread_count> rejected{};
+  std::array<std::string, thread_count> first_failure;
+  std::vector<std::thread> threads;
+  for (int index = 0; index < thread_count; ++index) {
+    threads.emplace_back([&, index] {
+      const auto slot = static_cast<std::size_t>(index);
+      for (greenlet& target : targets) {
+        start.arrive_and_wait();
+        ::testing::AssertionResult result =
+            throws_with<greenlet_error>([&] { target.switch_to(); }, "belongs to another thread");
+        if (result) {
+          ++rejected[slot];
+        } else if (first_failure[slot].empty()) {
+          first_failure[slot] = result.message();
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (std::size_t i = 0; i < rejected.size(); ++i) {
+    EXPECT_EQ(rejected[i], rounds) << "thread " << i << ": " << first_failure[i];
+  }
+  // Each still has its one default name, on its own thread too.
+  for (const greenlet& target : targets) {
+    ASSERT_FALSE(target.started());
+    ASSERT_EQ(target.name().rfind("greenlet-", 0), 0u) << target.name();
+  }
 }
 
 TEST_F(greenlet_threads, greenlets_in_ten_threads_work_independently) {
@@ -1693,6 +1737,8 @@ TEST_F(greenlet_names, custom_names) {
   greenlet renamed([] {});
   renamed.set_name("renamed");
   EXPECT_EQ(renamed.name(), "renamed");
+  renamed.set_name("");  // back to the default
+  EXPECT_TRUE(is_default_name(renamed.name())) << renamed.name();
   greenev::current().set_name("main-renamed");
   EXPECT_EQ(greenev::current().name(), "main-renamed");
   greenev::current().set_name("main");

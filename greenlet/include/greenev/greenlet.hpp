@@ -134,7 +134,11 @@ class greenlet {
   /// another thread, or would make the parent chain a cycle.
   void set_parent(const greenlet& new_parent);
 
-  /// A name for reports ("greenlet-N" unless set). Never switches.
+  /// A name for reports ("greenlet-N" unless set, "main" for a main
+  /// greenlet). Never switches. name() may be called from any thread;
+  /// set_name() only on the greenlet's own thread (greenlet_error otherwise),
+  /// and it invalidates the references name() returned. An empty name
+  /// restores the default one.
   ///@{
   [[nodiscard]] const std::string& name() const;
   void set_name(std::string name);
