@@ -126,7 +126,7 @@ std::uint64_t new_greenlet_id() noexcept {
 }
 
 void release(greenlet_impl* g) noexcept;
-void destroy(greenlet_impl* g) noexcept;
+greenlet_impl* destroy(greenlet_impl* g) noexcept;
 
 void report(const std::string& what) noexcept {
   std::fprintf(stderr, "greenev: %s\n", what.c_str());
@@ -225,8 +225,10 @@ thread_state& local_state() {
 // ---- killing and freeing -------------------------------------------------
 
 // Frees a greenlet nobody references. If it still has frames (its thread is
-// gone, or it would not die), they are abandoned without unwinding.
-void free_now(greenlet_impl* g) noexcept {
+// gone, or it would not die), they are abandoned without unwinding. Returns
+// its parent, whose reference the caller must drop: release() does, in a
+// loop, so that freeing a long parent chain does not recurse.
+greenlet_impl* free_now(greenlet_impl* g) noexcept {
   thread_state* ts = tls_state;
   if (g->current_state() == greenlet_state::active && !g->is_main) {
     // Its frames are abandoned, never unwound (its thread is gone, or it
@@ -242,7 +244,7 @@ void free_now(greenlet_impl* g) noexcept {
     if (g->tsan_fiber != nullptr) __tsan_destroy_fiber(g->tsan_fiber);
 #endif
   }
-  if (g->parent != nullptr) release(g->parent);
+  greenlet_impl* const parent = g->parent;
   if (ts != nullptr && ts->anchor == g->anchor) {
     before_freeing_or_renaming(*ts);
     if (g->prefault_expected) [[unlikely]]
@@ -252,6 +254,7 @@ void free_now(greenlet_impl* g) noexcept {
     g->anchor->release();  // its thread has exited (see thread_anchor)
   }
   delete g;
+  return parent;
 }
 
 // Unwinds a suspended greenlet of the calling thread by raising
@@ -281,23 +284,22 @@ void process_doomed(thread_state& ts) noexcept {
     doomed.swap(ts.anchor->doomed);
     ts.anchor->has_doomed.store(false, std::memory_order_relaxed);
   }
-  for (greenlet_impl* g : doomed) destroy(g);
+  for (greenlet_impl* g : doomed) release(destroy(g));
 }
 
-// Called once the reference count reached zero.
-void destroy(greenlet_impl* g) noexcept {
+// Called once the reference count reached zero. Returns a greenlet whose
+// reference the caller must drop (or null): see free_now().
+greenlet_impl* destroy(greenlet_impl* g) noexcept {
   thread_state* ts = tls_state;
   if (ts != nullptr && ts->anchor == g->anchor) {
-    if (g->current_state() != greenlet_state::active || g->is_main) {
-      free_now(g);
-    } else if (g == ts->current) {
+    if (g->current_state() != greenlet_state::active || g->is_main) return free_now(g);
+    if (g == ts->current) {
       g->orphaned = true;  // decided when it next switches away
-    } else {
-      g->add_ref();
-      if (kill_suspended(*ts, g)) release(g);
-      // else: keep the reference forever; its frames may still run
+      return nullptr;
     }
-    return;
+    g->add_ref();
+    if (kill_suspended(*ts, g)) return g;  // dead now: dropping that reference frees it
+    return nullptr;                        // keep the reference forever; its frames may still run
   }
   // Another thread: while the owner lives, only it may free its greenlets.
   {
@@ -306,19 +308,21 @@ void destroy(greenlet_impl* g) noexcept {
       try {
         g->anchor->doomed.push_back(g);
         g->anchor->has_doomed.store(true, std::memory_order_relaxed);
-        return;
+        return nullptr;
       } catch (...) {
         // No memory to queue it; it stays allocated (reported below).
         report("out of memory queueing greenlet " + std::to_string(g->id) + " for its thread; leaked");
-        return;
+        return nullptr;
       }
     }
   }
-  free_now(g);
+  return free_now(g);
 }
 
+// Freeing a greenlet drops its parent's reference, which may free the parent,
+// and so on up the chain: a loop, not a recursion.
 void release(greenlet_impl* g) noexcept {
-  if (g->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(g);
+  while (g != nullptr && g->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) g = destroy(g);
 }
 
 // ---- start, death ----------------------------------------------------------
@@ -499,7 +503,7 @@ std::any land_slow(thread_state& ts, greenlet_impl* from) {
   }
   if (from->orphaned) {
     from->orphaned = false;
-    if (from->refs.load(std::memory_order_acquire) == 0) destroy(from);
+    if (from->refs.load(std::memory_order_acquire) == 0) release(destroy(from));
   }
   if (ts.anchor->has_doomed.load(std::memory_order_relaxed)) process_doomed(ts);
   if (error) std::rethrow_exception(std::move(error));

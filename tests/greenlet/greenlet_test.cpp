@@ -1229,6 +1229,60 @@ TEST_F(greenlet_destroy, greenlet_that_drops_its_own_last_handle_is_freed_after_
   EXPECT_EQ(stack_stats().live, live_stacks_at_start());
 }
 
+// Each greenlet holds a reference to its parent, so dropping the last handle
+// to the end of a chain frees the whole chain. Regression test: that freeing
+// recursed once per greenlet and overflowed the thread's stack (8 MiB) at a
+// few hundred thousand.
+TEST_F(greenlet_destroy, dropping_a_chain_of_400000_greenlets_frees_it_without_recursion) {
+  constexpr int length = 400'000;
+  auto captured = std::make_shared<int>(0);
+  greenlet chain([captured] {});
+  for (int i = 1; i < length; ++i) chain = greenlet([captured] {}, chain);
+  EXPECT_EQ(captured.use_count(), length + 1);
+  chain = greenlet();
+  EXPECT_EQ(captured.use_count(), 1);
+}
+
+// The same on a greenlet's stack (a few hundred KiB), where about ten
+// thousand levels of that recursion overflowed it. Some links of the chain
+// are suspended greenlets: killing them (greenlet_exit) is part of the walk.
+TEST_F(greenlet_destroy, dropping_a_long_chain_on_a_greenlets_stack_frees_it_without_recursion) {
+  constexpr int length = 100'000;
+  constexpr int suspended_every = 1000;
+  auto captured = std::make_shared<int>(0);
+  int suspended_links = 0;
+  int unwound = 0;
+  greenlet dropper([&] {
+    greenlet chain([captured] {});
+    for (int i = 1; i < length; ++i) {
+      if (i % suspended_every != 0) {
+        chain = greenlet([captured] {}, chain);
+        continue;
+      }
+      greenlet suspended(
+          [captured, &unwound] {
+            try {
+              switch_to_parent();
+            } catch (const greenlet_exit&) {
+              ++unwound;
+              throw;
+            }
+          },
+          greenlet_options{.stack_size = greenev::min_stack_size, .kind = greenev::stack_kind::compact});
+      suspended.switch_to();
+      ++suspended_links;
+      suspended.set_parent(chain);
+      chain = std::move(suspended);
+    }
+    EXPECT_EQ(captured.use_count(), length + 1);
+    chain = greenlet();
+    return captured.use_count();
+  });
+  EXPECT_EQ(std::any_cast<long>(dropper.switch_to()), 1);
+  EXPECT_EQ(unwound, suspended_links);
+  EXPECT_GT(unwound, 0);
+}
+
 // Unwinding runs in a destructor, which cannot throw: an exception other than
 // greenlet_exit escaping the unwinding greenlet is reported and ignored.
 TEST_F(greenlet_destroy, exception_escaping_during_unwinding_is_not_thrown_at_the_destroyer) {
