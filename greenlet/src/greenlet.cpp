@@ -257,24 +257,40 @@ greenlet_impl* free_now(greenlet_impl* g) noexcept {
   return parent;
 }
 
+enum class kill_outcome {
+  died,
+  kept,     // survived, and handles made meanwhile hold it: it runs on
+  refused,  // survived with no handle left: reported, its frames may still run
+};
+
 // Unwinds a suspended greenlet of the calling thread by raising
-// greenlet_exit in it. The caller holds a reference. Returns false if it
-// would not die (reported; the caller should then leak its reference).
-bool kill_suspended(thread_state& ts, greenlet_impl* g) noexcept {
-  g->add_ref();
-  greenlet handle = greenlet::adopt(g);
-  try {
-    ts.current->add_ref();  // python's rule: the killer gets control back
-    release(std::exchange(g->parent, ts.current));
-    handle.throw_into();
-  } catch (...) {
-    report("exception while unwinding greenlet " + g->display_name() + " (" + describe_current_exception() +
-           "); ignored");
+// greenlet_exit in it, as python does: the current greenlet is its parent
+// meanwhile (the killer gets control back), and its own parent is restored
+// afterwards, so that one that survives by switching away still finishes
+// into it. The caller holds a reference; on `refused` it should leak it.
+// At thread exit a survivor is always `refused`: nothing can resume it.
+kill_outcome kill_suspended(thread_state& ts, greenlet_impl* g, bool at_thread_exit) noexcept {
+  ts.current->add_ref();
+  greenlet_impl* const own_parent = std::exchange(g->parent, ts.current);  // its reference moves here
+  {
+    g->add_ref();
+    greenlet handle = greenlet::adopt(g);
+    try {
+      handle.throw_into();
+    } catch (...) {
+      report("exception while unwinding greenlet " + g->display_name() + " (" + describe_current_exception() +
+             "); ignored");
+    }
   }
-  if (g->dead()) return true;
+  // Unless someone made `g` an ancestor of its own parent meanwhile.
+  bool cycle = false;
+  for (const greenlet_impl* a = own_parent; a != nullptr && !cycle; a = a->parent) cycle = a == g;
+  release(cycle ? own_parent : std::exchange(g->parent, own_parent));
+  if (g->dead()) return kill_outcome::died;
+  if (!at_thread_exit && g->refs.load(std::memory_order_acquire) > 1) return kill_outcome::kept;
   report("greenlet " + g->display_name() +
          " caught greenlet_exit and is still suspended; its stack is leaked");
-  return false;
+  return kill_outcome::refused;
 }
 
 void process_doomed(thread_state& ts) noexcept {
@@ -298,8 +314,9 @@ greenlet_impl* destroy(greenlet_impl* g) noexcept {
       return nullptr;
     }
     g->add_ref();
-    if (kill_suspended(*ts, g)) return g;  // dead now: dropping that reference frees it
-    return nullptr;                        // keep the reference forever; its frames may still run
+    // Dead: dropping that reference frees it. Kept: the new handles keep it.
+    if (kill_suspended(*ts, g, false) != kill_outcome::refused) return g;
+    return nullptr;  // keep the reference forever; its frames may still run
   }
   // Another thread: while the owner lives, only it may free its greenlets.
   {
@@ -442,7 +459,7 @@ void kill_all_active(thread_state& ts) noexcept {
       snapshot.push_back(g);
     }
     for (greenlet_impl* g : snapshot) {
-      if (!g->dead() && kill_suspended(ts, g)) progress = true;
+      if (!g->dead() && kill_suspended(ts, g, true) == kill_outcome::died) progress = true;
     }
     for (greenlet_impl* g : snapshot) release(g);
   }

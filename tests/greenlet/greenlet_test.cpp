@@ -1206,6 +1206,70 @@ TEST_F(greenlet_destroy, killer_gets_control_back_after_the_unwinding) {
             (std::vector<std::string>{"killer drops the handle", "victim unwinding", "killer continues"}));
 }
 
+// python test_parent_restored_on_kill: while the last handle's greenlet_exit
+// unwinds it, a greenlet's parent is the greenlet that dropped the handle;
+// one that survives (here by making a new handle to itself and switching
+// away) gets its own parent back. Regression test: it kept the killer as its
+// parent, was reported as leaked, and its reference was never dropped.
+TEST_F(greenlet_destroy, greenlet_surviving_the_last_handle_kill_gets_its_own_parent_back) {
+  greenlet hub([] {});
+  greenlet main = greenev::current();
+  std::vector<greenlet> seen;
+  greenlet worker(
+      [&] {
+        try {
+          main.switch_to();  // waits to be killed
+        } catch (const greenlet_exit&) {
+          seen.push_back(greenev::current().parent());
+          seen.push_back(greenev::current());  // a handle again: it survives
+          hub.switch_to();
+        }
+      },
+      hub);
+  worker.switch_to();
+  ::testing::internal::CaptureStderr();
+  worker = greenlet();  // the last handle: greenlet_exit; hub's end comes back here
+  const std::string reported = ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_TRUE(seen[0] == main) << "the killer is its parent while it unwinds";
+  EXPECT_TRUE(seen[1].active());
+  EXPECT_TRUE(seen[1].parent() == hub) << "its own parent is restored, now " << seen[1].parent().name();
+  EXPECT_EQ(reported, "");
+  seen.clear();  // dropped again: this time it dies
+  EXPECT_TRUE(hub.dead());
+}
+
+// A greenlet that survives the kill because a handle holds it again is not
+// leaked: it runs on, and finishes into its own parent. Regression test: it
+// was reported ("its stack is leaked") although a handle held it, and the
+// killer stayed its parent.
+TEST_F(greenlet_destroy, greenlet_held_again_after_the_last_handle_kill_is_not_reported_as_leaked) {
+  greenlet kept;
+  greenlet survivor([&] {
+    try {
+      switch_to_parent();
+    } catch (const greenlet_exit&) {
+      kept = greenev::current();
+      switch_to_parent(2);  // to the killer, its parent meanwhile
+    }
+    return 7;
+  });
+  survivor.switch_to();
+  ::testing::internal::CaptureStderr();
+  greenlet killer([&] {
+    survivor = greenlet();
+    return 1;
+  });
+  EXPECT_EQ(number(killer.switch_to()), 1);
+  const std::string reported = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(reported, "");
+  ASSERT_TRUE(kept);
+  EXPECT_TRUE(kept.active());
+  EXPECT_TRUE(kept.parent() == greenev::current()) << "parent " << kept.parent().name();
+  EXPECT_EQ(number(kept.switch_to()), 7);
+  EXPECT_TRUE(kept.dead());
+}
+
 // A greenlet may drop its own last handle while it runs; it is then freed
 // (unwound if still suspended) once it has switched away.
 TEST_F(greenlet_destroy, greenlet_that_drops_its_own_last_handle_is_freed_after_switching_away) {

@@ -47,7 +47,9 @@ struct greenlet_options {
 ///
 /// Destroying the last handle to a suspended greenlet unwinds it: that
 /// destruction switches into it, raising greenlet_exit so its RAII
-/// destructors run, then switches back.
+/// destructors run, then switches back. Meanwhile the greenlet's parent is
+/// the one destroying the handle; afterwards its own parent again (a greenlet
+/// that makes a new handle to itself and switches away survives with it).
 class greenlet {
  public:
   greenlet() noexcept = default;
