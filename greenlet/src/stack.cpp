@@ -15,6 +15,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <new>
 #include <string>
 #include <system_error>
 
@@ -353,12 +354,19 @@ void run_prefault_helper() noexcept {
 }
 
 // A forked child has no helper thread, and the parent's may have held the
-// locks it takes (its own, and the orphan list's while returning stacks).
+// locks it takes (its own, the orphan list's while returning stacks, the
+// pool registry's). Held across the fork, they are consistent in the child,
+// which then makes them anew rather than unlocking them: the helper's
+// condition variable still counts the parent's helper as a waiter (glibc
+// keeps waiter and group counts inside it), a thread that does not exist in
+// the child; a notify aimed at it was lost, or waited forever for it to wake.
 void lock_helper_for_fork() noexcept {
   helper().mutex.lock();
   orphans().mutex.lock();
+  registry().mutex.lock();
 }
 void unlock_helper_after_fork() noexcept {
+  registry().mutex.unlock();
   orphans().mutex.unlock();
   helper().mutex.unlock();
 }
@@ -367,8 +375,11 @@ void reset_helper_in_child() noexcept {
   h.started = false;
   for (const auto& box : h.queue) box->queued = false;
   h.queue.clear();
-  orphans().mutex.unlock();
-  h.mutex.unlock();
+  // The old objects are abandoned, never destroyed (nor unlocked).
+  ::new (static_cast<void*>(&registry().mutex)) std::mutex;
+  ::new (static_cast<void*>(&orphans().mutex)) std::mutex;
+  ::new (static_cast<void*>(&h.work)) std::condition_variable;
+  ::new (static_cast<void*>(&h.mutex)) std::mutex;
 }
 
 // Called with the helper's mutex held. Throws if the thread cannot start.
@@ -390,7 +401,8 @@ void start_prefault_helper(prefault_helper& h) {
   const int error = ::pthread_create(
       &thread, &attributes,
       [](void*) -> void* {
-        ::pthread_setname_np(::pthread_self(), "greenev-prefault");
+        // Linux takes 15 characters at most (the setname call fails beyond).
+        ::pthread_setname_np(::pthread_self(), "greenev-pfault");
         run_prefault_helper();
         return nullptr;
       },

@@ -42,7 +42,7 @@ enum class stack_prefault : unsigned char {
   unchanged,   ///< In set_default_stack_options(): keep the current setting.
   off,         ///< The initial default: a greenlet's first switch faults its stack's first page.
   background,  ///< Each greenlet created that will get a compact stack asks a process-wide
-               ///< helper thread ("greenev-prefault", started on first use) to map and touch
+               ///< helper thread ("greenev-pfault", started on first use) to map and touch
                ///< one ahead; the creating thread's pool takes them as its greenlets start,
                ///< and an idle hub hands it surplus stacks to return to the kernel. Costs the
                ///< thread, CPU on another core, and up to a slab (64 stacks, one page each)
