@@ -552,6 +552,111 @@ TEST_F(guard_page_DeathTest, overflow_of_an_unnamed_greenlet_reports_its_default
       "stack overflow in greenlet greenlet-[0-9]+ \\(32 KiB stack\\)");
 }
 
+// A frame larger than the guard, of which only the start (the lowest
+// addresses) is written, as a large buffer given to snprintf is: without
+// probing, that first write lands below the guard. Regression test: the
+// write went into whatever was mapped there (often the top of another
+// greenlet's stack), or gave a bare SIGSEGV. greenev is built with
+// -fstack-clash-protection and passes it on to code using it (this test
+// too), so such a frame touches every page on its way down and meets the
+// guard first.
+[[gnu::noinline]] int use_the_start_of_a_64_kib_buffer(int seed) {
+  volatile char buffer[64 * kib];
+  buffer[0] = static_cast<char>(seed);
+  return buffer[0];
+}
+
+// Maps ordinary memory over [low, high) where nothing is mapped yet: a
+// stand-in for what the kernel may place below a stack (another greenlet's
+// stack, often), so that a stray write there is silent.
+void map_neighbours(const char* low, const char* high) {
+  const std::size_t page = greenev::testing::page_size();
+  for (std::uintptr_t at = reinterpret_cast<std::uintptr_t>(low) / page * page;
+       at < reinterpret_cast<std::uintptr_t>(high); at += page) {
+    (void)::mmap(reinterpret_cast<void*>(at), page, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  }
+}
+
+TEST_F(guard_page_DeathTest, a_frame_larger_than_the_guard_is_reported_as_an_overflow) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(
+      {
+        greenlet big(
+            [] {
+              const char* bottom = greenev::current().get()->stack.bottom;
+              map_neighbours(bottom - 128 * kib, bottom);
+              return use_the_start_of_a_64_kib_buffer(1);
+            },
+            greenlet_options{.name = "big-frame", .stack_size = 16 * kib, .kind = stack_kind::guarded});
+        big.switch_to();
+        std::exit(0);
+      },
+      "stack overflow in greenlet big-frame \\(16 KiB stack\\)");
+}
+
+// Code built without stack-clash protection (another library) may still
+// skip the first guard page with a frame a few KiB larger than a page.
+// Regression test: a write 1.5 KiB below the guard page went unnoticed into
+// the memory below, the top of the stack of the greenlet mapped next, which
+// crashed when it was resumed. The guard is larger than one page now.
+TEST_F(guard_page_DeathTest, a_write_just_below_the_first_guard_page_is_reported_as_an_overflow) {
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(
+      {
+        greenlet writer(
+            [] {
+              char* target = greenev::current().get()->stack.bottom - greenev::testing::page_size() - 1536;
+              map_neighbours(target, target + 1);
+              *reinterpret_cast<volatile char*>(target) = 1;
+            },
+            greenlet_options{.name = "stray-writer", .stack_size = 64 * kib, .kind = stack_kind::guarded});
+        writer.switch_to();
+        std::exit(0);
+      },
+      "stack overflow in greenlet stray-writer \\(64 KiB stack\\)");
+}
+
+// Code built without stack-clash protection whose frame is larger than the
+// whole guard skips it and faults further down. The stack pointer is then
+// below the stack, which the report takes as an overflow too.
+#if defined(__GNUC__) && !defined(__clang__)
+[[gnu::noinline, gnu::optimize("no-stack-clash-protection")]]
+#else
+[[gnu::noinline]]  // Clang probes it: the guard catches it instead
+#endif
+int use_the_start_of_a_256_kib_buffer(int seed) {
+  volatile char buffer[256 * kib];
+  buffer[0] = static_cast<char>(seed);
+  return buffer[0];
+}
+
+TEST_F(guard_page_DeathTest, an_unprobed_frame_skipping_the_whole_guard_is_reported_as_an_overflow) {
+  if (greenev::testing::address_sanitizer) {
+    GTEST_SKIP() << "AddressSanitizer instruments this frame itself; its first write did not land in the "
+                    "inaccessible memory prepared below the stack";
+  }
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_DEATH(
+      {
+        greenlet big(
+            [] {
+              // Where the write lands is inaccessible, unless something else is mapped there.
+              const std::size_t page = greenev::testing::page_size();
+              const auto bottom = reinterpret_cast<std::uintptr_t>(greenev::current().get()->stack.bottom);
+              for (std::uintptr_t at = (bottom - 512 * kib) / page * page; at < bottom; at += page) {
+                (void)::mmap(reinterpret_cast<void*>(at), page, PROT_NONE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+              }
+              return use_the_start_of_a_256_kib_buffer(1);
+            },
+            greenlet_options{.name = "huge-frame", .stack_size = 16 * kib, .kind = stack_kind::guarded});
+        big.switch_to();
+        std::exit(0);
+      },
+      "stack overflow in greenlet huge-frame \\(16 KiB stack\\)");
+}
+
 // Every thread gets its own alternate signal stack for the report.
 TEST_F(guard_page_DeathTest, overflow_on_another_thread_is_reported) {
   ::testing::FLAGS_gtest_death_test_style = "threadsafe";

@@ -8,9 +8,11 @@
 //   greenev::greenlet g(f, {.stack_size = 1 << 20});  // one big one
 //
 // Two kinds (docs/design.md, "The stack model", has the trade-off):
-//  - guarded: a PROT_NONE page below the stack. Overflowing it prints
-//    "stack overflow in greenlet NAME (N KiB stack)" and aborts. Costs two
-//    kernel memory mappings per stack; Linux caps a process near 65530.
+//  - guarded: a 64 KiB PROT_NONE guard below the stack. Overflowing it
+//    prints "stack overflow in greenlet NAME (N KiB stack)" and aborts. Costs
+//    two kernel memory mappings per stack; Linux caps a process near 65530.
+//    Code using greenev's CMake target is built with -fstack-clash-protection,
+//    so that frames larger than the guard cannot skip it (docs/caveats.md).
 //  - compact: no guard; stacks are carved from shared slabs, so a million of
 //    them cost a handful of mappings. An overflow corrupts memory silently.
 // Guarded stacks become compact once max_guarded_stacks are mapped, so a
