@@ -61,15 +61,33 @@ greenlet_impl::greenlet_impl() noexcept = default;
 greenlet_impl::~greenlet_impl() {
   release_locals();
   if (body != nullptr) destroy_body();
+  delete name.load(std::memory_order_relaxed);
 }
 
+namespace {
+std::string default_name(const greenlet_impl& g) {
+  return g.is_main ? "main" : "greenlet-" + std::to_string(g.id);
+}
+}  // namespace
+
+// Several threads may ask at once (error messages name greenlets of other
+// threads): the first to publish wins, the others drop their copy. Nothing
+// is freed here, so a reader of the old (null) value needs no protection.
 const std::string& greenlet_impl::display_name() const {
-  if (!name || name->empty()) {
-    if (thread_state* ts = tls_state; ts != nullptr) before_freeing_or_renaming(*ts);
-    name = std::make_unique<std::string>(is_main ? "main" : "greenlet-" + std::to_string(id));
-    if (thread_state* ts = tls_state; ts != nullptr && ts->current == this) publish_current(*ts, ts->current);
+  if (const std::string* known = name.load(std::memory_order_acquire); known != nullptr) return *known;
+  auto built = std::make_unique<std::string>(default_name(*this));
+  std::string* published = nullptr;
+  if (name.compare_exchange_strong(published, built.get(), std::memory_order_acq_rel,
+                                   std::memory_order_acquire)) {
+    return *built.release();
   }
-  return *name;
+  return *published;
+}
+
+std::string greenlet_impl::name_copy() const {
+  std::lock_guard lock(anchor->mutex);  // against set_name() on the owner thread
+  if (const std::string* known = name.load(std::memory_order_acquire); known != nullptr) return *known;
+  return default_name(*this);
 }
 
 __thread thread_state* tls_state = nullptr;
@@ -108,7 +126,7 @@ std::uint64_t new_greenlet_id() noexcept {
 }
 
 void release(greenlet_impl* g) noexcept;
-void destroy(greenlet_impl* g) noexcept;
+greenlet_impl* destroy(greenlet_impl* g) noexcept;
 
 void report(const std::string& what) noexcept {
   std::fprintf(stderr, "greenev: %s\n", what.c_str());
@@ -207,8 +225,10 @@ thread_state& local_state() {
 // ---- killing and freeing -------------------------------------------------
 
 // Frees a greenlet nobody references. If it still has frames (its thread is
-// gone, or it would not die), they are abandoned without unwinding.
-void free_now(greenlet_impl* g) noexcept {
+// gone, or it would not die), they are abandoned without unwinding. Returns
+// its parent, whose reference the caller must drop: release() does, in a
+// loop, so that freeing a long parent chain does not recurse.
+greenlet_impl* free_now(greenlet_impl* g) noexcept {
   thread_state* ts = tls_state;
   if (g->current_state() == greenlet_state::active && !g->is_main) {
     // Its frames are abandoned, never unwound (its thread is gone, or it
@@ -224,7 +244,7 @@ void free_now(greenlet_impl* g) noexcept {
     if (g->tsan_fiber != nullptr) __tsan_destroy_fiber(g->tsan_fiber);
 #endif
   }
-  if (g->parent != nullptr) release(g->parent);
+  greenlet_impl* const parent = g->parent;
   if (ts != nullptr && ts->anchor == g->anchor) {
     before_freeing_or_renaming(*ts);
     if (g->prefault_expected) [[unlikely]]
@@ -234,30 +254,47 @@ void free_now(greenlet_impl* g) noexcept {
     g->anchor->release();  // its thread has exited (see thread_anchor)
   }
   delete g;
+  return parent;
 }
 
+enum class kill_outcome {
+  died,
+  kept,     // survived, and handles made meanwhile hold it: it runs on
+  refused,  // survived with no handle left: reported, its frames may still run
+};
+
 // Unwinds a suspended greenlet of the calling thread by raising
-// greenlet_exit in it. The caller holds a reference. Returns false if it
-// would not die (reported; the caller should then leak its reference).
+// greenlet_exit in it, as python does: the current greenlet is its parent
+// meanwhile (the killer gets control back), and its own parent is restored
+// afterwards, so that one that survives by switching away still finishes
+// into it. The caller holds a reference; on `refused` it should leak it.
+// At thread exit a survivor is always `refused`: nothing can resume it.
 // One that refused once is left alone from then on: it was reported, and
 // at thread exit its hub (which its frames would resume into) may be gone.
-bool kill_suspended(thread_state& ts, greenlet_impl* g) noexcept {
-  if (g->refused_exit) return false;
-  g->add_ref();
-  greenlet handle = greenlet::adopt(g);
-  try {
-    ts.current->add_ref();  // python's rule: the killer gets control back
-    release(std::exchange(g->parent, ts.current));
-    handle.throw_into();
-  } catch (...) {
-    report("exception while unwinding greenlet " + g->display_name() + " (" + describe_current_exception() +
-           "); ignored");
+kill_outcome kill_suspended(thread_state& ts, greenlet_impl* g, bool at_thread_exit) noexcept {
+  if (g->refused_exit) return kill_outcome::refused;
+  ts.current->add_ref();
+  greenlet_impl* const own_parent = std::exchange(g->parent, ts.current);  // its reference moves here
+  {
+    g->add_ref();
+    greenlet handle = greenlet::adopt(g);
+    try {
+      handle.throw_into();
+    } catch (...) {
+      report("exception while unwinding greenlet " + g->display_name() + " (" + describe_current_exception() +
+             "); ignored");
+    }
   }
-  if (g->dead()) return true;
+  // Unless someone made `g` an ancestor of its own parent meanwhile.
+  bool cycle = false;
+  for (const greenlet_impl* a = own_parent; a != nullptr && !cycle; a = a->parent) cycle = a == g;
+  release(cycle ? own_parent : std::exchange(g->parent, own_parent));
+  if (g->dead()) return kill_outcome::died;
+  if (!at_thread_exit && g->refs.load(std::memory_order_acquire) > 1) return kill_outcome::kept;
   g->refused_exit = true;
   report("greenlet " + g->display_name() +
          " caught greenlet_exit and is still suspended; its stack is leaked");
-  return false;
+  return kill_outcome::refused;
 }
 
 void process_doomed(thread_state& ts) noexcept {
@@ -267,23 +304,23 @@ void process_doomed(thread_state& ts) noexcept {
     doomed.swap(ts.anchor->doomed);
     ts.anchor->has_doomed.store(false, std::memory_order_relaxed);
   }
-  for (greenlet_impl* g : doomed) destroy(g);
+  for (greenlet_impl* g : doomed) release(destroy(g));
 }
 
-// Called once the reference count reached zero.
-void destroy(greenlet_impl* g) noexcept {
+// Called once the reference count reached zero. Returns a greenlet whose
+// reference the caller must drop (or null): see free_now().
+greenlet_impl* destroy(greenlet_impl* g) noexcept {
   thread_state* ts = tls_state;
   if (ts != nullptr && ts->anchor == g->anchor) {
-    if (g->current_state() != greenlet_state::active || g->is_main) {
-      free_now(g);
-    } else if (g == ts->current) {
+    if (g->current_state() != greenlet_state::active || g->is_main) return free_now(g);
+    if (g == ts->current) {
       g->orphaned = true;  // decided when it next switches away
-    } else {
-      g->add_ref();
-      if (kill_suspended(*ts, g)) release(g);
-      // else: keep the reference forever; its frames may still run
+      return nullptr;
     }
-    return;
+    g->add_ref();
+    // Dead: dropping that reference frees it. Kept: the new handles keep it.
+    if (kill_suspended(*ts, g, false) != kill_outcome::refused) return g;
+    return nullptr;  // keep the reference forever; its frames may still run
   }
   // Another thread: while the owner lives, only it may free its greenlets.
   {
@@ -292,19 +329,21 @@ void destroy(greenlet_impl* g) noexcept {
       try {
         g->anchor->doomed.push_back(g);
         g->anchor->has_doomed.store(true, std::memory_order_relaxed);
-        return;
+        return nullptr;
       } catch (...) {
         // No memory to queue it; it stays allocated (reported below).
         report("out of memory queueing greenlet " + std::to_string(g->id) + " for its thread; leaked");
-        return;
+        return nullptr;
       }
     }
   }
-  free_now(g);
+  return free_now(g);
 }
 
+// Freeing a greenlet drops its parent's reference, which may free the parent,
+// and so on up the chain: a loop, not a recursion.
 void release(greenlet_impl* g) noexcept {
-  if (g->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(g);
+  while (g != nullptr && g->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) g = destroy(g);
 }
 
 // ---- start, death ----------------------------------------------------------
@@ -403,9 +442,11 @@ void run_greenlet(fcontext::transfer_t caller) noexcept {
   std::abort();  // a dead greenlet is never resumed
 }
 
+// The thread check comes before anything of `g` but its immutable anchor is
+// read; the message takes a copy of its name (its owner may be renaming it).
 greenlet_impl* checked(greenlet_impl* g, const thread_state& ts, const char* what) {
-  if (g->anchor != ts.anchor) {
-    throw greenlet_error(std::string("greenev: cannot ") + what + " greenlet " + g->display_name() +
+  if (g->anchor != ts.anchor) [[unlikely]] {
+    throw greenlet_error(std::string("greenev: cannot ") + what + " greenlet " + g->name_copy() +
                          ": it belongs to another thread");
   }
   return g;
@@ -422,7 +463,7 @@ void kill_all_active(thread_state& ts) noexcept {
       snapshot.push_back(g);
     }
     for (greenlet_impl* g : snapshot) {
-      if (!g->dead() && kill_suspended(ts, g)) progress = true;
+      if (!g->dead() && kill_suspended(ts, g, true) == kill_outcome::died) progress = true;
     }
     for (greenlet_impl* g : snapshot) release(g);
   }
@@ -483,7 +524,7 @@ std::any land_slow(thread_state& ts, greenlet_impl* from) {
   }
   if (from->orphaned) {
     from->orphaned = false;
-    if (from->refs.load(std::memory_order_acquire) == 0) destroy(from);
+    if (from->refs.load(std::memory_order_acquire) == 0) release(destroy(from));
   }
   if (ts.anchor->has_doomed.load(std::memory_order_relaxed)) process_doomed(ts);
   if (error) std::rethrow_exception(std::move(error));
@@ -545,7 +586,7 @@ void copy_identity(const greenlet_impl& g, running_greenlet_snapshot& out) noexc
   out.is_main = g.is_main;
   out.spawn_site = g.spawn_site;
   out.name[0] = '\0';
-  if (const std::string* name = g.name.get(); name != nullptr) {
+  if (const std::string* name = g.name.load(std::memory_order_acquire); name != nullptr) {
     const std::size_t n = std::min(name->size(), sizeof out.name - 1);
     std::memcpy(out.name, name->data(), n);
     out.name[n] = '\0';
@@ -570,8 +611,8 @@ bool describe_running_stack(running_stack_info& info) noexcept {
   thread_state* ts = tls_state;
   if (ts == nullptr || ts->current == nullptr || ts->current->is_main) return false;
   info.stack = ts->current->stack;
-  const std::string* name = ts->current->name.get();
-  info.name = name == nullptr || name->empty() ? nullptr : name->c_str();
+  const std::string* name = ts->current->name.load(std::memory_order_relaxed);
+  info.name = name == nullptr ? nullptr : name->c_str();
   info.id = ts->current->id;
   return true;
 }
@@ -595,7 +636,8 @@ greenlet::greenlet(new_greenlet_tag, greenlet_impl* parent, greenlet_options opt
   auto* g = new greenlet_impl;
   g->requested_size = size;
   g->kind = options.kind;
-  if (!options.name.empty()) g->name = std::make_unique<std::string>(std::move(options.name));
+  if (!options.name.empty())
+    g->name.store(new std::string(std::move(options.name)), std::memory_order_relaxed);
   g->id = detail::new_greenlet_id();
   g->anchor = ts.anchor;
   ++ts.greenlets;
@@ -707,12 +749,18 @@ const std::string& greenlet::name() const {
 
 void greenlet::set_name(std::string name) {
   greenlet_impl* g = require();
-  auto renamed = std::make_unique<std::string>(std::move(name));
-  detail::thread_state* ts = detail::tls_state;
-  if (ts != nullptr) detail::before_freeing_or_renaming(*ts);
-  g->name.swap(renamed);
+  detail::thread_state& ts = local_state();
+  detail::checked(g, ts, "rename");
+  // An empty name means the default one again.
+  auto renamed = name.empty() ? nullptr : std::make_unique<std::string>(std::move(name));
+  detail::before_freeing_or_renaming(ts);
+  std::unique_ptr<std::string> old;
+  {
+    std::lock_guard lock(g->anchor->mutex);  // against name_copy() on other threads
+    old.reset(g->name.exchange(renamed.release(), std::memory_order_acq_rel));
+  }
   // Publishes the new name to a monitor reading the running greenlet.
-  if (ts != nullptr && ts->current == g) detail::publish_current(*ts, g);
+  if (ts.current == g) detail::publish_current(ts, g);
 }
 
 std::size_t greenlet::stack_size() const {

@@ -5,16 +5,19 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/ucontext.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <new>
 #include <string>
 #include <system_error>
 
@@ -51,6 +54,8 @@ std::size_t round_to_pages(std::size_t bytes) noexcept {
   return (bytes + page - 1) / page * page;
 }
 
+std::size_t guard_size() noexcept;
+
 #if defined(GREENEV_ASAN) || defined(GREENEV_DETAIL_TU_TSAN)
 // Sanitizers make frames larger (redzones, shadow bookkeeping).
 constexpr std::size_t default_size = 1024 * 1024;
@@ -58,6 +63,17 @@ constexpr std::size_t default_size = 1024 * 1024;
 constexpr std::size_t default_size = 256 * 1024;
 #endif
 constexpr std::size_t default_max_guarded = 16384;
+// The PROT_NONE guard below a guarded stack. Code built with
+// -fstack-clash-protection (greenev, and code using its CMake target)
+// touches every page of a large frame in order, so it meets the guard's
+// first page; code built without it (other libraries) may first write the
+// far end of a frame, below the stack pointer by the frame's size. One page
+// let a frame a little over 4 KiB write 1.5 KiB below it, into whatever the
+// kernel had mapped there: often the top of another greenlet's stack.
+// Sixteen pages catch such frames up to about 60 KiB. Unreserved and never
+// touched, they cost address space (1 GiB for 16384 stacks), not memory,
+// and no extra mapping.
+constexpr std::size_t guard_bytes = 64 * 1024;
 // Free stacks a thread keeps per bucket once it is idle. Releasing a stack
 // never makes a system call: the excess is returned (guarded stacks
 // unmapped, compact ones madvise'd and handed to the process-wide list) by
@@ -71,6 +87,11 @@ constexpr std::size_t hard_pool_limit = 16384;
 // Compact slabs hold this many stacks, capped at slab_bytes_limit.
 constexpr std::size_t stacks_per_slab = 64;
 constexpr std::size_t slab_bytes_limit = std::size_t{64} << 20;
+
+std::size_t guard_size() noexcept {
+  static const std::size_t size = round_to_pages(guard_bytes);
+  return size;
+}
 
 std::atomic<std::size_t> option_size{default_size};
 std::atomic<stack_kind> option_kind{stack_kind::guarded};
@@ -116,9 +137,9 @@ void unmap_guarded(stack_memory stack) noexcept {
 #ifdef GREENEV_HAVE_VALGRIND
   VALGRIND_STACK_DEREGISTER(stack.valgrind_id);
 #endif
-  const std::size_t page = page_size();
-  ::munmap(stack.bottom - page, stack.size + page);
-  mapped_bytes.fetch_sub(stack.size + page, std::memory_order_relaxed);
+  const std::size_t guard = guard_size();
+  ::munmap(stack.bottom - guard, stack.size + guard);
+  mapped_bytes.fetch_sub(stack.size + guard, std::memory_order_relaxed);
   mapped_guarded.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -137,18 +158,18 @@ void forget_pages(const stack_memory& stack) noexcept {
 }
 
 stack_memory map_guarded(std::size_t size) {
-  const std::size_t page = page_size();
-  const std::size_t total = size + page;
+  const std::size_t guard = guard_size();
+  const std::size_t total = size + guard;
   void* base = ::mmap(nullptr, total, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
   if (base == MAP_FAILED) throw_mmap_error(total);
-  if (::mprotect(base, page, PROT_NONE) != 0) {
+  if (::mprotect(base, guard, PROT_NONE) != 0) {
     ::munmap(base, total);
     throw_mmap_error(total);
   }
   mapped_bytes.fetch_add(total, std::memory_order_relaxed);
   mapped_guarded.fetch_add(1, std::memory_order_relaxed);
-  stack_memory stack{static_cast<char*>(base) + page, size, true, 0};
+  stack_memory stack{static_cast<char*>(base) + guard, size, true, 0};
   register_with_valgrind(stack);
   return stack;
 }
@@ -353,12 +374,19 @@ void run_prefault_helper() noexcept {
 }
 
 // A forked child has no helper thread, and the parent's may have held the
-// locks it takes (its own, and the orphan list's while returning stacks).
+// locks it takes (its own, the orphan list's while returning stacks, the
+// pool registry's). Held across the fork, they are consistent in the child,
+// which then makes them anew rather than unlocking them: the helper's
+// condition variable still counts the parent's helper as a waiter (glibc
+// keeps waiter and group counts inside it), a thread that does not exist in
+// the child; a notify aimed at it was lost, or waited forever for it to wake.
 void lock_helper_for_fork() noexcept {
   helper().mutex.lock();
   orphans().mutex.lock();
+  registry().mutex.lock();
 }
 void unlock_helper_after_fork() noexcept {
+  registry().mutex.unlock();
   orphans().mutex.unlock();
   helper().mutex.unlock();
 }
@@ -367,8 +395,11 @@ void reset_helper_in_child() noexcept {
   h.started = false;
   for (const auto& box : h.queue) box->queued = false;
   h.queue.clear();
-  orphans().mutex.unlock();
-  h.mutex.unlock();
+  // The old objects are abandoned, never destroyed (nor unlocked).
+  ::new (static_cast<void*>(&registry().mutex)) std::mutex;
+  ::new (static_cast<void*>(&orphans().mutex)) std::mutex;
+  ::new (static_cast<void*>(&h.work)) std::condition_variable;
+  ::new (static_cast<void*>(&h.mutex)) std::mutex;
 }
 
 // Called with the helper's mutex held. Throws if the thread cannot start.
@@ -390,7 +421,8 @@ void start_prefault_helper(prefault_helper& h) {
   const int error = ::pthread_create(
       &thread, &attributes,
       [](void*) -> void* {
-        ::pthread_setname_np(::pthread_self(), "greenev-prefault");
+        // Linux takes 15 characters at most (the setname call fails beyond).
+        ::pthread_setname_np(::pthread_self(), "greenev-pfault");
         run_prefault_helper();
         return nullptr;
       },
@@ -719,14 +751,39 @@ void append_number(char* buf, std::size_t cap, std::size_t* len, std::size_t val
   while (n > 0 && *len + 1 < cap) buf[(*len)++] = digits[--n];
 }
 
+// The stack pointer of the interrupted code, or 0 where unknown.
+std::uintptr_t interrupted_stack_pointer([[maybe_unused]] const void* context) noexcept {
+  const auto* state = static_cast<const ucontext_t*>(context);
+#if defined(__x86_64__)
+  return static_cast<std::uintptr_t>(state->uc_mcontext.gregs[REG_RSP]);
+#elif defined(__aarch64__)
+  return static_cast<std::uintptr_t>(state->uc_mcontext.sp);
+#else
+  (void)state;
+  return 0;
+#endif
+}
+
+// A fault in the guard is an overflow. So is one with the stack pointer
+// below the stack: a frame larger than the guard that skipped it faulted
+// further down (unmapped memory, another stack's guard). The window below
+// the guard bounds that to plausible frames, so that a fault on some other
+// stack the code switched to is not taken for one.
+constexpr std::size_t skipped_frame_limit = std::size_t{1} << 20;
+
+bool is_overflow(const stack_memory& stack, const void* fault_address, const void* context) noexcept {
+  const auto bottom = reinterpret_cast<std::uintptr_t>(stack.bottom);
+  const auto address = reinterpret_cast<std::uintptr_t>(fault_address);
+  const std::size_t guard = guard_size();
+  if (address < bottom && bottom - address <= guard) return true;
+  const std::uintptr_t sp = interrupted_stack_pointer(context);
+  return sp != 0 && sp < bottom && bottom - sp <= guard + skipped_frame_limit;
+}
+
 void on_segv(int signal_number, siginfo_t* info, void* context) {
   running_stack_info running;
   if (describe_running_stack(running) && running.stack.guarded) {
-    const char* address = static_cast<const char*>(info->si_addr);
-    // A frame larger than a page can skip the guard; count faults a little
-    // below it as overflows too.
-    const char* low = running.stack.bottom - 16 * page_size();
-    if (address >= low && address < running.stack.bottom) {
+    if (is_overflow(running.stack, info->si_addr, context)) {
       char message[512];
       std::size_t len = 0;
       append(message, sizeof message, &len, "greenev: stack overflow in greenlet ");

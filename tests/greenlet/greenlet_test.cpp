@@ -11,6 +11,7 @@
 #include <any>
 #include <array>
 #include <atomic>
+#include <barrier>
 #include <cstddef>
 #include <cstdio>
 #include <exception>
@@ -814,6 +815,7 @@ TEST_F(greenlet_threads, operations_on_a_greenlet_of_another_thread_are_rejected
                                                   "another thread"));
     results.push_back(throws_with<greenlet_error>([&] { unstarted.set_parent(local); }, "another thread"));
     results.push_back(throws_with<greenlet_error>([&] { local.set_parent(main); }, "another thread"));
+    results.push_back(throws_with<greenlet_error>([&] { unstarted.set_name("x"); }, "another thread"));
     results.push_back(
         throws_with<greenlet_error>([&] { greenlet child([] {}, suspended); }, "another thread"));
     // Read-only accessors work from any thread.
@@ -829,6 +831,48 @@ TEST_F(greenlet_threads, operations_on_a_greenlet_of_another_thread_are_rejected
   EXPECT_TRUE(ran);
   suspended.switch_to();
   EXPECT_TRUE(suspended.dead());
+}
+
+// Threads switching into one greenlet of another thread at the same moment
+// each get greenlet_error naming it. Regression test: the message used the
+// greenlet's default name, built lazily into the greenlet on first use, and
+// the threads raced to build it (std::length_error or std::bad_alloc from a
+// torn string; a data race under ThreadSanitizer). Every round is a new
+// unnamed greenlet, so every round builds a name.
+TEST_F(greenlet_threads, threads_switching_into_another_threads_greenlet_at_once_each_get_greenlet_error) {
+  constexpr int thread_count = 4;
+  constexpr int rounds = 20'000;
+  std::vector<greenlet> targets;
+  targets.reserve(rounds);
+  for (int i = 0; i < rounds; ++i) targets.emplace_back([] { ADD_FAILURE() << "ran on a foreign thread"; });
+  std::barrier start(thread_count);
+  std::array<int, thread_count> rejected{};
+  std::array<std::string, thread_count> first_failure;
+  std::vector<std::thread> threads;
+  for (int index = 0; index < thread_count; ++index) {
+    threads.emplace_back([&, index] {
+      const auto slot = static_cast<std::size_t>(index);
+      for (greenlet& target : targets) {
+        start.arrive_and_wait();
+        ::testing::AssertionResult result =
+            throws_with<greenlet_error>([&] { target.switch_to(); }, "belongs to another thread");
+        if (result) {
+          ++rejected[slot];
+        } else if (first_failure[slot].empty()) {
+          first_failure[slot] = result.message();
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (std::size_t i = 0; i < rejected.size(); ++i) {
+    EXPECT_EQ(rejected[i], rounds) << "thread " << i << ": " << first_failure[i];
+  }
+  // Each still has its one default name, on its own thread too.
+  for (const greenlet& target : targets) {
+    ASSERT_FALSE(target.started());
+    ASSERT_EQ(target.name().rfind("greenlet-", 0), 0u) << target.name();
+  }
 }
 
 TEST_F(greenlet_threads, greenlets_in_ten_threads_work_independently) {
@@ -1162,6 +1206,70 @@ TEST_F(greenlet_destroy, killer_gets_control_back_after_the_unwinding) {
             (std::vector<std::string>{"killer drops the handle", "victim unwinding", "killer continues"}));
 }
 
+// python test_parent_restored_on_kill: while the last handle's greenlet_exit
+// unwinds it, a greenlet's parent is the greenlet that dropped the handle;
+// one that survives (here by making a new handle to itself and switching
+// away) gets its own parent back. Regression test: it kept the killer as its
+// parent, was reported as leaked, and its reference was never dropped.
+TEST_F(greenlet_destroy, greenlet_surviving_the_last_handle_kill_gets_its_own_parent_back) {
+  greenlet hub([] {});
+  greenlet main = greenev::current();
+  std::vector<greenlet> seen;
+  greenlet worker(
+      [&] {
+        try {
+          main.switch_to();  // waits to be killed
+        } catch (const greenlet_exit&) {
+          seen.push_back(greenev::current().parent());
+          seen.push_back(greenev::current());  // a handle again: it survives
+          hub.switch_to();
+        }
+      },
+      hub);
+  worker.switch_to();
+  ::testing::internal::CaptureStderr();
+  worker = greenlet();  // the last handle: greenlet_exit; hub's end comes back here
+  const std::string reported = ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_TRUE(seen[0] == main) << "the killer is its parent while it unwinds";
+  EXPECT_TRUE(seen[1].active());
+  EXPECT_TRUE(seen[1].parent() == hub) << "its own parent is restored, now " << seen[1].parent().name();
+  EXPECT_EQ(reported, "");
+  seen.clear();  // dropped again: this time it dies
+  EXPECT_TRUE(hub.dead());
+}
+
+// A greenlet that survives the kill because a handle holds it again is not
+// leaked: it runs on, and finishes into its own parent. Regression test: it
+// was reported ("its stack is leaked") although a handle held it, and the
+// killer stayed its parent.
+TEST_F(greenlet_destroy, greenlet_held_again_after_the_last_handle_kill_is_not_reported_as_leaked) {
+  greenlet kept;
+  greenlet survivor([&] {
+    try {
+      switch_to_parent();
+    } catch (const greenlet_exit&) {
+      kept = greenev::current();
+      switch_to_parent(2);  // to the killer, its parent meanwhile
+    }
+    return 7;
+  });
+  survivor.switch_to();
+  ::testing::internal::CaptureStderr();
+  greenlet killer([&] {
+    survivor = greenlet();
+    return 1;
+  });
+  EXPECT_EQ(number(killer.switch_to()), 1);
+  const std::string reported = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(reported, "");
+  ASSERT_TRUE(kept);
+  EXPECT_TRUE(kept.active());
+  EXPECT_TRUE(kept.parent() == greenev::current()) << "parent " << kept.parent().name();
+  EXPECT_EQ(number(kept.switch_to()), 7);
+  EXPECT_TRUE(kept.dead());
+}
+
 // A greenlet may drop its own last handle while it runs; it is then freed
 // (unwound if still suspended) once it has switched away.
 TEST_F(greenlet_destroy, greenlet_that_drops_its_own_last_handle_is_freed_after_switching_away) {
@@ -1183,6 +1291,60 @@ TEST_F(greenlet_destroy, greenlet_that_drops_its_own_last_handle_is_freed_after_
   });
   EXPECT_EQ(number(finishes.switch_to()), 2);
   EXPECT_EQ(stack_stats().live, live_stacks_at_start());
+}
+
+// Each greenlet holds a reference to its parent, so dropping the last handle
+// to the end of a chain frees the whole chain. Regression test: that freeing
+// recursed once per greenlet and overflowed the thread's stack (8 MiB) at a
+// few hundred thousand.
+TEST_F(greenlet_destroy, dropping_a_chain_of_400000_greenlets_frees_it_without_recursion) {
+  constexpr int length = 400'000;
+  auto captured = std::make_shared<int>(0);
+  greenlet chain([captured] {});
+  for (int i = 1; i < length; ++i) chain = greenlet([captured] {}, chain);
+  EXPECT_EQ(captured.use_count(), length + 1);
+  chain = greenlet();
+  EXPECT_EQ(captured.use_count(), 1);
+}
+
+// The same on a greenlet's stack (a few hundred KiB), where about ten
+// thousand levels of that recursion overflowed it. Some links of the chain
+// are suspended greenlets: killing them (greenlet_exit) is part of the walk.
+TEST_F(greenlet_destroy, dropping_a_long_chain_on_a_greenlets_stack_frees_it_without_recursion) {
+  constexpr int length = 100'000;
+  constexpr int suspended_every = 1000;
+  auto captured = std::make_shared<int>(0);
+  int suspended_links = 0;
+  int unwound = 0;
+  greenlet dropper([&] {
+    greenlet chain([captured] {});
+    for (int i = 1; i < length; ++i) {
+      if (i % suspended_every != 0) {
+        chain = greenlet([captured] {}, chain);
+        continue;
+      }
+      greenlet suspended(
+          [captured, &unwound] {
+            try {
+              switch_to_parent();
+            } catch (const greenlet_exit&) {
+              ++unwound;
+              throw;
+            }
+          },
+          greenlet_options{.stack_size = greenev::min_stack_size, .kind = greenev::stack_kind::compact});
+      suspended.switch_to();
+      ++suspended_links;
+      suspended.set_parent(chain);
+      chain = std::move(suspended);
+    }
+    EXPECT_EQ(captured.use_count(), length + 1);
+    chain = greenlet();
+    return captured.use_count();
+  });
+  EXPECT_EQ(std::any_cast<long>(dropper.switch_to()), 1);
+  EXPECT_EQ(unwound, suspended_links);
+  EXPECT_GT(unwound, 0);
 }
 
 // Unwinding runs in a destructor, which cannot throw: an exception other than
@@ -1693,6 +1855,8 @@ TEST_F(greenlet_names, custom_names) {
   greenlet renamed([] {});
   renamed.set_name("renamed");
   EXPECT_EQ(renamed.name(), "renamed");
+  renamed.set_name("");  // back to the default
+  EXPECT_TRUE(is_default_name(renamed.name())) << renamed.name();
   greenev::current().set_name("main-renamed");
   EXPECT_EQ(greenev::current().name(), "main-renamed");
   greenev::current().set_name("main");

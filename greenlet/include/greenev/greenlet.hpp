@@ -47,7 +47,9 @@ struct greenlet_options {
 ///
 /// Destroying the last handle to a suspended greenlet unwinds it: that
 /// destruction switches into it, raising greenlet_exit so its RAII
-/// destructors run, then switches back.
+/// destructors run, then switches back. Meanwhile the greenlet's parent is
+/// the one destroying the handle; afterwards its own parent again (a greenlet
+/// that makes a new handle to itself and switches away survives with it).
 class greenlet {
  public:
   greenlet() noexcept = default;
@@ -134,7 +136,11 @@ class greenlet {
   /// another thread, or would make the parent chain a cycle.
   void set_parent(const greenlet& new_parent);
 
-  /// A name for reports ("greenlet-N" unless set). Never switches.
+  /// A name for reports ("greenlet-N" unless set, "main" for a main
+  /// greenlet). Never switches. name() may be called from any thread;
+  /// set_name() only on the greenlet's own thread (greenlet_error otherwise),
+  /// and it invalidates the references name() returned. An empty name
+  /// restores the default one.
   ///@{
   [[nodiscard]] const std::string& name() const;
   void set_name(std::string name);

@@ -8,9 +8,11 @@
 //   greenev::greenlet g(f, {.stack_size = 1 << 20});  // one big one
 //
 // Two kinds (docs/design.md, "The stack model", has the trade-off):
-//  - guarded: a PROT_NONE page below the stack. Overflowing it prints
-//    "stack overflow in greenlet NAME (N KiB stack)" and aborts. Costs two
-//    kernel memory mappings per stack; Linux caps a process near 65530.
+//  - guarded: a 64 KiB PROT_NONE guard below the stack. Overflowing it
+//    prints "stack overflow in greenlet NAME (N KiB stack)" and aborts. Costs
+//    two kernel memory mappings per stack; Linux caps a process near 65530.
+//    Code using greenev's CMake target is built with -fstack-clash-protection,
+//    so that frames larger than the guard cannot skip it (docs/caveats.md).
 //  - compact: no guard; stacks are carved from shared slabs, so a million of
 //    them cost a handful of mappings. An overflow corrupts memory silently.
 // Guarded stacks become compact once max_guarded_stacks are mapped, so a
@@ -42,7 +44,7 @@ enum class stack_prefault : unsigned char {
   unchanged,   ///< In set_default_stack_options(): keep the current setting.
   off,         ///< The initial default: a greenlet's first switch faults its stack's first page.
   background,  ///< Each greenlet created that will get a compact stack asks a process-wide
-               ///< helper thread ("greenev-prefault", started on first use) to map and touch
+               ///< helper thread ("greenev-pfault", started on first use) to map and touch
                ///< one ahead; the creating thread's pool takes them as its greenlets start,
                ///< and an idle hub hands it surplus stacks to return to the kernel. Costs the
                ///< thread, CPU on another core, and up to a slab (64 stacks, one page each)

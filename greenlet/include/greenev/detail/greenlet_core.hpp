@@ -86,7 +86,7 @@ struct greenlet_body_of final : greenlet_body {
 };
 
 // A stack as handed out by the pool. [bottom, bottom + size) is usable; a
-// guarded stack has a PROT_NONE page just below bottom.
+// guarded stack has a PROT_NONE guard (64 KiB, stack.cpp) just below bottom.
 struct stack_memory {
   char* bottom = nullptr;
   std::size_t size = 0;
@@ -153,9 +153,12 @@ class greenlet_impl {
   std::uint64_t id = 0;
   greenlet_impl* active_prev = nullptr;  // this thread's list of active greenlets
   greenlet_impl* active_next = nullptr;
-  // Null until named or asked for its name ("greenlet-ID" is built lazily):
-  // most greenlets never are, and a string costs 32 bytes in every one.
-  mutable std::unique_ptr<std::string> name;
+  // Owned; null until named or asked for its name ("greenlet-ID" is built
+  // lazily: most greenlets never are, and a string costs 32 bytes in every
+  // one). Published with a compare-exchange from null, so threads asking at
+  // once agree on one string; only set_name() on the owner thread replaces
+  // (and frees) it, under anchor->mutex.
+  mutable std::atomic<std::string*> name{nullptr};
   // Per-greenlet storage of upper layers (greenlet-local values): destroyed
   // when the greenlet dies (on its own stack), or with the object.
   void* locals = nullptr;
@@ -207,7 +210,11 @@ class greenlet_impl {
   }
   [[nodiscard]] bool dead() const noexcept { return current_state() == greenlet_state::dead; }
   void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  // Its name, or "greenlet-ID" / "main". On the owner thread (or where no
+  // rename can run concurrently); other threads use name_copy().
   const std::string& display_name() const;
+  // A copy of display_name() that any thread may take.
+  std::string name_copy() const;
 };
 
 class stack_pool;
