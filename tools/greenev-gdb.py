@@ -81,7 +81,7 @@ def _layout():
 
 
 def _name(g, layout):
-    string = _u64(g + layout["g_name"])  # std::unique_ptr<std::string>, libstdc++ layout
+    string = _u64(g + layout["g_name"])  # std::atomic<std::string*>: one pointer, libstdc++ string layout
     if string != 0:
         size = _u64(string + 8)
         if 0 < size < 4096:
