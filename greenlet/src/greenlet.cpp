@@ -19,6 +19,7 @@
 #include <typeinfo>
 #include <vector>
 
+#include <greenev/error_reporter.hpp>
 #include <greenev/greenlet.hpp>
 
 #include "stack_pool.hpp"
@@ -129,7 +130,11 @@ void release(greenlet_impl* g) noexcept;
 greenlet_impl* destroy(greenlet_impl* g) noexcept;
 
 void report(const std::string& what) noexcept {
-  std::fprintf(stderr, "greenev: %s\n", what.c_str());
+  try {
+    report_error("greenev: " + what);
+  } catch (...) {
+    report_error("greenev: (a diagnostic was lost: out of memory)");
+  }
 }
 
 std::string describe_current_exception() {

@@ -9,11 +9,13 @@
 // kill, joinall, iwait); timeout.hpp; event.hpp (event, async_result);
 // semaphore.hpp (semaphore, mutex/lock, rlock); queue.hpp (queues,
 // channel); pool.hpp (group, pool); local.hpp (greenlet_local);
-// threadpool.hpp; signal.hpp (signal_handler).
+// threadpool.hpp; signal.hpp (signal_handler); error_reporter.hpp (where
+// diagnostics go).
 #pragma once
 
 #include <greenev/address.hpp>
 #include <greenev/dns.hpp>
+#include <greenev/error_reporter.hpp>
 #include <greenev/errors.hpp>
 #include <greenev/event.hpp>
 #include <greenev/greenlet.hpp>

@@ -23,28 +23,8 @@
 #include <vector>
 
 #include <greenev/config.hpp>
+#include <greenev/detail/sanitizers.hpp>
 #include <greenev/stack.hpp>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define GREENEV_DETAIL_TU_ASAN 1
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define GREENEV_DETAIL_TU_TSAN 1
-#endif
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) && !defined(GREENEV_DETAIL_TU_ASAN)
-#define GREENEV_DETAIL_TU_ASAN 1
-#endif
-#if __has_feature(thread_sanitizer) && !defined(GREENEV_DETAIL_TU_TSAN)
-#define GREENEV_DETAIL_TU_TSAN 1
-#endif
-#endif
-#ifdef GREENEV_DETAIL_TU_ASAN
-#include <sanitizer/common_interface_defs.h>
-#endif
-#ifdef GREENEV_DETAIL_TU_TSAN
-#include <sanitizer/tsan_interface.h>
-#endif
 
 // The inline fast path is used only when this translation unit and the
 // library agree on sanitizers (the annotations must wrap every jump).
