@@ -45,10 +45,10 @@ extern const std::uint64_t greenev_debug_layout[];
     offsetof(greenev::detail::greenlet_impl, id),
     offsetof(greenev::detail::greenlet_impl, active_next),
     offsetof(greenev::detail::greenlet_impl, name),
-    offsetof(greenev::detail::greenlet_impl, spawn_site),
-    offsetof(greenev::detail::greenlet_impl, wait_what),
-    offsetof(greenev::detail::greenlet_impl, wait_fd),
-    offsetof(greenev::detail::greenlet_impl, wait_until),
+    offsetof(greenev::detail::greenlet_impl, hub.spawn_site),
+    offsetof(greenev::detail::greenlet_impl, hub.wait_what),
+    offsetof(greenev::detail::greenlet_impl, hub.wait_fd),
+    offsetof(greenev::detail::greenlet_impl, hub.wait_until),
     offsetof(greenev::detail::greenlet_impl, is_main),
 };
 #pragma GCC diagnostic pop
@@ -589,7 +589,7 @@ bool membarrier_ready() noexcept {
 void copy_identity(const greenlet_impl& g, running_greenlet_snapshot& out) noexcept {
   out.id = g.id;
   out.is_main = g.is_main;
-  out.spawn_site = g.spawn_site;
+  out.spawn_site = g.hub.spawn_site;
   out.name[0] = '\0';
   if (const std::string* name = g.name.load(std::memory_order_acquire); name != nullptr) {
     const std::size_t n = std::min(name->size(), sizeof out.name - 1);

@@ -210,12 +210,12 @@ void on_park_timer_cb(struct ev_loop* loop, ev_timer* timer, int revents) noexce
   ev_init(&timer, on_park_timer_cb);
   timer.data = &w;
   greenlet_impl* self = w.greenlet_;
-  self->wait_what = w.what_;
-  self->wait_fd = w.fd_;
-  self->wait_until = 0;
+  self->hub.wait_what = w.what_;
+  self->hub.wait_fd = w.fd_;
+  self->hub.wait_until = 0;
   if (!timeout.is_forever()) {
     start_timer(hub, timer, timeout.duration());
-    self->wait_until = ev_now(hub.loop_) + ev_timer_remaining(hub.loop_, &timer);
+    self->hub.wait_until = ev_now(hub.loop_) + ev_timer_remaining(hub.loop_, &timer);
   }
   struct timer_guard {
     hub_impl& hub;
@@ -223,7 +223,7 @@ void on_park_timer_cb(struct ev_loop* loop, ev_timer* timer, int revents) noexce
     greenlet_impl* self;
     ~timer_guard() {
       stop_timer(hub, timer);
-      self->wait_what = nullptr;
+      self->hub.wait_what = nullptr;
     }
   } stop_timer_on_exit{hub, timer, self};
   hub.park_in_hub(w);

@@ -93,8 +93,8 @@ void destroy_table(void* raw) noexcept {
     }
     delete table;
     // A destructor that touched a greenlet_local on this greenlet made a new table.
-    table = owner->destroy_locals == destroy_table
-                ? static_cast<local_table*>(std::exchange(owner->locals, nullptr))
+    table = owner->hub.destroy_locals == destroy_table
+                ? static_cast<local_table*>(std::exchange(owner->hub.locals, nullptr))
                 : nullptr;
   }
 }
@@ -105,7 +105,7 @@ greenlet_impl* calling_greenlet() {
 }
 
 local_table* table_of(const greenlet_impl* g) noexcept {
-  return g->destroy_locals == destroy_table ? static_cast<local_table*>(g->locals) : nullptr;
+  return g->hub.destroy_locals == destroy_table ? static_cast<local_table*>(g->hub.locals) : nullptr;
 }
 
 }  // namespace
@@ -154,15 +154,15 @@ void* local_key::insert(void* value, void (*destroy)(void*) noexcept) {
 
   if (void* existing = find()) return existing;  // made meanwhile (a recursive get())
   greenlet_impl* g = calling_greenlet();
-  if (g->destroy_locals != nullptr && g->destroy_locals != destroy_table) {
+  if (g->hub.destroy_locals != nullptr && g->hub.destroy_locals != destroy_table) {
     throw greenlet_error("greenev: greenlet " + g->display_name() +
                          " has per-greenlet storage that greenlet_local does not own");
   }
   local_table* table = table_of(g);
   if (table == nullptr) {
     table = new local_table{g, {}};
-    g->locals = table;
-    g->destroy_locals = destroy_table;
+    g->hub.locals = table;
+    g->hub.destroy_locals = destroy_table;
   }
   auto new_slot = std::make_unique<slot>(slot{id_, this, nullptr, nullptr, value, destroy});
   if (table->entries.size() == table->entries.capacity())

@@ -58,20 +58,20 @@ std::string describe_greenlet(const greenlet_impl& g, const thread_state& ts, st
     line += "running";
   } else if (loop != nullptr && &g == static_cast<const hub_impl*>(ts.hub)->hub_greenlet_.get()) {
     line += "the hub: runs its loop when the running greenlet waits";
-  } else if (g.wait_what != nullptr) {
+  } else if (g.hub.wait_what != nullptr) {
     line += "suspended on ";
-    if (g.wait_fd >= 0) line += "fd " + std::to_string(g.wait_fd) + " ";
-    line += g.wait_what;
-    if (g.wait_until != 0 && loop != nullptr) {
+    if (g.hub.wait_fd >= 0) line += "fd " + std::to_string(g.hub.wait_fd) + " ";
+    line += g.hub.wait_what;
+    if (g.hub.wait_until != 0 && loop != nullptr) {
       char left[48];
-      std::snprintf(left, sizeof left, ", %.3f s left", g.wait_until - ev_now(loop));
+      std::snprintf(left, sizeof left, ", %.3f s left", g.hub.wait_until - ev_now(loop));
       line += left;
     }
   } else {
     line += "suspended (switched away directly, or queued to resume)";
   }
   if (g.parent != nullptr) line += "; parent " + g.parent->display_name();
-  if (g.spawn_site != nullptr) line += "; spawned at " + describe_code_address(g.spawn_site);
+  if (g.hub.spawn_site != nullptr) line += "; spawned at " + describe_code_address(g.hub.spawn_site);
   return line;
 }
 

@@ -139,10 +139,6 @@ class greenlet_impl {
   // once agree on one string; only set_name() on the owner thread replaces
   // (and frees) it, under anchor->mutex.
   mutable std::atomic<std::string*> name{nullptr};
-  // Per-greenlet storage of upper layers (greenlet-local values): destroyed
-  // when the greenlet dies (on its own stack), or with the object.
-  void* locals = nullptr;
-  void (*destroy_locals)(void*) noexcept = nullptr;
   // Sanitizer bookkeeping; present in every build so the layout never varies.
   void* asan_fake_stack = nullptr;
   const void* asan_bottom = nullptr;
@@ -150,15 +146,23 @@ class greenlet_impl {
   void* tsan_fiber = nullptr;
   // Small functions (most lambdas) are stored here: one allocation per greenlet.
   alignas(std::max_align_t) unsigned char body_storage[64];
-  // Diagnostics (run info, the blocking monitor, tools/greenev-gdb.py), set
-  // and read on the owning thread only: where it was spawned (a return
-  // address inside the spawning function, resolved lazily), and what it is
-  // suspended on (a static string, an fd or -1, a deadline on the hub
-  // loop's clock or 0).
-  const void* spawn_site = nullptr;
-  const char* wait_what = nullptr;
-  int wait_fd = -1;
-  double wait_until = 0;
+  // What the hub layer keeps in each greenlet; the greenlet layer only
+  // destroys the locals and shows the rest in its diagnostics.
+  struct hub_fields {
+    // Greenlet-local values: destroyed when the greenlet dies (on its own
+    // stack), or with the object.
+    void* locals = nullptr;
+    void (*destroy_locals)(void*) noexcept = nullptr;
+    // For run info, the blocking monitor and tools/greenev-gdb.py; set and
+    // read on the owning thread only: where it was spawned (a return address
+    // inside the spawning function, resolved lazily), and what it is
+    // suspended on (a static string, an fd or -1, a deadline on the hub
+    // loop's clock or 0).
+    const void* spawn_site = nullptr;
+    const char* wait_what = nullptr;
+    int wait_fd = -1;
+    double wait_until = 0;
+  } hub;
 
   template <class Body, class F>
   void emplace_body(F&& f) {
@@ -170,8 +174,8 @@ class greenlet_impl {
     }
   }
   void release_locals() noexcept {
-    if (destroy_locals != nullptr) destroy_locals(std::exchange(locals, nullptr));
-    destroy_locals = nullptr;
+    if (hub.destroy_locals != nullptr) hub.destroy_locals(std::exchange(hub.locals, nullptr));
+    hub.destroy_locals = nullptr;
   }
   void destroy_body() noexcept {
     if (body_inline) {
