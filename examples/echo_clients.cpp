@@ -16,6 +16,8 @@
 #include <greenev/socket.hpp>
 #include <greenev/task.hpp>
 
+#include "command_line.hpp"
+
 namespace {
 
 struct totals {
@@ -51,41 +53,17 @@ constexpr std::string_view usage_text =
     "  --clients N      concurrent connections, 1..10000 (default 100)\n"
     "  --messages M     round trips per connection, 1..1000000 (default 100)\n";
 
-int usage_error(std::string_view message) {
-  std::cerr << "echo_clients: " << message << "\n\n" << usage_text;
-  return 2;
-}
-
-bool parse_integer(const char* text, long low, long high, long& out) {
-  std::size_t used = 0;
-  try {
-    out = std::stol(text, &used);
-  } catch (const std::exception&) {
-    return false;
-  }
-  return text[used] == '\0' && out >= low && out <= high;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
   long port = 8001, clients = 100, messages = 100;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::cout << usage_text;
-      return 0;
-    }
-    if (arg != "--host" && arg != "--port" && arg != "--clients" && arg != "--messages")
-      return usage_error("unknown argument '" + std::string(arg) + "'");
-    if (++i == argc) return usage_error(std::string(arg) + " needs a value");
-    const bool ok = arg == "--host"      ? !(host = argv[i]).empty()
-                    : arg == "--port"    ? parse_integer(argv[i], 1, 65535, port)
-                    : arg == "--clients" ? parse_integer(argv[i], 1, 10000, clients)
-                                         : parse_integer(argv[i], 1, 1000000, messages);
-    if (!ok) return usage_error("bad value '" + std::string(argv[i]) + "' for " + std::string(arg));
-  }
+  examples::command_line options("echo_clients", std::string(usage_text));
+  options.text("--host", host);
+  options.integer("--port", port, 1, 65535);
+  options.integer("--clients", clients, 1, 10000);
+  options.integer("--messages", messages, 1, 1000000);
+  if (const auto status = options.parse(argc, argv)) return *status;
   totals sum;
   const auto start = std::chrono::steady_clock::now();
   std::vector<greenev::basic_task> tasks;

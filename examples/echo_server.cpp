@@ -14,6 +14,8 @@
 #include <greenev/server.hpp>
 #include <greenev/signal.hpp>
 
+#include "command_line.hpp"
+
 namespace {
 
 void handle_request(greenev::socket& conn, const greenev::address& /*peer*/) {
@@ -27,42 +29,17 @@ constexpr std::string_view usage_text =
     "  --port PORT     0..65535, 0 picks a free port (default 8001)\n"
     "  --workers N     threads serving the port, 1..64 (default 1)\n";
 
-int usage_error(std::string_view message) {
-  std::cerr << "echo_server: " << message << "\n\n" << usage_text;
-  return 2;
-}
-
-// The whole of `text` as an integer in [low, high], or false.
-bool parse_integer(const char* text, long low, long high, long& out) {
-  std::size_t used = 0;
-  try {
-    out = std::stol(text, &used);
-  } catch (const std::exception&) {
-    return false;
-  }
-  return text[used] == '\0' && out >= low && out <= high;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
   long port = 8001;
   long workers = 1;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::cout << usage_text;
-      return 0;
-    }
-    if (arg != "--host" && arg != "--port" && arg != "--workers")
-      return usage_error("unknown argument '" + std::string(arg) + "'");
-    if (++i == argc) return usage_error(std::string(arg) + " needs a value");
-    const bool ok = arg == "--host"   ? !(host = argv[i]).empty()
-                    : arg == "--port" ? parse_integer(argv[i], 0, 65535, port)
-                                      : parse_integer(argv[i], 1, 64, workers);
-    if (!ok) return usage_error("bad value '" + std::string(argv[i]) + "' for " + std::string(arg));
-  }
+  examples::command_line options("echo_server", std::string(usage_text));
+  options.text("--host", host);
+  options.integer("--port", port, 0, 65535);
+  options.integer("--workers", workers, 1, 64);
+  if (const auto status = options.parse(argc, argv)) return *status;
   try {
     greenev::stream_server server(greenev::address::parse(host, static_cast<std::uint16_t>(port)),
                                   handle_request, {.workers = static_cast<unsigned>(workers)});

@@ -16,6 +16,8 @@
 #include <greenev/queue.hpp>
 #include <greenev/task.hpp>
 
+#include "command_line.hpp"
+
 namespace {
 
 constexpr int baozi_count = 5;
@@ -82,20 +84,14 @@ constexpr std::string_view usage =
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 2 && (std::string_view(argv[1]) == "-h" || std::string_view(argv[1]) == "--help")) {
-    std::cout << usage;
-    return 0;
-  }
-  const std::string_view mode = argc == 3 && std::string_view(argv[1]) == "--mode" ? argv[2]
-                                : argc == 1                                        ? "switch"
-                                                                                   : "";
+  std::string mode = "switch";
+  examples::command_line options("producer_consumer", std::string(usage));
+  options.choice("--mode", mode, {"switch", "queue"});
+  if (const auto status = options.parse(argc, argv)) return *status;
   if (mode == "switch") {
     run_switch_mode();
-  } else if (mode == "queue") {
-    run_queue_mode();
   } else {
-    std::cerr << "producer_consumer: bad arguments\n" << usage;
-    return 2;
+    run_queue_mode();
   }
   return 0;
 }

@@ -6,13 +6,15 @@
 //   gevent.joinall([gevent.spawn(func), gevent.spawn(func2)])
 #include <unistd.h>
 
-#include <cmath>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <string_view>
 
 #include <greenev/hub.hpp>
 #include <greenev/task.hpp>
+
+#include "command_line.hpp"
 
 namespace {
 
@@ -27,32 +29,13 @@ void say(std::string_view text, int colour) {
   std::cout.flush();  // the lines appear as they happen, seconds apart
 }
 
-int usage_error(std::string_view message) {
-  std::cerr << "sleep_order: " << message << "\n\nusage: sleep_order [--delay SECONDS]  (default 2)\n";
-  return 2;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   double delay = 2.0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::cout << "usage: sleep_order [--delay SECONDS]  (default 2)\n";
-      return 0;
-    }
-    if (arg != "--delay") return usage_error("unknown argument '" + std::string(arg) + "'");
-    if (++i == argc) return usage_error("--delay needs a value");
-    std::size_t used = 0;
-    try {
-      delay = std::stod(argv[i], &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || argv[i][used] != '\0' || !std::isfinite(delay) || delay < 0)
-      return usage_error("--delay needs a number of seconds >= 0, not '" + std::string(argv[i]) + "'");
-  }
+  examples::command_line options("sleep_order", "usage: sleep_order [--delay SECONDS]  (default 2)\n");
+  options.number("--delay", delay, 0, std::numeric_limits<double>::max());
+  if (const auto status = options.parse(argc, argv)) return *status;
 
   auto func = [delay] {
     say("I am the first", 31);

@@ -7,7 +7,6 @@
 // Here both runs do tasks 1..N (the seed's ranges differ by one, an accident), and a last
 // line reports both wall times: `sync=X.XXs async=Y.YYs`.
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -16,6 +15,8 @@
 
 #include <greenev/hub.hpp>
 #include <greenev/task.hpp>
+
+#include "command_line.hpp"
 
 namespace {
 
@@ -36,40 +37,15 @@ constexpr std::string_view usage_text =
     "  --tasks N          tasks per run, 1..100000 (default 10)\n"
     "  --delay SECONDS    how long each task sleeps, 0..3600 (default 0.5)\n";
 
-int usage_error(std::string_view message) {
-  std::cerr << "sync_vs_async: " << message << "\n\n" << usage_text;
-  return 2;
-}
-
-// The whole of `text` as a number in [low, high], or false.
-bool parse_number(const char* text, double low, double high, double& out) {
-  std::size_t used = 0;
-  try {
-    out = std::stod(text, &used);
-  } catch (const std::exception&) {
-    return false;
-  }
-  return used > 0 && text[used] == '\0' && std::isfinite(out) && out >= low && out <= high;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  double tasks = 10;
+  long tasks = 10;
   double delay = 0.5;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::cout << usage_text;
-      return 0;
-    }
-    if (arg != "--tasks" && arg != "--delay")
-      return usage_error("unknown argument '" + std::string(arg) + "'");
-    if (++i == argc) return usage_error(std::string(arg) + " needs a value");
-    const bool ok = arg == "--tasks" ? parse_number(argv[i], 1, 100000, tasks) && tasks == std::floor(tasks)
-                                     : parse_number(argv[i], 0, 3600, delay);
-    if (!ok) return usage_error("bad value '" + std::string(argv[i]) + "' for " + std::string(arg));
-  }
+  examples::command_line options("sync_vs_async", std::string(usage_text));
+  options.integer("--tasks", tasks, 1, 100000);
+  options.number("--delay", delay, 0, 3600);
+  if (const auto status = options.parse(argc, argv)) return *status;
   const int count = static_cast<int>(tasks);
 
   std::cout << "Synchronous:\n";

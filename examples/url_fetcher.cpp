@@ -9,7 +9,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -17,6 +16,8 @@
 #include <vector>
 
 #include <greenev/greenev.hpp>
+
+#include "command_line.hpp"
 
 namespace {
 
@@ -67,46 +68,23 @@ double seconds_taken(F&& f) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-int usage_error(const std::string& message) {
-  std::cerr << "url_fetcher: " << message
-            << "\nusage: url_fetcher [--mode sync|async|both] [--count N] [--delay SECONDS] [URL...]\n"
-               "  --count 1..10000 pages and --delay 0..60 seconds apply to the local server (no URL)\n";
-  return 2;
-}
-
-// The whole of `text` as a finite number in [low, high], or false.
-bool parse_number(const std::string& text, double low, double high, double& out) {
-  std::size_t used = 0;
-  try {
-    out = std::stod(text, &used);
-  } catch (const std::exception&) {
-    return false;
-  }
-  return used == text.size() && std::isfinite(out) && out >= low && out <= high;
-}
+constexpr std::string_view usage_text =
+    "usage: url_fetcher [--mode sync|async|both] [--count N] [--delay SECONDS] [URL...]\n"
+    "  --count 1..10000 pages and --delay 0..60 seconds apply to the local server (no URL)\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string mode = "both";
-  double count = 10;
+  long count = 10;
   double delay = 0.2;
   std::vector<std::string> urls;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--mode" || arg == "--count" || arg == "--delay") {
-      if (++i == argc) return usage_error(arg + " needs a value");
-      const std::string value = argv[i];
-      const bool ok = arg == "--mode"    ? (mode = value, mode == "sync" || mode == "async" || mode == "both")
-                      : arg == "--count" ? parse_number(value, 1, 10000, count) && count == std::floor(count)
-                                         : parse_number(value, 0, 60, delay);
-      if (!ok) return usage_error("bad value '" + value + "' for " + arg);
-    } else if (arg.starts_with("-")) {
-      return usage_error("unknown option '" + arg + "'");
-    } else {
-      urls.push_back(arg);
-    }
-  }
+  examples::command_line options("url_fetcher", std::string(usage_text));
+  options.choice("--mode", mode, {"sync", "async", "both"});
+  options.integer("--count", count, 1, 10000);
+  options.number("--delay", delay, 0, 60);
+  options.positional(urls);
+  if (const auto status = options.parse(argc, argv)) return *status;
 
   // libcurl's blocking calls now park only their greenlet; a plain thread's stay plain.
   greenev::monkey::patch_all();
