@@ -77,8 +77,9 @@ greenev_stages_init() {
   trap 'greenev_stages_exit $?' EXIT
 }
 
-# greenev_stage TITLE LOG: closes the running stage as passed and starts TITLE, its output
-# into build/logs/LOG.log.
+# greenev_stage TITLE LOG [quiet]: closes the running stage as passed and starts TITLE, its
+# output into build/logs/LOG.log. A quiet stage prints its line only once greenev_progress
+# sees ninja do some work (or if it fails).
 greenev_stage() {
   greenev_stage_close passed
   greenev_stage_name=$1
@@ -86,8 +87,12 @@ greenev_stage() {
   greenev_stage_start=$SECONDS
   greenev_stage_counts=(- - -)
   greenev_stage_report=greenev_stage_report_tail
-  printf '\033[1m==> %s\033[0m  (log: %s)\n' "$1" "${greenev_stage_log#"$GREENEV_ROOT"/}" >&3
+  [[ ${3:-} == quiet ]] || greenev_stage_announce
   exec >"$greenev_stage_log" 2>&1
+}
+
+greenev_stage_announce() {
+  printf '\033[1m==> %s\033[0m  (log: %s)\n' "$greenev_stage_name" "${greenev_stage_log#"$GREENEV_ROOT"/}" >&3
 }
 
 # greenev_stage_close STATUS: the terminal back, and the stage's row for the summary.
@@ -137,12 +142,19 @@ greenev_stages_exit() {
   exit "$status"
 }
 
-# greenev_progress: copies its input (ninja's output) to stdout, the stage's log, and on a
-# terminal keeps one line there up to date with ninja's [N/M] counter.
+# greenev_progress [quiet]: copies its input (ninja's output) to stdout, the stage's log, and
+# on a terminal keeps one line there up to date with ninja's [N/M] counter. With `quiet`
+# (the stage was started quiet) the stage's line is printed when ninja starts real work:
+# every build re-checks CMake's globbed directories, which is not work.
 greenev_progress() {
-  local line shown=0
+  local line shown=0 pending=0
+  [[ ${1:-} != quiet ]] || pending=1
   while IFS= read -r line; do
     printf '%s\n' "$line"
+    if ((pending)) && [[ $line =~ ^\[[0-9]+/[0-9]+\] && $line != *"Re-checking globbed directories"* ]]; then
+      greenev_stage_announce
+      pending=0
+    fi
     if [[ -t 3 && $line =~ ^\[([0-9]+)/([0-9]+)\] ]]; then
       printf '\r    %s/%s' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" >&3
       shown=1
