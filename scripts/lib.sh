@@ -1,4 +1,4 @@
-# Shared by scripts/tour.sh and scripts/test.sh (and bench/report.sh for its chart):
+# Shared by scripts/tour.sh and scripts/test.sh:
 # installs the Debian packages a script needs (only the missing ones, `apt-get update`
 # at most once), and runs a script as stages: one line on the terminal when a stage
 # starts, its output in build/logs/NAME.log, the end of that log shown if it fails.
@@ -19,8 +19,7 @@ GREENEV_TOUR_PACKAGES=(
   g++ cmake ninja-build pkg-config
   libboost-context-dev libev-dev libc-ares-dev libcurl4-openssl-dev
 )
-# bench/report.sh's chart.
-GREENEV_CHART_PACKAGES=(gnuplot-nox)
+
 
 greenev_log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
