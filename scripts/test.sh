@@ -4,22 +4,38 @@
 #   2. the same with shared libraries (preset `shared`) + every test,
 #   3. ASan+UBSan build + every test,
 #   4. TSan build + every test (greenlets on many threads, cross-thread handles),
-#   5. install the static and the shared libraries into one prefix and build + run a
+#   5. valgrind memcheck, the API reference, the C++ quoted in the docs,
+#   6. install the static and the shared libraries into one prefix and build + run a
 #      consumer of each with find_package(greenev) and with pkg-config, then consumers
 #      that take greenev's source with add_subdirectory and with FetchContent.
-# Exits non-zero on the first failure. Safe to run again.
+# One line per stage as it starts; each stage's output goes to build/logs/ (ctest-PRESET.log,
+# build-PRESET.log, ...). Stops at the first failure with the failed tests and the end of
+# their output, and exits non-zero. Ends with a table: stage, tests, passed, failed, time.
+# Safe to run again.
+#
+# GREENEV_TEST_STAGES (local use; default every stage) runs only the stages it names, e.g.
+# GREENEV_TEST_STAGES="formatting release": formatting, release, shared, asan, tsan,
+# valgrind, docs, docs-quote, consumers.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-greenev_install_packages
+# wants STAGE: true if this run includes STAGE.
+wants() { [[ -z ${GREENEV_TEST_STAGES:-} || " ${GREENEV_TEST_STAGES//,/ } " == *" $1 "* ]]; }
 
-greenev_log "formatting (.clang-format)"
+greenev_install_packages "${GREENEV_PACKAGES[@]}"
+greenev_stages_init summary
 cd "$GREENEV_ROOT"
-git ls-files -- '*.cpp' '*.hpp' | xargs clang-format --dry-run -Werror
+
+if wants formatting; then
+  greenev_stage "formatting (.clang-format)" formatting
+  git ls-files -- '*.cpp' '*.hpp' | xargs clang-format --dry-run -Werror
+fi
 
 for preset in release shared asan tsan; do
+  wants "$preset" || continue
+  greenev_stage "build: $preset" "build-$preset"
   greenev_build "$preset"
-  greenev_log "tests: $preset"
-  ctest --preset "$preset"
+  greenev_stage "tests: $preset" "ctest-$preset"
+  greenev_ctest "$preset"
 done
 
 # memcheck over the greenlet and hub tests of the release build. greenev registers every
@@ -27,17 +43,48 @@ done
 # wild stack moves. Death tests (they fork), the *_serial soak/timing suites and the
 # 100,000-greenlet stack test (40 s under valgrind) are left
 # to the other builds: under valgrind they only measure valgrind.
-greenev_log "valgrind memcheck: greenlet and hub tests"
-for test_binary in "$GREENEV_ROOT"/build/release/tests/greenlet/*_test "$GREENEV_ROOT"/build/release/tests/hub/*_test; do
-  valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
-    "$test_binary" --gtest_brief=1 --gtest_filter='-*_serial.*:*death*:*Death*:*hundred_thousand*' >/dev/null ||
-    { echo "valgrind: $(basename "$test_binary") failed; rerun it under valgrind to see why" >&2; exit 1; }
-  echo "valgrind: $(basename "$test_binary") clean"
-done
+if wants valgrind; then
+  greenev_stage "valgrind memcheck: greenlet and hub tests" valgrind
+  valgrind_clean=0
+  for test_binary in "$GREENEV_ROOT"/build/release/tests/greenlet/*_test "$GREENEV_ROOT"/build/release/tests/hub/*_test; do
+    valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+      "$test_binary" --gtest_brief=1 --gtest_filter='-*_serial.*:*death*:*Death*:*hundred_thousand*' >/dev/null || {
+      greenev_stage_count $((valgrind_clean + 1)) "$valgrind_clean" 1
+      echo "valgrind: $(basename "$test_binary") failed; rerun it under valgrind to see why" >&2
+      exit 1
+    }
+    echo "valgrind: $(basename "$test_binary") clean"
+    valgrind_clean=$((valgrind_clean + 1))
+  done
+  greenev_stage_count "$valgrind_clean" "$valgrind_clean" 0
+fi
 
 # The header comments are the manual: the API reference must build without a warning.
-greenev_log "API reference: Doxygen over the public headers, zero warnings"
-cmake --build "$GREENEV_ROOT/build/release" --target docs
+if wants docs; then
+  greenev_stage "API reference (Doxygen, zero warnings)" docs
+  cmake --build "$GREENEV_ROOT/build/release" --target docs
+fi
+
+if wants docs-quote; then
+  # C++ in README.md and docs/ is quoted verbatim from examples/ or tests/install_consumer/.
+  greenev_stage "docs quote the examples verbatim" docs-quote
+  python3 - "$GREENEV_ROOT" <<'PY'
+import pathlib, re, sys
+root = pathlib.Path(sys.argv[1])
+sources = [p.read_text() for p in [*root.glob("examples/*.cpp"), *root.glob("tests/install_consumer/*.cpp")]]
+stale = []
+for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+    for block in re.findall(r"```cpp\n(.*?)```", doc.read_text(), re.S):
+        if not any(block in source for source in sources):
+            stale.append(f"{doc.relative_to(root)}: a cpp block starting {block.splitlines()[0]!r}")
+if stale:
+    sys.exit("code in the docs no longer matches the examples:\n  " + "\n  ".join(stale))
+PY
+fi
+
+# The consumers come last, so that a run without them can stop here.
+wants consumers || exit 0
+greenev_stage "install + consumers (find_package, pkg-config, add_subdirectory, FetchContent)" consumers
 
 # links_greenev_shared PROGRAM: true if PROGRAM loads greenev's shared libraries.
 links_greenev_shared() { readelf -d "$1" | grep 'NEEDED.*libgreenev_' >/dev/null; }
@@ -103,18 +150,5 @@ links_greenev_shared "$GREENEV_ROOT/build/fetchcontent-consumer/consumer" ||
   { echo "the FetchContent consumer did not get greenev's shared libraries" >&2; exit 1; }
 "$GREENEV_ROOT/build/fetchcontent-consumer/consumer"
 
-greenev_log "C++ in README.md and docs/ is quoted verbatim from examples/ or tests/install_consumer/"
-python3 - "$GREENEV_ROOT" <<'PY'
-import pathlib, re, sys
-root = pathlib.Path(sys.argv[1])
-sources = [p.read_text() for p in [*root.glob("examples/*.cpp"), *root.glob("tests/install_consumer/*.cpp")]]
-stale = []
-for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
-    for block in re.findall(r"```cpp\n(.*?)```", doc.read_text(), re.S):
-        if not any(block in source for source in sources):
-            stale.append(f"{doc.relative_to(root)}: a cpp block starting {block.splitlines()[0]!r}")
-if stale:
-    sys.exit("code in the docs no longer matches the examples:\n  " + "\n  ".join(stale))
-PY
-
+greenev_stage_close passed
 greenev_log "all tests passed"

@@ -3,11 +3,27 @@
 # the original gevent notes, each introduced by one line on what it shows, then a table of
 # the sync vs async timings. Offline (everything talks to 127.0.0.1), under a minute once
 # built. Safe to run again.
+#
+# It builds the libraries and the examples only, in build/tour (no GoogleTest, no test
+# suite), with one line per step and the output in build/logs/tour-*.log (its end shown
+# if a step fails). A step with nothing to do prints nothing: on a built tree the output
+# is the demos and their table.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-greenev_install_packages
-greenev_build release
-bin="$GREENEV_ROOT/build/release/examples"
+greenev_install_packages "${GREENEV_TOUR_PACKAGES[@]}"
+build="$GREENEV_ROOT/build/tour"
+greenev_stages_init
+if [[ ! -f $build/build.ninja ]]; then
+  greenev_stage "configure build/tour (Release; examples on, tests off)" tour-configure
+  cmake -S "$GREENEV_ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGREENEV_BUILD_TESTS=OFF \
+    -DGREENEV_BUILD_EXAMPLES=ON -DGREENEV_BUILD_BENCH=OFF -DGREENEV_INSTALL=OFF
+fi
+greenev_stage "build the libraries and the examples" tour-build quiet
+cmake --build "$build" | greenev_progress quiet
+greenev_stage_close passed
+trap - EXIT
+
+bin="$build/examples"
 out=$(mktemp -d)
 server_pid=
 trap '[[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null; rm -rf "$out"' EXIT
