@@ -16,7 +16,13 @@
 #include <string>
 #include <vector>
 
-#include <greenev/greenev.hpp>
+#include <greenev/address.hpp>
+#include <greenev/hub.hpp>
+#include <greenev/monkey.hpp>
+#include <greenev/server.hpp>
+#include <greenev/socket.hpp>
+#include <greenev/task.hpp>
+#include <greenev/threadpool.hpp>
 
 namespace {
 
