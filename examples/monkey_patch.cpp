@@ -17,7 +17,12 @@
 #include <thread>
 #include <vector>
 
-#include <greenev/greenev.hpp>
+#include <greenev/address.hpp>
+#include <greenev/hub.hpp>
+#include <greenev/monkey.hpp>
+#include <greenev/server.hpp>
+#include <greenev/socket.hpp>
+#include <greenev/task.hpp>
 
 namespace {
 

@@ -15,7 +15,13 @@
 #include <string>
 #include <vector>
 
-#include <greenev/greenev.hpp>
+#include <greenev/address.hpp>
+#include <greenev/hub.hpp>
+#include <greenev/monkey.hpp>
+#include <greenev/server.hpp>
+#include <greenev/socket.hpp>
+#include <greenev/task.hpp>
+#include <greenev/threadpool.hpp>
 
 #include "command_line.hpp"
 

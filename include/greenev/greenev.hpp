@@ -10,7 +10,8 @@
 // semaphore.hpp (semaphore, mutex/lock, rlock); queue.hpp (queues,
 // channel); pool.hpp (group, pool); local.hpp (greenlet_local);
 // threadpool.hpp; signal.hpp (signal_handler); error_reporter.hpp (where
-// diagnostics go).
+// diagnostics go); address.hpp, socket.hpp, server.hpp, select.hpp and dns.hpp
+// (greenev::net); monkey.hpp (libc interposition, greenev::monkey).
 #pragma once
 
 #include <greenev/address.hpp>

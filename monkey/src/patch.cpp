@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include <greenev/detail/patch_support.hpp>
+#include <greenev/error_reporter.hpp>
 #include <greenev/errors.hpp>
 #include <greenev/io.hpp>
 #include <greenev/local.hpp>
@@ -50,7 +51,14 @@ real_function<int (*)(int, int, ...)> real_fcntl{"fcntl"};
 void* resolve_next(const char* name) noexcept {
   void* p = ::dlsym(RTLD_NEXT, name);
   if (p == nullptr) {
-    std::fprintf(stderr, "greenev: cannot find libc's %s (dlsym RTLD_NEXT)\n", name);
+    // The default reporter calls write(), which may be ours and resolve in turn:
+    // a failure met while reporting one aborts at once instead of recursing.
+    static constinit std::atomic<bool> reporting{false};
+    if (!reporting.exchange(true)) {
+      char line[256];
+      std::snprintf(line, sizeof line, "greenev: cannot find libc's %s (dlsym RTLD_NEXT)", name);
+      greenev::detail::report_error(line);
+    }
     std::abort();
   }
   return p;

@@ -11,7 +11,6 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <exception>
 #include <mutex>
 #include <stdexcept>
@@ -21,6 +20,7 @@
 #include <tuple>
 #include <vector>
 
+#include <greenev/error_reporter.hpp>
 #include <greenev/event.hpp>
 #include <greenev/pool.hpp>
 #include <greenev/task.hpp>
@@ -105,8 +105,8 @@ void wait_for_other_threads(event& e) {
 
 void report_accept_error(const server_state& s, const std::system_error& error,
                          std::chrono::milliseconds pause) {
-  std::fprintf(stderr, "greenev: stream_server on %s: accept failed (%s); retrying in %lld ms\n",
-               s.local.to_string().c_str(), error.what(), static_cast<long long>(pause.count()));
+  detail::report_error("greenev: stream_server on " + s.local.to_string() + ": accept failed (" +
+                       error.what() + "); retrying in " + std::to_string(pause.count()) + " ms");
 }
 
 void accept_loop(server_state& s, worker& w) {
