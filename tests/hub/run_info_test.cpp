@@ -83,14 +83,18 @@ TEST(run_info_signal, sigusr1_prints_the_run_info_to_stderr) {
   greenev::install_run_info_signal(SIGUSR1);
   auto napper = greenev::spawn_with({.name = "napper"}, [] { greenev::sleep(10.0); });
   ASSERT_EQ(::kill(::getpid(), SIGUSR1), 0);
+  // The dump may arrive in several writes: keep what each look found, and
+  // look again until the whole line is there.
+  const std::string expected = "\"napper\": suspended on sleep";
   std::string text;
-  for (int i = 0; i < 200 && !contains(text, "napper"); ++i) {
+  for (int i = 0; i < 500; ++i) {
     greenev::sleep(0.01);  // the helper thread asks this hub, which must be running
-    text = ::testing::internal::GetCapturedStderr();
-    if (!contains(text, "napper")) ::testing::internal::CaptureStderr();
+    text += ::testing::internal::GetCapturedStderr();
+    if (contains(text, expected)) break;
+    ::testing::internal::CaptureStderr();
   }
   napper.kill();
-  EXPECT_TRUE(contains(text, "\"napper\": suspended on sleep")) << text;
+  EXPECT_TRUE(contains(text, expected)) << text;
 }
 
 }  // namespace
