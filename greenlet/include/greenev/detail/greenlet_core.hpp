@@ -66,7 +66,7 @@ struct greenlet_body_of final : greenlet_body {
 };
 
 // A stack as handed out by the pool. [bottom, bottom + size) is usable; a
-// guarded stack has a PROT_NONE guard (64 KiB, stack.cpp) just below bottom.
+// guarded stack has a PROT_NONE guard (64 KiB, stack_mapping.cpp) just below bottom.
 struct stack_memory {
   char* bottom = nullptr;
   std::size_t size = 0;
