@@ -15,7 +15,6 @@
 
 #include "greenlet_internal.hpp"
 
-
 // For tools/greenev-gdb.py, which must work without debug information: the
 // head of the thread-state registry and the offsets of the fields it reads
 // (version first; bump it when the meaning of an entry changes).

@@ -46,7 +46,6 @@ std::string greenlet_impl::name_copy() const {
 
 namespace {
 
-
 // Ids are unique in the process; threads take them in blocks, so creating a
 // greenlet costs no atomic operation here.
 std::atomic<std::uint64_t> next_id_block{1};

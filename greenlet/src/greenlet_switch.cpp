@@ -9,11 +9,9 @@
 
 namespace greenev::detail {
 
-namespace fcontext = boost::context::detail;
-
 namespace {
 
-[[noreturn]] void run_greenlet(fcontext::transfer_t caller) noexcept;
+[[noreturn]] void run_greenlet(context_transfer caller) noexcept;
 
 // No fiber record and no setup jump: make_fcontext only lays out a frame at
 // the top of the stack; the first switch_to() enters run_greenlet there.
@@ -23,7 +21,7 @@ void start(thread_state& ts, greenlet_impl* g) {
   const std::size_t size = g->requested_size != 0 ? g->requested_size : checked_stack_size(0, "greenlet");
   g->stack = ts.pool->allocate(size, g->kind, g->prefault_expected);
   g->prefault_expected = false;
-  g->context = fcontext::make_fcontext(g->stack.top(), g->stack.size, run_greenlet);
+  g->context = make_context(g->stack.top(), g->stack.size, run_greenlet);
 #ifdef GREENEV_DETAIL_TU_TSAN
   g->tsan_fiber = __tsan_create_fiber(0);
 #endif
@@ -39,7 +37,7 @@ inline greenlet_impl* live_target(greenlet_impl* g) noexcept {
 // The entry of every greenlet, on its new stack; never returns. It dies by
 // jumping to the greenlet that receives its result, which lands in land_slow
 // and gives this stack back to the pool from there.
-void run_greenlet(fcontext::transfer_t caller) noexcept {
+void run_greenlet(context_transfer caller) noexcept {
   thread_state& ts = *tls_state;
   greenlet_impl* self = ts.current;
   greenlet_impl* from = ts.switching_from;
@@ -84,7 +82,7 @@ void run_greenlet(fcontext::transfer_t caller) noexcept {
   publish_current(ts, target);
   swap_exception_state(ts, self, target);
   before_jump(self, target, true);
-  fcontext::jump_fcontext(std::exchange(target->context, nullptr), nullptr);
+  jump_context(std::exchange(target->context, nullptr), nullptr);
   std::abort();  // a dead greenlet is never resumed
 }
 

@@ -84,7 +84,9 @@ std::size_t guard_size() noexcept {
 std::atomic<std::size_t> mapped_guarded{0};
 std::atomic<std::size_t> mapped_bytes{0};
 
-std::mutex& orphan_list_mutex() noexcept { return orphans().mutex; }
+std::mutex& orphan_list_mutex() noexcept {
+  return orphans().mutex;
+}
 
 void unmap_guarded(stack_memory stack) noexcept {
 #ifdef GREENEV_HAVE_VALGRIND
@@ -184,6 +186,5 @@ void return_compact(stack_memory* stacks, std::size_t count) noexcept {
     // reserved; their pages were already returned. Nothing else to do.
   }
 }
-
 
 }  // namespace greenev::detail

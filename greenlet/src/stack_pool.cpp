@@ -59,7 +59,9 @@ void bump(std::atomic<std::size_t>& counter, std::ptrdiff_t delta) noexcept {
 
 }  // namespace
 
-std::mutex& pool_registry_mutex() noexcept { return registry().mutex; }
+std::mutex& pool_registry_mutex() noexcept {
+  return registry().mutex;
+}
 
 stack_statistics process_stack_stats() noexcept {
   std::ptrdiff_t live = orphan_live.load(std::memory_order_relaxed);

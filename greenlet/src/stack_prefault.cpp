@@ -18,7 +18,6 @@
 // priority: at SCHED_IDLE it could be preempted inside mmap() holding the
 // kernel's mmap lock, which the hub thread's own mmap and brk then wait for.
 
-
 #include <pthread.h>
 #include <signal.h>
 
@@ -184,7 +183,9 @@ void start_prefault_helper(prefault_helper& h) {
 
 }  // namespace
 
-std::mutex& prefault_mutex() noexcept { return helper().mutex; }
+std::mutex& prefault_mutex() noexcept {
+  return helper().mutex;
+}
 
 // Asks for one more slab for `box`; false if the helper's lock was busy.
 // Throws if the helper cannot start.

@@ -9,7 +9,6 @@
 
 #include <any>
 #include <atomic>
-#include <boost/context/detail/fcontext.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -23,6 +22,7 @@
 #include <vector>
 
 #include <greenev/config.hpp>
+#include <greenev/detail/context.hpp>
 #include <greenev/detail/sanitizers.hpp>
 #include <greenev/stack.hpp>
 
@@ -124,7 +124,7 @@ class greenlet_impl {
   thread_anchor* anchor = nullptr;
   // Where it resumes (Boost.Context's raw fcontext); null while running or
   // unstarted, stale once dead.
-  boost::context::detail::fcontext_t context = nullptr;
+  raw_context context = nullptr;
   std::atomic<std::size_t> refs{1};
   greenlet_impl* parent = nullptr;  // owned reference; null only for a main greenlet
   greenlet_body* body = nullptr;
@@ -341,8 +341,7 @@ inline greenlet_impl* jump(thread_state& ts, greenlet_impl* self, greenlet_impl*
   publish_current(ts, target);
   swap_exception_state(ts, self, target);
   before_jump(self, target, false);
-  const boost::context::detail::transfer_t back =
-      boost::context::detail::jump_fcontext(std::exchange(target->context, nullptr), nullptr);
+  const context_transfer back = jump_context(std::exchange(target->context, nullptr), nullptr);
   greenlet_impl* from = ts.switching_from;
   after_jump(self, from);
   from->context = back.fctx;
