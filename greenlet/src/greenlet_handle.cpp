@@ -16,6 +16,9 @@ greenlet_impl::~greenlet_impl() {
   release_locals();
   if (body != nullptr) destroy_body();
   delete name.load(std::memory_order_relaxed);
+#ifndef NDEBUG
+  refs.store(freed_greenlet_refs, std::memory_order_relaxed);
+#endif
 }
 
 namespace {

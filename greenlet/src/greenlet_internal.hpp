@@ -6,6 +6,7 @@
 #pragma once
 
 #include <any>
+#include <cassert>
 #include <cstdint>
 #include <string>
 
@@ -33,7 +34,13 @@ greenlet_impl* destroy(greenlet_impl* g) noexcept;
 // Freeing a greenlet drops its parent's reference, which may free the parent,
 // and so on up the chain: a loop, not a recursion.
 inline void release(greenlet_impl* g) noexcept {
-  while (g != nullptr && g->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) g = destroy(g);
+  while (g != nullptr) {
+    const std::size_t before = g->refs.fetch_sub(1, std::memory_order_acq_rel);
+    assert(before != 0 && before < freed_greenlet_refs &&
+           "greenev: greenlet released more often than referenced, or after it was freed");
+    if (before != 1) return;
+    g = destroy(g);
+  }
 }
 
 // Frees the greenlets other threads dropped (see thread_anchor).

@@ -1,6 +1,7 @@
 // Switching: starting a greenlet, the out-of-line switch paths, and the
 // entry trampoline every greenlet runs on its own stack until it dies.
 #include <any>
+#include <cassert>
 #include <cstdlib>
 #include <exception>
 #include <utility>
@@ -25,7 +26,7 @@ void start(thread_state& ts, greenlet_impl* g) {
 #ifdef GREENEV_DETAIL_TU_TSAN
   g->tsan_fiber = __tsan_create_fiber(0);
 #endif
-  g->state.store(greenlet_state::active, std::memory_order_relaxed);
+  g->set_state(greenlet_state::active);
   link_active(ts, g);
 }
 
@@ -60,7 +61,7 @@ void run_greenlet(context_transfer caller) noexcept {
   }
   self->destroy_body();
   self->release_locals();
-  self->state.store(greenlet_state::dead, std::memory_order_relaxed);
+  self->set_state(greenlet_state::dead);
   unlink_active(ts, self);
 
   // The result goes to the nearest live ancestor; an unstarted one is started
@@ -78,6 +79,8 @@ void run_greenlet(context_transfer caller) noexcept {
   }
   ts.value = std::move(result);
   ts.error = std::move(error);
+  assert(target->anchor == ts.anchor && target->current_state() == greenlet_state::active &&
+         target->context != nullptr && "greenev: a dying greenlet's result goes to a suspended one");
   ts.switching_from = self;
   publish_current(ts, target);
   swap_exception_state(ts, self, target);

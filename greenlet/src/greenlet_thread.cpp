@@ -53,7 +53,7 @@ thread_state* create_thread_state() {
   ts->eh = reinterpret_cast<eh_globals*>(abi::__cxa_get_globals());
   auto* main = new greenlet_impl;
   main->is_main = true;
-  main->state.store(greenlet_state::active, std::memory_order_relaxed);
+  main->set_state(greenlet_state::active);
   main->anchor = ts->anchor;
   ++ts->greenlets;
   main->id = new_greenlet_id();
@@ -190,7 +190,7 @@ thread_state_owner::~thread_state_owner() {
     }
   }
   ts->main->release_locals();  // while the thread state can still serve them
-  ts->main->state.store(greenlet_state::dead, std::memory_order_relaxed);
+  ts->main->set_state(greenlet_state::dead);
   greenlet_impl* main = ts->main;
   thread_anchor* anchor = ts->anchor;
   // Survivors (greenlets that refused to die) keep their stacks; they are
