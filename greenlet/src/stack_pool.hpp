@@ -14,7 +14,7 @@ namespace greenev::detail {
 // stack_options::prefault, read when a greenlet is created.
 extern std::atomic<stack_prefault> option_prefault;
 
-// Stacks a helper thread prepares for one bucket of one pool (stack.cpp).
+// Stacks a helper thread prepares for one bucket of one pool (stack_prefault.cpp).
 struct prefault_mailbox;
 
 // Per-thread cache of free stacks, bucketed by (size, guarded).

@@ -9,7 +9,7 @@
 
 #include <any>
 #include <atomic>
-#include <boost/context/detail/fcontext.hpp>
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -23,6 +23,7 @@
 #include <vector>
 
 #include <greenev/config.hpp>
+#include <greenev/detail/context.hpp>
 #include <greenev/detail/sanitizers.hpp>
 #include <greenev/stack.hpp>
 
@@ -66,7 +67,7 @@ struct greenlet_body_of final : greenlet_body {
 };
 
 // A stack as handed out by the pool. [bottom, bottom + size) is usable; a
-// guarded stack has a PROT_NONE guard (64 KiB, stack.cpp) just below bottom.
+// guarded stack has a PROT_NONE guard (64 KiB, stack_mapping.cpp) just below bottom.
 struct stack_memory {
   char* bottom = nullptr;
   std::size_t size = 0;
@@ -104,9 +105,16 @@ struct thread_anchor {
 
   void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
-    if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    const std::size_t before = refs.fetch_sub(1, std::memory_order_acq_rel);
+    assert(before != 0 && "greenev: thread_anchor released more often than referenced");
+    if (before == 1) delete this;
   }
 };
+
+// Debug builds (no NDEBUG) store this in the count of a freed greenlet, so
+// that a late add_ref or release through a dangling pointer asserts while
+// the allocator has not reused the block (best effort, as in marl).
+inline constexpr std::size_t freed_greenlet_refs = std::size_t{1} << (sizeof(std::size_t) * 8 - 2);
 
 class greenlet_impl {
  public:
@@ -124,7 +132,7 @@ class greenlet_impl {
   thread_anchor* anchor = nullptr;
   // Where it resumes (Boost.Context's raw fcontext); null while running or
   // unstarted, stale once dead.
-  boost::context::detail::fcontext_t context = nullptr;
+  raw_context context = nullptr;
   std::atomic<std::size_t> refs{1};
   greenlet_impl* parent = nullptr;  // owned reference; null only for a main greenlet
   greenlet_body* body = nullptr;
@@ -193,7 +201,21 @@ class greenlet_impl {
     return state.load(std::memory_order_relaxed);
   }
   [[nodiscard]] bool dead() const noexcept { return current_state() == greenlet_state::dead; }
-  void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  // Owner thread only. The life of a greenlet: unstarted -> active -> dead
+  // (a main greenlet is born active); suspended is active and not current.
+  void set_state(greenlet_state next) noexcept {
+    assert(((current_state() == greenlet_state::unstarted && next == greenlet_state::active) ||
+            (current_state() == greenlet_state::active && next == greenlet_state::dead)) &&
+           "greenev: greenlet state may only go unstarted -> active -> dead");
+    state.store(next, std::memory_order_relaxed);
+  }
+  // A count of 0 is legal here: destroy() holds a dying greenlet while it
+  // unwinds it.
+  void add_ref() noexcept {
+    assert(refs.load(std::memory_order_relaxed) < freed_greenlet_refs &&
+           "greenev: add_ref on a freed greenlet");
+    refs.fetch_add(1, std::memory_order_relaxed);
+  }
   // Its name, or "greenlet-ID" / "main". On the owner thread (or where no
   // rename can run concurrently); other threads use name_copy().
   const std::string& display_name() const;
@@ -337,12 +359,15 @@ inline void swap_exception_state(thread_state& ts, greenlet_impl* from, greenlet
 // Leaves `self` for `target`; returns in `self` once something switches back.
 // Returns the greenlet we came from.
 inline greenlet_impl* jump(thread_state& ts, greenlet_impl* self, greenlet_impl* target) noexcept {
+  assert(target->anchor == ts.anchor && "greenev: switch to a greenlet of another thread");
+  assert(self == ts.current && target != self && "greenev: switch from a greenlet that is not running");
+  assert(target->current_state() == greenlet_state::active && target->context != nullptr &&
+         "greenev: switch to a greenlet that is not suspended");
   ts.switching_from = self;
   publish_current(ts, target);
   swap_exception_state(ts, self, target);
   before_jump(self, target, false);
-  const boost::context::detail::transfer_t back =
-      boost::context::detail::jump_fcontext(std::exchange(target->context, nullptr), nullptr);
+  const context_transfer back = jump_context(std::exchange(target->context, nullptr), nullptr);
   greenlet_impl* from = ts.switching_from;
   after_jump(self, from);
   from->context = back.fctx;
