@@ -179,8 +179,8 @@ void sample(thread_state& ts, void* context) {
   if (hub == nullptr) return;
   hub_sample& s = (*c.samples)[&ts];
   s.present = true;
-  const std::uint64_t progress = hub->progress_.load(std::memory_order_relaxed);
-  const bool idle = hub->polling_.load(std::memory_order_relaxed);
+  const std::uint64_t progress = hub->progress();
+  const bool idle = hub->polling();
   if (!s.seen || s.os_thread_id != ts.os_thread_id || progress != s.progress || idle) {
     s = {ts.os_thread_id, progress, c.now, false, true, true};
     return;
@@ -188,7 +188,7 @@ void sample(thread_state& ts, void* context) {
   const auto blocked_for = c.now - s.since;
   if (!s.reported && blocked_for > c.threshold) {
     s.reported = true;  // once per episode: until the hub runs or polls again
-    c.blocked->push_back({&ts, hub->thread_, ts.os_thread_id, blocked_for});
+    c.blocked->push_back({&ts, hub->thread(), ts.os_thread_id, blocked_for});
   }
 }
 

@@ -56,7 +56,7 @@ std::string describe_greenlet(const greenlet_impl& g, const thread_state& ts, st
   std::string line = "  greenlet " + std::to_string(g.id) + " \"" + g.display_name() + "\": ";
   if (&g == ts.current) {
     line += "running";
-  } else if (loop != nullptr && &g == static_cast<const hub_impl*>(ts.hub)->hub_greenlet_.get()) {
+  } else if (loop != nullptr && &g == static_cast<const hub_impl*>(ts.hub)->hub_greenlet().get()) {
     line += "the hub: runs its loop when the running greenlet waits";
   } else if (g.hub.wait_what != nullptr) {
     line += "suspended on ";
@@ -107,7 +107,7 @@ void ask(thread_state& ts, void* context) {
   auto reply = std::make_shared<answer>();
   // Under the registry's lock: the hub cannot be destroyed meanwhile (its
   // destructor unregisters first, under the same lock).
-  static_cast<hub_impl*>(ts.hub)->facade_.run_callback_threadsafe([reply] {
+  static_cast<hub_impl*>(ts.hub)->facade().run_callback_threadsafe([reply] {
     std::string text = describe_this_thread();
     const std::lock_guard lock(reply->mutex);
     reply->text = std::move(text);
