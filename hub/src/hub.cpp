@@ -49,14 +49,22 @@ std::string demangled(const char* name) {
 
 }  // namespace
 
-std::vector<std::pair<void (*)(void*), ready_discard>>& discarders() {
-  static std::vector<std::pair<void (*)(void*), ready_discard>> table;
+namespace {
+
+using discard_table = std::vector<std::pair<void (*)(void*), ready_discard>>;
+
+// Grown by the first spawn of each kind on any thread, read by every hub's
+// destructor: both under this mutex.
+std::mutex discarders_mutex;
+discard_table& discarders() {
+  static discard_table table;
   return table;
 }
 
+}  // namespace
+
 void register_discard(void (*fn)(void*), ready_discard discard) {
-  static std::mutex mutex;
-  std::lock_guard lock(mutex);
+  const std::lock_guard lock(discarders_mutex);
   for (const auto& entry : discarders()) {
     if (entry.first == fn) return;
   }
@@ -143,11 +151,20 @@ hub_impl::~hub_impl() {
   kill_all_active_greenlets();
   for (auto& [object, cleanup] : pending_cleanup_) cleanup(object);
   pending_cleanup_.clear();
-  while (!ready_.empty()) {  // callbacks that will never run
-    const ready_item item = ready_.front();
-    ready_.pop_front();
-    for (const auto& [fn, discard] : discarders()) {
-      if (item.fn == fn) discard(item.arg);
+  if (!ready_.empty()) {  // callbacks that will never run
+    // A copy: a discard may register another (releasing what it owns may
+    // touch a kind of callback this process has not queued yet).
+    discard_table table;
+    {
+      const std::lock_guard lock(discarders_mutex);
+      table = discarders();
+    }
+    while (!ready_.empty()) {
+      const ready_item item = ready_.front();
+      ready_.pop_front();
+      for (const auto& [fn, discard] : table) {
+        if (item.fn == fn) discard(item.arg);
+      }
     }
   }
   // A thread still inside run_callback_threadsafe holds this lock.
