@@ -432,7 +432,7 @@ std::size_t hub::pending_callbacks() const noexcept {
 }
 
 void sleep(wait_time duration) {
-  if (duration.is_forever() || duration.duration().count() > 0) {
+  if (!duration.is_poll()) {
     detail::waiter w("sleep");
     detail::hub_impl::park(w, duration);
     return;

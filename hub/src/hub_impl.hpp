@@ -252,7 +252,7 @@ void on_park_timer_cb(struct ev_loop* loop, ev_timer* timer, int revents) noexce
 [[gnu::always_inline]] inline bool hub_impl::park(waiter& w, wait_time timeout) {
   hub_impl& hub = local_hub();
   hub.require_not_in_hub("waiting");
-  if (!w.woken_ && !timeout.is_forever() && timeout.duration().count() == 0) {
+  if (!w.woken_ && timeout.is_poll()) {
     if (w.fifo() != nullptr) w.fifo()->remove(w);
     return false;  // a zero timeout only polls
   }

@@ -190,7 +190,7 @@ std::size_t poll(std::span<pollfd> fds, wait_time timeout) {
   };
   // Already ready (or POLLNVAL) entries are answered without a switch.
   if (const std::size_t ready = poll_now(); ready > 0) return ready;
-  if (!timeout.is_forever() && timeout.duration().count() == 0) return 0;
+  if (timeout.is_poll()) return 0;
 
   detail::hub_impl& hub = detail::local_hub();
   hub.require_not_in_hub("poll");

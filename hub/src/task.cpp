@@ -180,7 +180,7 @@ void launch(task_state& state, wait_time delay, std::string name) {
   // An address inside the function that called spawn (spawn_with is inline):
   // one store now, resolved with dladdr only when run info or the monitor asks.
   state.greenlet_.get()->hub.spawn_site = __builtin_return_address(0);
-  if (delay.is_forever() || delay.duration().count() > 0) {
+  if (!delay.is_poll()) {
     state.delayed_ = new task_state::delayed_start{};
     state.add_ref();  // held by the timer until it starts
     ev_timer* timer = &state.delayed_->timer;

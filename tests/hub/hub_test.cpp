@@ -693,3 +693,14 @@ TEST(hub_discard_table, a_hub_dies_while_another_thread_spawns_for_the_first_tim
   dying.join();
   EXPECT_FALSE(ran.load());
 }
+
+// A zero or negative wait only polls; forever and any positive wait do not.
+TEST(wait_time_basics, is_poll_is_true_for_zero_and_negative_waits_only) {
+  static_assert(greenev::wait_time(std::chrono::seconds(0)).is_poll());
+  static_assert(greenev::wait_time(std::chrono::milliseconds(-5)).is_poll());
+  static_assert(!greenev::wait_time().is_poll());
+  static_assert(!greenev::wait_time(std::chrono::nanoseconds(1)).is_poll());
+  EXPECT_TRUE(greenev::wait_time(0.0).is_poll());
+  EXPECT_TRUE(greenev::wait_time(-1.0).is_poll());
+  EXPECT_FALSE(greenev::wait_time(0.001).is_poll());
+}

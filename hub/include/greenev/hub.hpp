@@ -47,6 +47,8 @@ class wait_time {
   [[nodiscard]] static constexpr wait_time forever() noexcept { return {}; }
   /// True for forever.
   [[nodiscard]] constexpr bool is_forever() const noexcept { return forever_; }
+  /// True for a zero (or negative) wait: the call only checks, never waits.
+  [[nodiscard]] constexpr bool is_poll() const noexcept { return !forever_ && ns_.count() == 0; }
   /// The duration; meaningless if is_forever().
   [[nodiscard]] constexpr std::chrono::nanoseconds duration() const noexcept { return ns_; }
 
