@@ -2,6 +2,8 @@
 // park/wake protocol greenlets use to wait in it.
 #include "hub_impl.hpp"
 
+#include <greenev/error_reporter.hpp>
+
 #include <cxxabi.h>
 #include <pthread.h>
 #include <time.h>
@@ -96,9 +98,9 @@ void print_failure(const std::string& who, const std::exception_ptr& error) noex
     const std::time_t now = std::time(nullptr);
     std::tm utc{};
     if (::gmtime_r(&now, &utc) != nullptr) std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
-    std::fprintf(stderr, "%s %s failed with %s: %s\n", stamp, who.c_str(), type.c_str(), what.c_str());
+    report_error(std::string(stamp) + " " + who + " failed with " + type + ": " + what);
   } catch (...) {
-    std::fputs("greenev: a greenlet failed (and describing it failed too)\n", stderr);
+    report_error("greenev: a greenlet failed (and describing it failed too)");
   }
 }
 

@@ -222,7 +222,8 @@ inline bool running_in_hub() noexcept {
   return hub != nullptr && hub->in_hub();
 }
 
-// "<time> <name> failed with <type>: <what>" on stderr.
+// "<time> <name> failed with <type>: <what>", reported through the error
+// reporter (stderr by default).
 void print_failure(const std::string& who, const std::exception_ptr& error) noexcept;
 
 // Holds the start queue's reference to `state`, handed to the running task.

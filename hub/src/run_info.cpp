@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include <greenev/error_reporter.hpp>
+
 #include "hub_impl.hpp"
 
 namespace greenev::detail {
@@ -153,8 +155,9 @@ std::string format_run_info(std::chrono::milliseconds per_thread_timeout) {
 
 void print_run_info(std::chrono::milliseconds per_thread_timeout) {
   const std::string text = format_run_info(per_thread_timeout);
-  std::fwrite(text.data(), 1, text.size(), stderr);
-  std::fflush(stderr);
+  std::string_view lines = text;
+  if (lines.ends_with('\n')) lines.remove_suffix(1);  // the reporter adds its own
+  detail::report_error(lines);
 }
 
 namespace {

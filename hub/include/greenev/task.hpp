@@ -8,7 +8,8 @@
 // A task is a greenlet whose parent is the hub. spawn() only schedules it: it
 // starts when the hub next runs callbacks (the caller blocks, sleeps or
 // yields). An exception escaping the function is stored for get() and
-// printed once to stderr as "<time> <name> failed with <type>: <what>";
+// reported once through the error reporter (stderr by default) as
+// "<time> <name> failed with <type>: <what>";
 // greenlet_exit (a kill) is not a failure. Handles are cheap to copy; a
 // running task keeps going when every handle is gone.
 //
