@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <greenev/detail/scope_exit.hpp>
 #include <greenev/detail/waiter.hpp>
 #include <greenev/hub.hpp>
 #include <greenev/task.hpp>
@@ -268,15 +269,10 @@ void on_park_timer_cb(struct ev_loop* loop, ev_timer* timer, int revents) noexce
     hub.start(timer, timeout.duration());
     self->hub.wait_until = ev_now(hub.loop_) + ev_timer_remaining(hub.loop_, &timer);
   }
-  struct timer_guard {
-    hub_impl& hub;
-    ev_timer& timer;
-    greenlet_impl* self;
-    ~timer_guard() {
-      hub.stop(timer);
-      self->hub.wait_what = nullptr;
-    }
-  } stop_timer_on_exit{hub, timer, self};
+  const scope_exit stop_timer_on_exit([&hub, &timer, self]() noexcept {
+    hub.stop(timer);
+    self->hub.wait_what = nullptr;
+  });
   hub.park_in_hub(w);
   if (w.fifo() != nullptr) w.fifo()->remove(w);
   return w.woken_;
