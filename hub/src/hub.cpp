@@ -2,6 +2,8 @@
 // park/wake protocol greenlets use to wait in it.
 #include "hub_impl.hpp"
 
+#include <greenev/error_reporter.hpp>
+
 #include <cxxabi.h>
 #include <pthread.h>
 #include <time.h>
@@ -49,14 +51,22 @@ std::string demangled(const char* name) {
 
 }  // namespace
 
-std::vector<std::pair<void (*)(void*), ready_discard>>& discarders() {
-  static std::vector<std::pair<void (*)(void*), ready_discard>> table;
+namespace {
+
+using discard_table = std::vector<std::pair<void (*)(void*), ready_discard>>;
+
+// Grown by the first spawn of each kind on any thread, read by every hub's
+// destructor: both under this mutex.
+std::mutex discarders_mutex;
+discard_table& discarders() {
+  static discard_table table;
   return table;
 }
 
+}  // namespace
+
 void register_discard(void (*fn)(void*), ready_discard discard) {
-  static std::mutex mutex;
-  std::lock_guard lock(mutex);
+  const std::lock_guard lock(discarders_mutex);
   for (const auto& entry : discarders()) {
     if (entry.first == fn) return;
   }
@@ -88,9 +98,9 @@ void print_failure(const std::string& who, const std::exception_ptr& error) noex
     const std::time_t now = std::time(nullptr);
     std::tm utc{};
     if (::gmtime_r(&now, &utc) != nullptr) std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
-    std::fprintf(stderr, "%s %s failed with %s: %s\n", stamp, who.c_str(), type.c_str(), what.c_str());
+    report_error(std::string(stamp) + " " + who + " failed with " + type + ": " + what);
   } catch (...) {
-    std::fputs("greenev: a greenlet failed (and describing it failed too)\n", stderr);
+    report_error("greenev: a greenlet failed (and describing it failed too)");
   }
 }
 
@@ -143,11 +153,20 @@ hub_impl::~hub_impl() {
   kill_all_active_greenlets();
   for (auto& [object, cleanup] : pending_cleanup_) cleanup(object);
   pending_cleanup_.clear();
-  while (!ready_.empty()) {  // callbacks that will never run
-    const ready_item item = ready_.front();
-    ready_.pop_front();
-    for (const auto& [fn, discard] : discarders()) {
-      if (item.fn == fn) discard(item.arg);
+  if (!ready_.empty()) {  // callbacks that will never run
+    // A copy: a discard may register another (releasing what it owns may
+    // touch a kind of callback this process has not queued yet).
+    discard_table table;
+    {
+      const std::lock_guard lock(discarders_mutex);
+      table = discarders();
+    }
+    while (!ready_.empty()) {
+      const ready_item item = ready_.front();
+      ready_.pop_front();
+      for (const auto& [fn, discard] : table) {
+        if (item.fn == fn) discard(item.arg);
+      }
     }
   }
   // A thread still inside run_callback_threadsafe holds this lock.
@@ -263,6 +282,15 @@ bool hub_impl::poll_due() noexcept {
   return true;
 }
 
+void hub_impl::run_threadsafe(std::function<void()> fn) {
+  add_external_work();  // before the hub can see (and finish) it
+  // Signalled under the lock: once the hub has run `fn`, its thread may
+  // destroy the hub (the destructor takes this lock first).
+  std::lock_guard lock(async_mutex_);
+  async_queue_.push_back(std::move(fn));
+  ev_async_send(loop_, &async_);
+}
+
 void hub_impl::on_async(struct ev_loop* loop, ev_async*, int) noexcept {
   auto* self = static_cast<hub_impl*>(ev_userdata(loop));
   std::vector<std::function<void()>> batch;
@@ -292,12 +320,12 @@ std::string hub_impl::describe_blocked() const {
   return text;
 }
 
-void start_timer(hub_impl& hub, ev_timer& timer, std::chrono::nanoseconds after) noexcept {
-  stop_timer(hub, timer);
-  ev_now_update(hub.loop_);
+void hub_impl::start(ev_timer& timer, std::chrono::nanoseconds after) noexcept {
+  stop(timer);
+  ev_now_update(loop_);
   ev_timer_set(&timer, std::chrono::duration<double>(after).count(), 0.0);
-  ev_timer_start(hub.loop_, &timer);
-  ++hub.watchers_;
+  ev_timer_start(loop_, &timer);
+  ++watchers_;
 }
 
 // ---- waiters ---------------------------------------------------------------
@@ -314,7 +342,7 @@ void on_park_timer(waiter& w) noexcept {
 }
 
 void on_park_timer_cb(struct ev_loop* loop, ev_timer* timer, int) noexcept {
-  --static_cast<hub_impl*>(ev_userdata(loop))->watchers_;  // a fired one-shot timer is inactive
+  static_cast<hub_impl*>(ev_userdata(loop))->fired(*timer);
   on_park_timer(*static_cast<waiter*>(timer->data));
 }
 
@@ -343,11 +371,11 @@ void sleep_yield() {
 namespace greenev {
 
 hub& hub::current() {
-  return detail::local_hub().facade_;
+  return detail::local_hub().facade();
 }
 
 const greenlet& hub::hub_greenlet() const noexcept {
-  return impl_->hub_greenlet_;
+  return impl_->hub_greenlet();
 }
 
 void hub::run_callback(std::function<void()> fn) {
@@ -359,12 +387,7 @@ void hub::run_callback(std::function<void()> fn) {
 
 void hub::run_callback_threadsafe(std::function<void()> fn) {
   if (!fn) throw std::invalid_argument("greenev: hub::run_callback_threadsafe: an empty function");
-  impl_->add_external_work();  // before the hub can see (and finish) it
-  // Signalled under the lock: once the hub has run `fn`, its thread may
-  // destroy the hub (the destructor takes this lock first).
-  std::lock_guard lock(impl_->async_mutex_);
-  impl_->async_queue_.push_back(std::move(fn));
-  ev_async_send(impl_->loop_, &impl_->async_);
+  impl_->run_threadsafe(std::move(fn));
 }
 
 work_guard::work_guard(hub& h) noexcept : impl_(&h.impl()) {
@@ -388,7 +411,7 @@ work_guard::~work_guard() {
 void work_guard::reset() noexcept {
   detail::hub_impl* impl = std::exchange(impl_, nullptr);
   if (impl == nullptr) return;
-  if (pthread_equal(impl->thread_, pthread_self())) {
+  if (pthread_equal(impl->thread(), pthread_self())) {
     impl->finish_external_work();  // the hub is not blocked: we are running on its thread
     return;
   }
@@ -396,22 +419,22 @@ void work_guard::reset() noexcept {
   // release is made in a callback, which wakes it and keeps the count
   // consistent with what the hub sees.
   try {
-    impl->facade_.run_callback_threadsafe([impl] { impl->finish_external_work(); });
+    impl->facade().run_callback_threadsafe([impl] { impl->finish_external_work(); });
   } catch (...) {
     impl->finish_external_work();
   }
 }
 
 std::size_t hub::active_watchers() const noexcept {
-  return impl_->watchers_;
+  return impl_->active_watchers();
 }
 
 std::size_t hub::pending_callbacks() const noexcept {
-  return impl_->ready_.size();
+  return impl_->pending_callbacks();
 }
 
 void sleep(wait_time duration) {
-  if (duration.is_forever() || duration.duration().count() > 0) {
+  if (!duration.is_poll()) {
     detail::waiter w("sleep");
     detail::hub_impl::park(w, duration);
     return;

@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <exception>
@@ -14,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <greenev/detail/scope_exit.hpp>
 #include <greenev/detail/waiter.hpp>
 #include <greenev/hub.hpp>
 #include <greenev/task.hpp>
@@ -79,6 +81,79 @@ class hub_impl {
   // One line per greenlet of this thread (run_info.cpp): on this thread only.
   [[nodiscard]] std::string describe_greenlets() const;
 
+  // Every watcher greenev starts (not the hub's own async) is counted in
+  // hub::active_watchers() from start until stop() or until its callback
+  // called fired(). An expired one-shot timer, and an io watcher libev
+  // stopped with EV_ERROR, are inactive but still pending until their
+  // callback runs, and a callback that throws into a greenlet (timeout) may
+  // unwind the watcher's owner first: stop() then must still take the watcher
+  // off libev's pending list (the ev_*_stop functions do), or libev later
+  // calls back into freed memory.
+  // `after` is from now (the loop's clock is refreshed first: a stale clock
+  // would fire timers early); a started timer is restarted.
+  void start(ev_timer& timer, std::chrono::nanoseconds after) noexcept;
+  void start(ev_io& io) noexcept {
+    ev_io_start(loop_, &io);
+    ++watchers_;
+  }
+  void start(ev_signal& signal) noexcept {
+    ev_signal_start(loop_, &signal);
+    ++watchers_;
+  }
+  void stop(ev_timer& timer) noexcept {
+    if (!ev_is_active(&timer) && !ev_is_pending(&timer)) return;
+    ev_timer_stop(loop_, &timer);
+    --watchers_;
+  }
+  void stop(ev_io& io) noexcept {
+    if (!ev_is_active(&io) && !ev_is_pending(&io)) return;
+    ev_io_stop(loop_, &io);
+    --watchers_;
+  }
+  void stop(ev_signal& signal) noexcept {
+    if (!ev_is_active(&signal) && !ev_is_pending(&signal)) return;
+    ev_signal_stop(loop_, &signal);
+    --watchers_;
+  }
+  // First thing in the callback of a counted one-shot timer: it is inactive now.
+  void fired(ev_timer&) noexcept { --watchers_; }
+  // First thing in the callback of a counted io watcher: active, or stopped by
+  // libev (EV_ERROR), counted either way.
+  void fired(ev_io& io) noexcept {
+    if (ev_is_active(&io)) ev_io_stop(loop_, &io);
+    --watchers_;
+  }
+  [[nodiscard]] std::size_t active_watchers() const noexcept { return watchers_; }
+  [[nodiscard]] std::size_t pending_callbacks() const noexcept { return ready_.size(); }
+
+  // Queues fn() from any thread; wakes the hub.
+  void run_threadsafe(std::function<void()> fn);
+
+  // Things holding watchers or references that must be released if the hub
+  // goes away first (tasks waiting for their spawn_later timer).
+  void add_pending_cleanup(void* object, ready_discard cleanup) { pending_cleanup_.emplace(object, cleanup); }
+  // True if `object` was registered (and is not anymore).
+  bool drop_pending_cleanup(void* object) noexcept { return pending_cleanup_.erase(object) != 0; }
+
+  [[nodiscard]] struct ev_loop* loop() const noexcept { return loop_; }
+  [[nodiscard]] hub& facade() noexcept { return facade_; }
+  [[nodiscard]] const greenlet& hub_greenlet() const noexcept { return hub_greenlet_; }
+  [[nodiscard]] pthread_t thread() const noexcept { return thread_; }
+  [[nodiscard]] bool watches_signals() const noexcept { return watches_signals_; }
+  // For the monitor thread (relaxed): see polling_ and progress_.
+  [[nodiscard]] bool polling() const noexcept { return polling_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t progress() const noexcept { return progress_.load(std::memory_order_relaxed); }
+
+  void resume(waiter& w);
+
+ private:
+  void run();
+  void run_ready_batch();
+  void return_to_closer();
+  bool run_loop(int flags);
+  bool poll_due() noexcept;
+  static void on_async(struct ev_loop* loop, ev_async* w, int revents) noexcept;
+
   // True while the loop waits in its backend (epoll): the thread is idle,
   // not blocked. Written by this thread, read by the monitor thread.
   std::atomic<bool> polling_{false};
@@ -100,23 +175,8 @@ class hub_impl {
   std::mutex async_mutex_;
   std::vector<std::function<void()>> async_queue_;  // guarded by async_mutex_
   std::atomic<std::size_t> external_work_{0};
-  std::size_t watchers_ = 0;  // active watchers started through greenev (not the async)
-  // Things holding watchers or references that must be released if the hub
-  // goes away first (tasks waiting for their spawn_later timer).
+  std::size_t watchers_ = 0;  // see start()
   std::unordered_map<void*, ready_discard> pending_cleanup_;
-
- private:
-  void run();
-  void run_ready_batch();
-  void return_to_closer();
-
- public:
-  void resume(waiter& w);
-
- private:
-  bool run_loop(int flags);
-  bool poll_due() noexcept;
-  static void on_async(struct ev_loop* loop, ev_async* w, int revents) noexcept;
 
   // While the destructor unwinds the thread's greenlets: the greenlet running
   // it, to which the hub returns instead of waiting (return_to_closer).
@@ -156,24 +216,16 @@ inline hub_impl& local_hub() {
   hub_impl* hub = current_hub;
   return hub != nullptr ? *hub : create_local_hub();
 }
-
-// "<time> <name> failed with <type>: <what>" on stderr.
-void print_failure(const std::string& who, const std::exception_ptr& error) noexcept;
-
-// Starts/stops an ev_timer owned by the caller; `after` is from now (the
-// loop's clock is refreshed first: a stale clock would fire timers early).
-// Every watcher greenev starts is counted (hub::active_watchers()) until it
-// is stopped or its callback ran. An expired one-shot timer is inactive but
-// still pending until its callback runs, and a callback that throws into a
-// greenlet (timeout) may unwind it first: stopping then must still take the
-// timer off libev's pending list (ev_timer_stop does), or libev later calls
-// back into freed memory.
-void start_timer(hub_impl& hub, ev_timer& timer, std::chrono::nanoseconds after) noexcept;
-inline void stop_timer(hub_impl& hub, ev_timer& timer) noexcept {
-  if (!ev_is_active(&timer) && !ev_is_pending(&timer)) return;
-  ev_timer_stop(hub.loop_, &timer);
-  --hub.watchers_;
+// The one "am I in the hub" query for code that must not create a hub: false
+// on a thread without one.
+inline bool running_in_hub() noexcept {
+  const hub_impl* hub = current_hub;
+  return hub != nullptr && hub->in_hub();
 }
+
+// "<time> <name> failed with <type>: <what>", reported through the error
+// reporter (stderr by default).
+void print_failure(const std::string& who, const std::exception_ptr& error) noexcept;
 
 // Holds the start queue's reference to `state`, handed to the running task.
 // A task killed before it started is not run. Inline in the hub's batch
@@ -202,7 +254,7 @@ void on_park_timer_cb(struct ev_loop* loop, ev_timer* timer, int revents) noexce
 [[gnu::always_inline]] inline bool hub_impl::park(waiter& w, wait_time timeout) {
   hub_impl& hub = local_hub();
   hub.require_not_in_hub("waiting");
-  if (!w.woken_ && !timeout.is_forever() && timeout.duration().count() == 0) {
+  if (!w.woken_ && timeout.is_poll()) {
     if (w.fifo() != nullptr) w.fifo()->remove(w);
     return false;  // a zero timeout only polls
   }
@@ -214,18 +266,13 @@ void on_park_timer_cb(struct ev_loop* loop, ev_timer* timer, int revents) noexce
   self->hub.wait_fd = w.fd_;
   self->hub.wait_until = 0;
   if (!timeout.is_forever()) {
-    start_timer(hub, timer, timeout.duration());
+    hub.start(timer, timeout.duration());
     self->hub.wait_until = ev_now(hub.loop_) + ev_timer_remaining(hub.loop_, &timer);
   }
-  struct timer_guard {
-    hub_impl& hub;
-    ev_timer& timer;
-    greenlet_impl* self;
-    ~timer_guard() {
-      stop_timer(hub, timer);
-      self->hub.wait_what = nullptr;
-    }
-  } stop_timer_on_exit{hub, timer, self};
+  const scope_exit stop_timer_on_exit([&hub, &timer, self]() noexcept {
+    hub.stop(timer);
+    self->hub.wait_what = nullptr;
+  });
   hub.park_in_hub(w);
   if (w.fifo() != nullptr) w.fifo()->remove(w);
   return w.woken_;

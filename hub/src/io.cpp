@@ -65,18 +65,14 @@ detail::intrusive_fifo<io_wait>& waits_of(int fd) {
 // before on_io runs, so stopping must also take a pending watcher off libev's
 // pending list (ev_io_stop does), or libev calls back into freed memory.
 void stop(detail::hub_impl& hub, io_wait& node) noexcept {
-  if (!ev_is_active(&node.io) && !ev_is_pending(&node.io)) return;
-  ev_io_stop(hub.loop_, &node.io);
-  --hub.watchers_;
+  hub.stop(node.io);
 }
 
 void on_io(struct ev_loop* loop, ev_io* io, int revents) noexcept {
   auto& hub = *static_cast<detail::hub_impl*>(ev_userdata(loop));
   io_wait& node = *static_cast<io_wait*>(io->data);
   if ((revents & EV_ERROR) != 0 && node.failure->fd < 0) node.failure->fd = io->fd;
-  // Active, or stopped by libev (EV_ERROR): counted either way.
-  if (ev_is_active(io)) ev_io_stop(loop, io);
-  --hub.watchers_;
+  hub.fired(*io);
   detail::schedule_wake(*node.waiter);
 }
 
@@ -90,8 +86,7 @@ void start(detail::hub_impl& hub, io_wait& node, int fd, int events, bool fresh 
   }
   node.io.data = &node;
   waits_of(fd).push_back(node);
-  ev_io_start(hub.loop_, &node.io);
-  ++hub.watchers_;
+  hub.start(node.io);
 }
 
 // Stops and unregisters the watchers of one wait, however the wait ends.
@@ -195,7 +190,7 @@ std::size_t poll(std::span<pollfd> fds, wait_time timeout) {
   };
   // Already ready (or POLLNVAL) entries are answered without a switch.
   if (const std::size_t ready = poll_now(); ready > 0) return ready;
-  if (!timeout.is_forever() && timeout.duration().count() == 0) return 0;
+  if (timeout.is_poll()) return 0;
 
   detail::hub_impl& hub = detail::local_hub();
   hub.require_not_in_hub("poll");

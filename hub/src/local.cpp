@@ -15,6 +15,8 @@
 #include <mutex>
 #include <vector>
 
+#include <greenev/error_reporter.hpp>
+
 namespace greenev::detail {
 
 struct local_key::slot {
@@ -75,7 +77,7 @@ void destroy_table(void* raw) noexcept {
   for (int round = 0; table != nullptr; ++round) {
     if (round == max_destroy_rounds) {
       // Its slots stay linked to their keys, which destroy the values later.
-      std::fputs("greenev: greenlet-local destructors keep creating new values; leaving them\n", stderr);
+      report_error("greenev: greenlet-local destructors keep creating new values; leaving them");
       return;
     }
     {

@@ -29,6 +29,8 @@
 #include <system_error>
 #include <thread>
 
+#include <greenev/error_reporter.hpp>
+
 #include "hub_impl.hpp"
 
 namespace greenev::detail {
@@ -179,8 +181,8 @@ void sample(thread_state& ts, void* context) {
   if (hub == nullptr) return;
   hub_sample& s = (*c.samples)[&ts];
   s.present = true;
-  const std::uint64_t progress = hub->progress_.load(std::memory_order_relaxed);
-  const bool idle = hub->polling_.load(std::memory_order_relaxed);
+  const std::uint64_t progress = hub->progress();
+  const bool idle = hub->polling();
   if (!s.seen || s.os_thread_id != ts.os_thread_id || progress != s.progress || idle) {
     s = {ts.os_thread_id, progress, c.now, false, true, true};
     return;
@@ -188,7 +190,7 @@ void sample(thread_state& ts, void* context) {
   const auto blocked_for = c.now - s.since;
   if (!s.reported && blocked_for > c.threshold) {
     s.reported = true;  // once per episode: until the hub runs or polls again
-    c.blocked->push_back({&ts, hub->thread_, ts.os_thread_id, blocked_for});
+    c.blocked->push_back({&ts, hub->thread(), ts.os_thread_id, blocked_for});
   }
 }
 
@@ -260,9 +262,10 @@ void run_monitor() {
       if (m.options.on_blocking) {
         m.options.on_blocking(report);
       } else {
-        const std::string text = report.text();
-        std::fwrite(text.data(), 1, text.size(), stderr);
-        std::fflush(stderr);
+        const std::string full = report.text();
+        std::string_view text = full;
+        if (text.ends_with('\n')) text.remove_suffix(1);  // the reporter adds its own
+        report_error(text);
       }
     }
   }
@@ -282,9 +285,8 @@ void start_monitor_from_environment() {
         options.max_blocking_time =
             std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(seconds));
       } else {
-        std::fprintf(stderr,
-                     "greenev: GREENEV_MAX_BLOCKING_TIME=%s is not a number of seconds > 0; using 0.1\n",
-                     limit);
+        report_error(std::string("greenev: GREENEV_MAX_BLOCKING_TIME=") + limit +
+                     " is not a number of seconds > 0; using 0.1");
       }
     }
     if (const char* when = std::getenv("GREENEV_MONITOR_BACKTRACE"); when != nullptr) {
@@ -294,10 +296,8 @@ void start_monitor_from_environment() {
       } else if (value == "always") {
         options.backtrace = monitor_backtrace::always;
       } else if (value != "outside_system_calls") {
-        std::fprintf(stderr,
-                     "greenev: GREENEV_MONITOR_BACKTRACE=%s is not never, outside_system_calls or always; "
-                     "using outside_system_calls\n",
-                     when);
+        report_error(std::string("greenev: GREENEV_MONITOR_BACKTRACE=") + when +
+                     " is not never, outside_system_calls or always; using outside_system_calls");
       }
     }
     start_monitor(std::move(options));

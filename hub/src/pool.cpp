@@ -184,7 +184,7 @@ void group::kill(std::exception_ptr error, bool block, wait_time timeout) {
     if (!block || members_.empty()) return;
     // Members leave through their links, in the hub: wait for the next one.
     const wait_time left = remaining(timeout, deadline);
-    if (!left.is_forever() && left.duration().count() <= 0) return;
+    if (left.is_poll()) return;
     detail::waiter w("group kill");
     discard_waiters_.push_back(w);
     if (!detail::park(w, left)) return;

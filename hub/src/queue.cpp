@@ -7,7 +7,7 @@
 namespace greenev::detail {
 
 bool calling_from_hub() {
-  return local_hub().in_hub();
+  return running_in_hub();
 }
 
 }  // namespace greenev::detail

@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include <greenev/error_reporter.hpp>
+
 #include "hub_impl.hpp"
 
 namespace greenev::detail {
@@ -56,7 +58,7 @@ std::string describe_greenlet(const greenlet_impl& g, const thread_state& ts, st
   std::string line = "  greenlet " + std::to_string(g.id) + " \"" + g.display_name() + "\": ";
   if (&g == ts.current) {
     line += "running";
-  } else if (loop != nullptr && &g == static_cast<const hub_impl*>(ts.hub)->hub_greenlet_.get()) {
+  } else if (loop != nullptr && &g == static_cast<const hub_impl*>(ts.hub)->hub_greenlet().get()) {
     line += "the hub: runs its loop when the running greenlet waits";
   } else if (g.hub.wait_what != nullptr) {
     line += "suspended on ";
@@ -107,7 +109,7 @@ void ask(thread_state& ts, void* context) {
   auto reply = std::make_shared<answer>();
   // Under the registry's lock: the hub cannot be destroyed meanwhile (its
   // destructor unregisters first, under the same lock).
-  static_cast<hub_impl*>(ts.hub)->facade_.run_callback_threadsafe([reply] {
+  static_cast<hub_impl*>(ts.hub)->facade().run_callback_threadsafe([reply] {
     std::string text = describe_this_thread();
     const std::lock_guard lock(reply->mutex);
     reply->text = std::move(text);
@@ -153,8 +155,9 @@ std::string format_run_info(std::chrono::milliseconds per_thread_timeout) {
 
 void print_run_info(std::chrono::milliseconds per_thread_timeout) {
   const std::string text = format_run_info(per_thread_timeout);
-  std::fwrite(text.data(), 1, text.size(), stderr);
-  std::fflush(stderr);
+  std::string_view lines = text;
+  if (lines.ends_with('\n')) lines.remove_suffix(1);  // the reporter adds its own
+  detail::report_error(lines);
 }
 
 namespace {

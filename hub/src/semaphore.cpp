@@ -10,7 +10,7 @@
 namespace greenev {
 
 bool semaphore::acquire_slow(wait_time timeout) {
-  if (!timeout.is_forever() && timeout.duration().count() == 0) return false;  // polls; fine in the hub
+  if (timeout.is_poll()) return false;  // polls; fine in the hub
   detail::waiter w("semaphore");
   // release() hands a unit over by setting `payload` before the waiter runs.
   // If the wait then ends by an exception (kill, outer timeout), the unit

@@ -37,7 +37,7 @@ signal_handler::signal_handler(int signum, std::function<void()> handler)
                                 " (SIGKILL/SIGSTOP) cannot be caught");
   }
   if (!handler_) throw std::invalid_argument("greenev: signal_handler: an empty function");
-  if (!hub_->watches_signals_) {
+  if (!hub_->watches_signals()) {
     throw greenlet_error(
         "greenev: signal_handler needs the main thread's hub (the first hub of the process, "
         "which watches the process's signals); this thread's hub cannot watch them");
@@ -45,9 +45,8 @@ signal_handler::signal_handler(int signum, std::function<void()> handler)
   ev_signal* watcher = ::new (static_cast<void*>(watcher_)) ev_signal;
   ev_signal_init(watcher, on_signal_cb, signum);
   watcher->data = this;
-  ev_signal_start(hub_->loop_, watcher);
-  ev_unref(hub_->loop_);  // like gevent's ref=False: a handler alone does not keep the loop running
-  ++hub_->watchers_;
+  hub_->start(*watcher);
+  ev_unref(hub_->loop());  // like gevent's ref=False: a handler alone does not keep the loop running
   active_ = true;
 }
 
@@ -58,9 +57,8 @@ signal_handler::~signal_handler() {
 void signal_handler::cancel() noexcept {
   if (!active_) return;
   active_ = false;
-  ev_ref(hub_->loop_);  // undo the unref before the stop (libev's rule)
-  ev_signal_stop(hub_->loop_, &watcher_of(watcher_));
-  --hub_->watchers_;
+  ev_ref(hub_->loop());  // undo the unref before the stop (libev's rule)
+  hub_->stop(watcher_of(watcher_));
 }
 
 void signal_handler::on_signal(signal_handler& self) noexcept {

@@ -20,10 +20,10 @@ namespace {
 
 void on_start_timer(struct ev_loop* loop, ev_timer* timer, int) noexcept {
   auto* hub = static_cast<hub_impl*>(ev_userdata(loop));
-  --hub->watchers_;
+  hub->fired(*timer);
   auto* state = static_cast<task_state*>(timer->data);
   state->delayed_->started = false;
-  hub->pending_cleanup_.erase(state);
+  (void)hub->drop_pending_cleanup(state);
   hub->push(start_task, state);  // hands the timer's reference to the queue
 }
 
@@ -160,7 +160,7 @@ void discard_kill(void* arg) noexcept {
 // The hub is going away before a spawn_later task started.
 void discard_delayed_start(void* arg) noexcept {
   auto* state = static_cast<task_state*>(arg);
-  if (state->delayed_->started) stop_timer(local_hub(), state->delayed_->timer);
+  if (state->delayed_->started) local_hub().stop(state->delayed_->timer);
   state->delayed_->started = false;
   state->release();  // the timer's reference
 }
@@ -176,21 +176,21 @@ void launch(task_state& state, wait_time delay, std::string name) {
   (void)registered;
   task_state* raw = &state;
   state.greenlet_ =
-      greenlet([raw] { raw->execute(); }, hub.hub_greenlet_, greenlet_options{.name = std::move(name)});
+      greenlet([raw] { raw->execute(); }, hub.hub_greenlet(), greenlet_options{.name = std::move(name)});
   // An address inside the function that called spawn (spawn_with is inline):
   // one store now, resolved with dladdr only when run info or the monitor asks.
   state.greenlet_.get()->hub.spawn_site = __builtin_return_address(0);
-  if (delay.is_forever() || delay.duration().count() > 0) {
+  if (!delay.is_poll()) {
     state.delayed_ = new task_state::delayed_start{};
     state.add_ref();  // held by the timer until it starts
     ev_timer* timer = &state.delayed_->timer;
     ev_init(timer, on_start_timer);
     timer->data = &state;
     if (!delay.is_forever()) {
-      start_timer(hub, *timer, delay.duration());
+      hub.start(*timer, delay.duration());
       state.delayed_->started = true;
     }
-    hub.pending_cleanup_.emplace(&state, discard_delayed_start);  // the hub may go first
+    hub.add_pending_cleanup(&state, discard_delayed_start);  // the hub may go first
     return;
   }
   state.add_ref();  // held by the queue until it starts
@@ -224,8 +224,8 @@ void kill_task(task_state& state, std::exception_ptr error, bool block, wait_tim
     case task_state::phase::scheduled: {
       // Never runs; finished now, links fire (gevent's "killed before start").
       hub_impl& hub = local_hub();
-      if (hub.pending_cleanup_.erase(&state) != 0) {  // waiting for its spawn_later timer
-        if (state.delayed_->started) stop_timer(hub, state.delayed_->timer);
+      if (hub.drop_pending_cleanup(&state)) {  // waiting for its spawn_later timer
+        if (state.delayed_->started) hub.stop(state.delayed_->timer);
         state.delayed_->started = false;
         state.release();  // the timer's reference
       }

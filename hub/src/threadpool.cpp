@@ -82,7 +82,7 @@ namespace {
 void post(detail::hub_impl& hub, std::shared_ptr<detail::job_base> job) noexcept {
   // The callback owns the job from here: whatever it holds is released in
   // the hub, never on this thread.
-  hub.facade_.run_callback_threadsafe([job = std::move(job)] { detail::complete(*job); });
+  hub.facade().run_callback_threadsafe([job = std::move(job)] { detail::complete(*job); });
 }
 
 }  // namespace

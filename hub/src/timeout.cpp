@@ -25,7 +25,7 @@ const ev_timer& timer_of(const unsigned char* storage) {
 }
 
 void on_timer(struct ev_loop* loop, ev_timer* timer, int) noexcept {
-  --static_cast<detail::hub_impl*>(ev_userdata(loop))->watchers_;  // one-shot: inactive now
+  static_cast<detail::hub_impl*>(ev_userdata(loop))->fired(*timer);
   timeout::on_expiry(*static_cast<timeout*>(timer->data));
 }
 
@@ -43,7 +43,7 @@ timeout::timeout(wait_time duration) : target_(nullptr), duration_(duration.dura
   ev_init(timer, on_timer);
   timer->data = this;
   if (!duration.is_forever()) {
-    detail::start_timer(hub, *timer, duration_);
+    hub.start(*timer, duration_);
     started_ = true;
   }
 }
@@ -55,7 +55,7 @@ timeout::~timeout() {
 void timeout::cancel() noexcept {
   if (!started_) return;
   started_ = false;
-  detail::stop_timer(detail::local_hub(), timer_of(watcher_));
+  detail::local_hub().stop(timer_of(watcher_));
 }
 
 bool timeout::pending() const noexcept {

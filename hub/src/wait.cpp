@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include <greenev/detail/scope_exit.hpp>
+
 namespace greenev {
 
 waitable::waitable(const basic_task& task) : task_(task), object_(task.state()) {
@@ -88,10 +90,7 @@ std::optional<std::size_t> ready_watch::next() {
     if (deadline_) left = *deadline_ - std::chrono::steady_clock::now();
     waiter w("wait/iwait");
     waiter_ = &w;
-    struct reset {
-      waiter*& slot;
-      ~reset() { slot = nullptr; }
-    } clear_on_exit{waiter_};
+    const scope_exit clear_on_exit([this]() noexcept { waiter_ = nullptr; });
     park(w, left);
   }
   if (taken_ == ready_.size()) return std::nullopt;

@@ -670,3 +670,37 @@ TEST_F(hub_bad_input, empty_callbacks_are_rejected_before_anything_is_queued) {
 }
 
 }  // namespace
+
+// The first spawn of the process grows the table of how to drop queued
+// callbacks, which every hub's destructor reads: a hub dying on one thread
+// while another spawns for the first time. The flags are relaxed, so that
+// ThreadSanitizer sees no ordering between the two but the table's own lock.
+// (ctest runs each test in a process of its own, where this spawn is the first.)
+TEST(hub_discard_table, a_hub_dies_while_another_thread_spawns_for_the_first_time) {
+  std::atomic<int> step{0};
+  std::atomic<bool> ran{false};
+  std::thread dying([&] {
+    greenev::hub::current().run_callback([&] { ran = true; });  // never runs: dropped with the hub
+    step.store(1, std::memory_order_relaxed);
+    while (step.load(std::memory_order_relaxed) != 2) std::this_thread::yield();
+  });
+  std::thread spawner([&] {
+    while (step.load(std::memory_order_relaxed) != 1) std::this_thread::yield();
+    greenev::spawn([] {}).join();
+    step.store(2, std::memory_order_relaxed);
+  });
+  spawner.join();
+  dying.join();
+  EXPECT_FALSE(ran.load());
+}
+
+// A zero or negative wait only polls; forever and any positive wait do not.
+TEST(wait_time_basics, is_poll_is_true_for_zero_and_negative_waits_only) {
+  static_assert(greenev::wait_time(std::chrono::seconds(0)).is_poll());
+  static_assert(greenev::wait_time(std::chrono::milliseconds(-5)).is_poll());
+  static_assert(!greenev::wait_time().is_poll());
+  static_assert(!greenev::wait_time(std::chrono::nanoseconds(1)).is_poll());
+  EXPECT_TRUE(greenev::wait_time(0.0).is_poll());
+  EXPECT_TRUE(greenev::wait_time(-1.0).is_poll());
+  EXPECT_FALSE(greenev::wait_time(0.001).is_poll());
+}

@@ -16,6 +16,7 @@
 #include <regex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <tuple>
 #include <utility>
@@ -23,6 +24,7 @@
 
 #include <gtest/gtest.h>
 
+#include <greenev/error_reporter.hpp>
 #include <greenev/event.hpp>
 #include <greenev/hub.hpp>
 #include <greenev/timeout.hpp>
@@ -1058,3 +1060,17 @@ TEST_F(task_iwait, stops_at_its_timeout_and_leaves_no_link) {
 }
 
 }  // namespace
+
+// A spawned task's failure line goes through the error reporter (stderr only
+// by default), as one line without its newline.
+TEST(task_failure_report, a_failed_task_is_reported_through_the_error_reporter) {
+  std::vector<std::string> lines;
+  greenev::error_reporter previous =
+      greenev::set_error_reporter([&](std::string_view line) { lines.emplace_back(line); });
+  auto t = greenev::spawn_with({.name = "reported"}, [] { throw std::runtime_error("boom"); });
+  (void)t.join();
+  greenev::set_error_reporter(std::move(previous));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find(" reported failed with std::runtime_error: boom"), std::string::npos) << lines[0];
+  EXPECT_EQ(lines[0].find('\n'), std::string::npos);
+}

@@ -47,6 +47,8 @@ class wait_time {
   [[nodiscard]] static constexpr wait_time forever() noexcept { return {}; }
   /// True for forever.
   [[nodiscard]] constexpr bool is_forever() const noexcept { return forever_; }
+  /// True for a zero (or negative) wait: the call only checks, never waits.
+  [[nodiscard]] constexpr bool is_poll() const noexcept { return !forever_ && ns_.count() == 0; }
   /// The duration; meaningless if is_forever().
   [[nodiscard]] constexpr std::chrono::nanoseconds duration() const noexcept { return ns_; }
 
@@ -78,7 +80,8 @@ class hub_impl;
 
 /// The calling thread's hub. Not copyable; lives until its thread exits,
 /// when greenlets still waiting in it are unwound (greenlet_exit). One that
-/// waits again instead of dying is reported on stderr and leaked: the hub
+/// waits again instead of dying is reported through the error reporter
+/// (stderr by default) and leaked: the hub
 /// does not wait for it then.
 class hub {
  public:
@@ -92,8 +95,8 @@ class hub {
   [[nodiscard]] const greenlet& hub_greenlet() const noexcept;
 
   /// Queues `fn` to run in the hub, after callbacks queued before it (FIFO).
-  /// Never switches. An exception escaping `fn` is reported to stderr and
-  /// ignored. Must be called on this hub's thread. Throws
+  /// Never switches. An exception escaping `fn` is reported through the
+  /// error reporter (stderr by default) and ignored. Must be called on this hub's thread. Throws
   /// std::invalid_argument for an empty function.
   void run_callback(std::function<void()> fn);
 

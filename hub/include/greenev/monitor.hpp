@@ -33,7 +33,8 @@ struct blocking_report {
   int system_call = -1;                ///< Linux number of the call it is blocked in; -1: none or unknown
   std::string system_call_name;        ///< e.g. "clock_nanosleep"; empty if not in a call or not a common one
   std::vector<std::string> backtrace;  ///< symbolised frames, innermost first; may be empty
-  /// The multi-line text printed to stderr when no callback is set.
+  /// The multi-line text reported through the error reporter (stderr by
+  /// default) when no callback is set.
   [[nodiscard]] std::string text() const;
 };
 
@@ -53,7 +54,8 @@ struct monitor_options {
   /// A hub not running for longer than this is blocked.
   std::chrono::nanoseconds max_blocking_time = std::chrono::milliseconds(100);
   /// Called on the monitor thread for each report (must not block for long:
-  /// it delays the next sample); empty: the report's text goes to stderr.
+  /// it delays the next sample); empty: the report's text is reported through
+  /// the error reporter (stderr by default).
   std::function<void(const blocking_report&)> on_blocking{};
   /// When to take a backtrace (GREENEV_MONITOR_BACKTRACE=never|outside_system_calls|always).
   monitor_backtrace backtrace = monitor_backtrace::outside_system_calls;
@@ -69,7 +71,8 @@ struct monitor_options {
 /// GREENEV_MONITOR=1 in the environment starts it when the first hub is
 /// created, with GREENEV_MAX_BLOCKING_TIME (seconds, default 0.1) and
 /// GREENEV_MONITOR_BACKTRACE (default outside_system_calls); a value it
-/// cannot use is named on stderr and the default kept.
+/// cannot use is reported through the error reporter (stderr by default)
+/// and the default kept.
 void start_monitor(monitor_options options = {});
 
 /// Stops and joins the monitor thread (no-op if not running). Never

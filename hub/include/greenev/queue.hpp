@@ -54,10 +54,6 @@ namespace detail {
 // True when called in the hub greenlet (a loop callback).
 bool calling_from_hub();
 
-[[nodiscard]] constexpr bool polls_only(wait_time timeout) noexcept {
-  return !timeout.is_forever() && timeout.duration().count() == 0;
-}
-
 template <class T>
 struct queue_get_slot;
 
@@ -183,7 +179,7 @@ class basic_queue {
   void put(T item, wait_time timeout = {}) {
     if (!getters_.empty()) {
       const bool wait_until_received =
-          Storage::rendezvous && !detail::polls_only(timeout) && !detail::calling_from_hub();
+          Storage::rendezvous && !timeout.is_poll() && !detail::calling_from_hub();
       deliver(*getters_.pop_front(), std::move(item), wait_until_received);
       return;
     }
@@ -193,7 +189,7 @@ class basic_queue {
       ++unfinished_;
       return;
     }
-    if (detail::polls_only(timeout)) throw queue_full();
+    if (timeout.is_poll()) throw queue_full();
     wait_for_room(std::move(item), timeout);
   }
 
@@ -208,7 +204,7 @@ class basic_queue {
   /// exceptions (kill, outer timeout) propagate.
   T get(wait_time timeout = {}) {
     if (std::optional<T> item = try_get()) return std::move(*item);
-    if (detail::polls_only(timeout)) throw queue_empty();
+    if (timeout.is_poll()) throw queue_empty();
     return wait_for_item(timeout);
   }
 
@@ -234,7 +230,7 @@ class basic_queue {
   /// wait in the hub. Not for channels, which hold nothing.
   T peek(wait_time timeout = {}) requires(!Storage::rendezvous && std::is_copy_constructible_v<T>) {
     if (!storage_.empty()) return storage_.next();
-    if (detail::polls_only(timeout)) throw queue_empty();
+    if (timeout.is_poll()) throw queue_empty();
     detail::waiter w("queue peek");
     std::optional<T> copy;
     w.payload = &copy;
@@ -420,7 +416,7 @@ class joinable_queue : public basic_queue<T, detail::fifo_storage<T>> {
   /// hub; interrupting exceptions propagate.
   bool join(wait_time timeout = {}) {
     if (this->unfinished_ == 0) return true;
-    if (detail::polls_only(timeout)) return false;
+    if (timeout.is_poll()) return false;
     detail::waiter w("queue join");
     joiners_.push_back(w);
     return detail::park(w, timeout);

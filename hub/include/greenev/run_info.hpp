@@ -1,7 +1,7 @@
 // greenev/run_info.hpp — every live greenlet of every hub, with what each
 // waits on (gevent.util.print_run_info / format_run_info).
 //
-//   greenev::print_run_info();                    // to stderr
+//   greenev::print_run_info();                    // to the error reporter (stderr)
 //   greenev::install_run_info_signal(SIGUSR1);    // kill -USR1 <pid> prints it
 //
 // One block per thread with a hub; one line per greenlet: id, name, state
@@ -26,7 +26,8 @@ namespace greenev {
 [[nodiscard]] std::string format_run_info(
     std::chrono::milliseconds per_thread_timeout = std::chrono::milliseconds(1000));
 
-/// Writes format_run_info() to stderr. Same rules.
+/// Writes format_run_info() through the error reporter (stderr by default;
+/// greenev/error_reporter.hpp), as one message. Same rules.
 void print_run_info(std::chrono::milliseconds per_thread_timeout = std::chrono::milliseconds(1000));
 
 /// Prints the run info whenever `signal_number` arrives (the handler only
