@@ -78,7 +78,7 @@ std::string normalise_nameserver(std::string_view text, std::string_view origin)
 
 void validate(resolver_options& options, std::string_view origin) {
   for (std::string& server : options.nameservers) server = normalise_nameserver(server, origin);
-  if (options.timeout.is_forever() || options.timeout.duration().count() <= 0) {
+  if (options.timeout.is_forever() || options.timeout.is_poll()) {
     throw std::invalid_argument("greenev: " + std::string(origin) +
                                 ": the resolver timeout must be positive");
   }

@@ -85,13 +85,13 @@ int socket::require(const char* what) const {
 }
 
 void socket::wait(int events, steady::time_point deadline, wait_time limit, const char* what) {
-  if (!limit.is_forever() && limit.duration().count() == 0) {
+  if (limit.is_poll()) {
     throw_errno(EAGAIN, what, "on a non-blocking socket (timeout 0)");
   }
   wait_time left;
   if (deadline != steady::time_point::max()) {
     left = deadline - steady::now();
-    if (left.duration().count() == 0) throw timeout_error(this, limit.duration());
+    if (left.is_poll()) throw timeout_error(this, limit.duration());
   }
   const bool fresh = !std::exchange(watched_, true);
   if (!detail::wait_owned_fd(fd_, events, left, fresh, what)) throw timeout_error(this, limit.duration());
@@ -135,7 +135,7 @@ void socket::connect(const address& peer, wait_time timeout) {
   if (::connect(fd_, peer.data(), peer.size()) == 0) return;
   if (errno != EINPROGRESS && errno != EINTR) throw_errno(errno, "connect to", peer.to_string());
   // In progress: writability means done, SO_ERROR says how.
-  if (timeout.is_forever() || timeout.duration().count() > 0) {
+  if (!timeout.is_poll()) {
     wait(want_write, deadline, timeout, "connect");
   } else if (!wait_write(fd_, 0.0)) {
     throw_errno(EINPROGRESS, "connect to", peer.to_string() + " (timeout 0)");
@@ -151,8 +151,7 @@ std::size_t socket::recv_into(std::span<char> buffer, int flags) {
   // rather than spend a recv on EAGAIN (epoll is level-triggered, so data that
   // came meanwhile ends the wait at once). This is a request/response
   // server's steady state, and it saves a syscall per message.
-  if (std::exchange(drained_, false) && flags == 0 && !buffer.empty() &&
-      (timeout_.is_forever() || timeout_.duration().count() > 0)) {
+  if (std::exchange(drained_, false) && flags == 0 && !buffer.empty() && !timeout_.is_poll()) {
     wait(want_read, deadline, timeout_, "recv");
   }
   for (;;) {
