@@ -5,6 +5,8 @@
 // stack frames. Tests use these constants to relax or skip such checks.
 #pragma once
 
+#include <greenev/detail/sanitizers.hpp>
+
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>
 #define GREENEV_TESTS_RUNNING_ON_VALGRIND() (RUNNING_ON_VALGRIND != 0)
@@ -14,29 +16,8 @@
 
 namespace greenev::testing {
 
-#if defined(__SANITIZE_ADDRESS__)
-inline constexpr bool address_sanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-inline constexpr bool address_sanitizer = true;
-#else
-inline constexpr bool address_sanitizer = false;
-#endif
-#else
-inline constexpr bool address_sanitizer = false;
-#endif
-
-#if defined(__SANITIZE_THREAD__)
-inline constexpr bool thread_sanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-inline constexpr bool thread_sanitizer = true;
-#else
-inline constexpr bool thread_sanitizer = false;
-#endif
-#else
-inline constexpr bool thread_sanitizer = false;
-#endif
+inline constexpr bool address_sanitizer = greenev::detail::address_sanitizer;
+inline constexpr bool thread_sanitizer = greenev::detail::thread_sanitizer;
 
 /// True when any sanitizer instruments this binary.
 inline constexpr bool sanitized = address_sanitizer || thread_sanitizer;
