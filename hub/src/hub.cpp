@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -18,19 +19,6 @@
 namespace greenev::detail {
 
 namespace {
-
-// The hub is owned by a thread-local whose destructor must be registered
-// after the greenlet layer's thread state (thread-locals die in reverse
-// order, so the hub then goes first, while greenlets can still be unwound).
-// `current_hub` is a plain pointer so that testing it registers nothing.
-struct hub_owner {
-  std::unique_ptr<hub_impl> hub;
-  ~hub_owner() {
-    hub.reset();
-    current_hub = nullptr;
-  }
-};
-thread_local hub_owner tls_hub_owner;
 
 // How often a busy hub (callbacks always queued, e.g. a sleep(0) loop) still
 // polls IO and timers.
@@ -106,12 +94,10 @@ void print_failure(const std::string& who, const std::exception_ptr& error) noex
 
 __thread hub_impl* current_hub = nullptr;
 
-hub_impl& create_local_hub() {
-  (void)current_greenlet();  // the greenlet layer's thread state first (see hub_owner)
-  tls_hub_owner.hub = std::make_unique<hub_impl>();
-  current_hub = tls_hub_owner.hub.get();
-  return *current_hub;
-}
+namespace {
+// Whether a hub watches the process's signals; released with that hub.
+std::atomic<bool> signals_taken{false};
+}  // namespace
 
 hub_impl::hub_impl() {
   register_discard(run_heap_callback, run_heap_callback_discard);
@@ -122,7 +108,6 @@ hub_impl::hub_impl() {
   // signals.
   loop_ = ev_loop_new(EVFLAG_AUTO);
   if (loop_ == nullptr) throw std::runtime_error("greenev: libev could not create an event loop");
-  static std::atomic<bool> signals_taken{false};
   watches_signals_ = !signals_taken.exchange(true);
   ev_set_userdata(loop_, this);
   // The blocking monitor tells an idle hub (waiting in epoll) from a blocked one.
@@ -144,16 +129,20 @@ hub_impl::hub_impl() {
   start_monitor_from_environment();
 }
 
-hub_impl::~hub_impl() {
-  set_diagnostic_hub(nullptr);  // first: run info and the monitor stop looking at it
-  // Greenlets still waiting hold watchers in this loop: unwind them (and the
-  // hub greenlet itself) before the loop goes away. One that waits again
-  // while being unwound must not keep the thread here: see return_to_closer.
+// Greenlets still waiting hold watchers in this loop: unwind them (and the
+// hub greenlet itself) before the loop goes away. One that waits again
+// while being unwound must not keep the thread here: see return_to_closer.
+void hub_impl::unwind_greenlets() noexcept {
   closer_ = tls_state != nullptr ? tls_state->current : nullptr;
   kill_all_active_greenlets();
   for (auto& [object, cleanup] : pending_cleanup_) cleanup(object);
   pending_cleanup_.clear();
-  if (!ready_.empty()) {  // callbacks that will never run
+}
+
+hub_impl::~hub_impl() {
+  set_diagnostic_hub(nullptr);  // first: run info and the monitor stop looking at it
+  unwind_greenlets();           // again: the runtime's services may have spawned since
+  if (!ready_.empty()) {        // callbacks that will never run
     // A copy: a discard may register another (releasing what it owns may
     // touch a kind of callback this process has not queued yet).
     discard_table table;
@@ -174,6 +163,7 @@ hub_impl::~hub_impl() {
   ev_ref(loop_);
   ev_async_stop(loop_, &async_);
   ev_loop_destroy(loop_);
+  if (watches_signals_) signals_taken.store(false);  // the next hub may take them
 }
 
 void hub_impl::throw_blocking_in_hub(const char* what) {

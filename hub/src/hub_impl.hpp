@@ -33,6 +33,10 @@ class hub_impl {
   hub_impl& operator=(const hub_impl&) = delete;
   ~hub_impl();
 
+  // Unwinds every greenlet of the thread (greenlet_exit) and releases what
+  // waits for a delayed start; the loop stays. The runtime's teardown, step 2.
+  void unwind_greenlets() noexcept;
+
   // Queues fn(arg). The returned item stays valid (std::deque) until popped.
   ready_item* push(void (*fn)(void*), void* arg) {
     ready_.push_back({fn, arg});

@@ -14,47 +14,22 @@
 #include <system_error>
 #include <vector>
 
+#include "fd_waits.hpp"
 #include "hub_impl.hpp"
 
 namespace greenev {
 
 namespace {
 
-// How a wait ended badly, shared by the watchers of one wait (poll has several).
-struct wait_failure {
-  int fd = -1;             // the fd that failed, -1 if none
-  bool cancelled = false;  // cancel_wait() (closed by us) rather than refused by epoll
-};
+using detail::io_wait;
+using detail::thread_fd_waits;
+using detail::wait_failure;
 
-// One watcher of one wait.
-struct io_wait : detail::fifo_hook<io_wait> {
-  ev_io io{};
-  detail::waiter* waiter = nullptr;
-  wait_failure* failure = nullptr;
-  bool exclusive = false;  // wait_read / wait_write: one waiter per direction
-};
-
-// Per thread, indexed by fd. A deque: the lists must not move (their nodes
-// point back at them). Reached through a plain pointer that the owner clears
-// when the thread exits: thread-locals die in reverse order of creation, so
-// cleanups of objects made before the table (a resolver channel, say) may
-// still call cancel_wait() afterwards; they then find nothing. The table's
-// destructor unlinks any remaining nodes, so guards of waits unwound later
-// only stop their watchers.
-using fd_table = std::deque<detail::intrusive_fifo<io_wait>>;
-__thread fd_table* waits_by_fd = nullptr;
-
-struct fd_table_owner {
-  fd_table table;
-  fd_table_owner() { waits_by_fd = &table; }
-  ~fd_table_owner() { waits_by_fd = nullptr; }
-};
-
+// The thread's table is its runtime's (runtime.cpp), which outlives every
+// wait the hub unwinds at teardown.
 detail::intrusive_fifo<io_wait>& waits_of(int fd) {
-  if (waits_by_fd == nullptr) {
-    thread_local fd_table_owner owner;  // created once per thread, on first use
-  }
-  fd_table& table = *waits_by_fd;
+  if (thread_fd_waits == nullptr) (void)detail::local_hub();
+  detail::fd_wait_table& table = *thread_fd_waits;
   while (table.size() <= static_cast<std::size_t>(fd)) table.emplace_back();
   return table[static_cast<std::size_t>(fd)];
 }
@@ -153,11 +128,12 @@ bool detail::wait_owned_fd(int fd, int events, wait_time timeout, bool fresh, co
 }
 
 std::size_t cancel_wait(int fd) noexcept {
-  if (fd < 0 || waits_by_fd == nullptr || static_cast<std::size_t>(fd) >= waits_by_fd->size()) return 0;
+  if (fd < 0 || thread_fd_waits == nullptr || static_cast<std::size_t>(fd) >= thread_fd_waits->size())
+    return 0;
   detail::hub_impl* hub = detail::current_hub;
   if (hub == nullptr) return 0;
   std::size_t woken = 0;
-  while (io_wait* node = (*waits_by_fd)[static_cast<std::size_t>(fd)].pop_front()) {
+  while (io_wait* node = (*thread_fd_waits)[static_cast<std::size_t>(fd)].pop_front()) {
     stop(*hub, *node);
     node->failure->fd = fd;
     node->failure->cancelled = true;

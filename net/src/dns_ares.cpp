@@ -25,13 +25,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <system_error>
 #include <vector>
 
+#include <greenev/detail/thread_service.hpp>
 #include <greenev/event.hpp>
 #include <greenev/io.hpp>
 #include <greenev/semaphore.hpp>
@@ -543,31 +543,24 @@ transport_events& events_of(void* state) noexcept {
 }
 
 // Every channel of this thread; the current one is shared by new lookups.
-// Declared after the hub's thread-local is created (channel_for), so it is
-// destroyed first, while the hub still exists: its destructor shuts every
-// channel down (waking callers with an error, closing sockets through
-// greenev); greenlets still holding a channel are unwound by the hub later.
-struct thread_channels {
+// A service of the thread's runtime: before the thread's greenlets are
+// unwound it shuts every channel down (callers wake with an error, sockets
+// close through greenev); greenlets still holding a channel are unwound
+// after that.
+struct thread_channels : greenev::detail::thread_service {
   std::shared_ptr<channel_state> current;
   std::vector<std::weak_ptr<channel_state>> all;
-  thread_channels() = default;
-  thread_channels(const thread_channels&) = delete;
-  thread_channels& operator=(const thread_channels&) = delete;
-  ~thread_channels() {
+  void before_unwind() noexcept override { shutdown_all(); }
+  ~thread_channels() override { shutdown_all(); }  // made during the unwinding, say
+  void shutdown_all() noexcept {
     for (const auto& weak : all) {
       if (const auto channel = weak.lock()) channel->shutdown();
     }
   }
 };
-thread_local thread_channels tls_channels;
 
 std::shared_ptr<channel_state> channel_for(const settings& config, const std::string& host) {
-  // Thread-locals die in reverse order of creation, and ours calls into the
-  // hub and into io.cpp's per-thread wait table when it dies: create those
-  // first. cancel_wait() on an fd that cannot be open only touches the table.
-  (void)greenev::hub::current();
-  (void)greenev::cancel_wait(std::numeric_limits<int>::max());
-  thread_channels& channels = tls_channels;
+  auto& channels = greenev::detail::thread_service_of<thread_channels>();
   if (!channels.current || channels.current->generation() != config.generation) {
     std::erase_if(channels.all, [](const auto& weak) { return weak.expired(); });
     // A retired channel lives on while its driver or callers hold it.
@@ -584,8 +577,9 @@ std::shared_ptr<channel_state> isolated_channel(const channel_state& shared, con
                                                 int rotation) {
   auto channel =
       std::make_shared<channel_state>(settings{shared.options(), shared.generation()}, host, true, rotation);
-  std::erase_if(tls_channels.all, [](const auto& weak) { return weak.expired(); });
-  tls_channels.all.push_back(channel);
+  auto& channels = greenev::detail::thread_service_of<thread_channels>();
+  std::erase_if(channels.all, [](const auto& weak) { return weak.expired(); });
+  channels.all.push_back(channel);
   return channel;
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <greenev/detail/thread_service.hpp>
 #include <greenev/threadpool.hpp>
 
 #include "dns_internal.hpp"
@@ -23,17 +24,15 @@ namespace {
 // As many lookups at once as gevent's default threadpool runs.
 constexpr std::size_t resolver_threads = 10;
 
-// Created after the hub's thread-local (see pool()), so destroyed before the
-// hub: the threadpool must go before its thread's hub.
-struct thread_pool_holder {
-  std::unique_ptr<greenev::threadpool> pool;
+// A service of the thread's runtime: destroyed after the thread's greenlets
+// were unwound, so a worker stuck in getaddrinfo (a dead nameserver) is let
+// go rather than joined, and the thread exits at once.
+struct thread_pool_service : greenev::detail::thread_service {
+  greenev::threadpool pool{resolver_threads};
 };
-thread_local thread_pool_holder tls_pool;
 
 greenev::threadpool& pool() {
-  (void)greenev::hub::current();
-  if (!tls_pool.pool) tls_pool.pool = std::make_unique<greenev::threadpool>(resolver_threads);
-  return *tls_pool.pool;
+  return greenev::detail::thread_service_of<thread_pool_service>().pool;
 }
 
 [[noreturn]] void fail_eai(int code, int saved_errno, const std::string& host) {

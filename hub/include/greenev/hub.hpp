@@ -78,15 +78,27 @@ namespace detail {
 class hub_impl;
 }
 
-/// The calling thread's hub. Not copyable; lives until its thread exits,
-/// when greenlets still waiting in it are unwound (greenlet_exit). One that
-/// waits again instead of dying is reported through the error reporter
-/// (stderr by default) and leaked: the hub
-/// does not wait for it then.
+/// The calling thread's hub. Not copyable; lives until its thread exits (or
+/// destroy_current()), when greenlets still waiting in it are unwound
+/// (greenlet_exit). One that waits again instead of dying is reported through
+/// the error reporter (stderr by default) and leaked: the hub does not wait
+/// for it then.
 class hub {
  public:
   /// This thread's hub, created on first use. Never switches.
   [[nodiscard]] static hub& current();
+
+  /// Tears the calling thread's hub down now, as thread exit would and in
+  /// the same order (gevent's Hub.destroy()): the resolver's channels shut
+  /// down (lookups in flight fail), greenlets still waiting are unwound
+  /// (greenlet_exit), the thread's resolver threadpool is let go, then the
+  /// loop and the fd-wait table. The next greenev call on this thread makes
+  /// a fresh hub. Switches (into the greenlets it unwinds) and returns.
+  /// Call it from the thread's main greenlet, outside every spawned greenlet;
+  /// throws greenlet_error otherwise. Objects made on this thread that keep
+  /// its hub (threadpool, signal_handler, stream_server) must be gone first.
+  /// Does nothing on a thread without a hub.
+  static void destroy_current();
 
   hub(const hub&) = delete;
   hub& operator=(const hub&) = delete;
