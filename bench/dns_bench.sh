@@ -125,19 +125,14 @@ done
 
 results_out=${results_file:-/dev/null}
 : >"$results_out"
-awk -v names="$names" -v check="$check" -v results_out="$results_out" '
-  function median(list, n,    i, j, t) {
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && list[j - 1] > list[j]; j--) {
-      t = list[j]; list[j] = list[j - 1]; list[j - 1] = t
-    }
-    return n % 2 ? list[(n + 1) / 2] : (list[n / 2] + list[n / 2 + 1]) / 2
-  }
+awk -v names="$names" -v check="$check" -v results_out="$results_out" "$bench_awk_median"'
   { split($2, kv, "="); side = $1; times[side, ++count[side]] = kv[2] }
   END {
     for (side in count) {
       best[side] = times[side, 1]
-      for (i = 1; i <= count[side]; i++) { v[i] = times[side, i]; if (v[i] < best[side]) best[side] = v[i] }
-      m[side] = median(v, count[side])
+      list = ""
+      for (i = 1; i <= count[side]; i++) { list = list " " times[side, i]; if (times[side, i] + 0 < best[side] + 0) best[side] = times[side, i] }
+      m[side] = median(list)
       printf "dns_%s %.5f s\ndns_%s_best %.5f s\n", side, m[side], side, best[side] >results_out
     }
     printf "== medians: greenev %.4f s (%.0f lookups/s)", m["greenev"], names / m["greenev"]

@@ -230,13 +230,7 @@ echo "== echo: $connections connections x $size B, ${seconds} s measured after $
 for note in "${notes[@]}"; do echo "$note"; done
 results_out=${results_file:-/dev/null}
 : >"$results_out"
-awk -v runs="$runs" -v servers="${servers[*]}" -v echo="$echo" -v workers="$workers" -v results_out="$results_out" '
-  function median(list,    values, n, i, j, t) {
-    n = split(list, values, " ")
-    for (i = 2; i <= n; i++)
-      for (j = i; j > 1 && values[j - 1] + 0 > values[j] + 0; j--) { t = values[j]; values[j] = values[j - 1]; values[j - 1] = t }
-    return n % 2 ? values[(n + 1) / 2] : (values[n / 2] + values[n / 2 + 1]) / 2
-  }
+awk -v runs="$runs" -v servers="${servers[*]}" -v echo="$echo" -v workers="$workers" -v results_out="$results_out" "$bench_awk_median"'
   FILENAME ~ /results.txt$/ { rps[$1, $2] = $3; cpu[$1, $2] = $4; next }
   { sendall[$1] = sendall[$1] " " $3; if (!($1 in seen)) { seen[$1] = 1; sendall_order[++sendall_count] = $1 } }
   END {

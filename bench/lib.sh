@@ -10,6 +10,19 @@ bench_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck disable=SC2034 # used by the scripts that source this
 bench_default_build=${GREENEV_BENCH_BUILD:-build/bench}
 
+# The median of a space-separated list of numbers, once for every script: an awk
+# function to put in front of an awk program ("$bench_awk_median"' ...'), and a shell
+# function (median 3 1 2 -> 2).
+# shellcheck disable=SC2016 # awk code, expanded by awk
+bench_awk_median='
+  function median(list,    values, n, i, j, t) {
+    n = split(list, values, " ")
+    for (i = 2; i <= n; i++)
+      for (j = i; j > 1 && values[j - 1] + 0 > values[j] + 0; j--) { t = values[j]; values[j] = values[j - 1]; values[j - 1] = t }
+    return n == 0 ? 0 : n % 2 ? values[(n + 1) / 2] : (values[n / 2] + values[n / 2 + 1]) / 2
+  }'
+median() { awk "$bench_awk_median"' BEGIN { print median(ARGV[1]) }' "$*"; }
+
 # bench_build DIR [TARGET...]: configures DIR (Release; benchmarks and examples on; tests
 # and install rules off, the benchmarks do not need them) and builds the TARGETs, or
 # everything if none are named.

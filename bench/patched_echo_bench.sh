@@ -80,7 +80,6 @@ for ((run = 1; run <= runs; run++)); do
     "greenev sockets $g round_trips/s ($g_cpu us CPU each), ratio ${ratios[-1]}"
 done
 
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 echo
 echo "== echo: $connections connections x $size B, ${seconds} s after ${warmup} s warmup, median of $runs run(s)"
 printf 'result patched_posix_rps = %s round_trips/s\n' "$(median "${posix[@]}")"
