@@ -13,6 +13,7 @@ GREENEV_PACKAGES=(
   libboost-context-dev libev-dev libc-ares-dev
   libgtest-dev libbenchmark-dev valgrind python3 clang-format
   dnsmasq-base libcurl4-openssl-dev gdb doxygen postgresql libpq-dev
+  chromium nodejs
 )
 # scripts/tour.sh: the libraries and the examples only (url_fetcher needs libcurl).
 GREENEV_TOUR_PACKAGES=(
