@@ -1,5 +1,5 @@
-// The examples' command-line parsing: `--name VALUE` options, -h/--help, and
-// optional positional arguments. A bad argument prints
+// The examples' command-line parsing: `--name VALUE` options, -h/--help,
+// optional positional arguments, and a command after `--`. A bad argument prints
 // "<program>: <what is wrong>", a blank line and the usage text to stderr and
 // makes parse() return 2; --help prints the usage to stdout and returns 0.
 #pragma once
@@ -54,6 +54,8 @@ class command_line {
   }
   /// Arguments that are not options go to `out` (without this they are errors).
   void positional(std::vector<std::string>& out) { positional_ = &out; }
+  /// Everything after a `--` goes to `out` as it is (without this `--` is an error).
+  void rest(std::vector<std::string>& out) { rest_ = &out; }
 
   /// Empty: carry on. Otherwise the exit status: 0 after --help, 2 after a bad argument.
   std::optional<int> parse(int argc, char** argv) const {
@@ -62,6 +64,10 @@ class command_line {
       if (arg == "-h" || arg == "--help") {
         std::cout << usage_;
         return 0;
+      }
+      if (arg == "--" && rest_ != nullptr) {
+        rest_->assign(argv + i + 1, argv + argc);
+        return std::nullopt;
       }
       const auto option = find(arg);
       if (option == nullptr) {
@@ -105,6 +111,7 @@ class command_line {
   std::string usage_;
   std::vector<std::pair<std::string, setter>> options_;
   std::vector<std::string>* positional_ = nullptr;
+  std::vector<std::string>* rest_ = nullptr;
 };
 
 }  // namespace examples
