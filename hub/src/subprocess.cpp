@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <system_error>
 #include <utility>
@@ -125,6 +127,35 @@ std::string read_some(int fd, std::size_t max, const char* what) {
   }
 }
 
+// The program's path, looked up as execvp would (PATH, or the default path,
+// for a name without '/'). Done here rather than left to the spawn so that a
+// missing program is an error naming it wherever the child cannot report an
+// exec failure (valgrind runs vfork as fork), as Python's own lookup does.
+std::string find_program(const std::string& name, const std::string& path_variable, const std::string& cwd) {
+  if (name.find('/') != std::string::npos) {
+    const std::string path = name.front() == '/' || cwd.empty() ? name : cwd + "/" + name;
+    if (::access(path.c_str(), X_OK) != 0) throw_errno(errno, "subprocess: cannot start '" + name + "'");
+    return name;
+  }
+  int error = ENOENT;
+  std::string_view rest = path_variable;
+  for (;;) {
+    const std::size_t colon = rest.find(':');
+    std::string directory(rest.substr(0, colon));
+    if (directory.empty()) directory = ".";
+    const std::string path = directory + "/" + name;
+    struct stat info {};
+    if (::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode)) {
+      if (::access(path.c_str(), X_OK) == 0) return path;
+      error = EACCES;
+    }
+    if (colon == std::string_view::npos) break;
+    rest.remove_prefix(colon + 1);
+  }
+  throw_errno(error, "subprocess: cannot start '" + name + "'" +
+                         (error == ENOENT ? ": no such program in PATH (" + path_variable + ")" : ""));
+}
+
 std::string describe_status(int returncode) {
   if (returncode >= 0) return "returned non-zero exit status " + std::to_string(returncode);
   const char* name = ::sigabbrev_np(-returncode);
@@ -160,6 +191,20 @@ subprocess::subprocess(std::vector<std::string> argv, subprocess_options options
       env_entries.push_back(name + "=" + value);
     }
   }
+  if (!options.cwd.empty()) {
+    struct stat info {};
+    const int error = ::stat(options.cwd.c_str(), &info) != 0 ? errno : S_ISDIR(info.st_mode) ? 0 : ENOTDIR;
+    if (error != 0)
+      throw_errno(error, "subprocess: cannot start '" + argv_[0] + "' in '" + options.cwd + "'");
+  }
+  std::string path_variable = "/bin:/usr/bin";  // glibc's default for execvp
+  if (options.env) {
+    if (const auto found = options.env->find("PATH"); found != options.env->end())
+      path_variable = found->second;
+  } else if (const char* inherited = std::getenv("PATH")) {
+    path_variable = inherited;
+  }
+  const std::string program = find_program(argv_[0], path_variable, options.cwd);
   std::vector<char*> args;
   for (std::string& arg : argv_) args.push_back(arg.data());
   args.push_back(nullptr);
@@ -231,8 +276,8 @@ subprocess::subprocess(std::vector<std::string> argv, subprocess_options options
         throw_errno(error, "subprocess");
       }
     }
-    const int error = ::posix_spawnp(&pid_, argv_[0].c_str(), &actions, &attributes, args.data(),
-                                     options.env ? envp.data() : environ);
+    const int error = ::posix_spawn(&pid_, program.c_str(), &actions, &attributes, args.data(),
+                                    options.env ? envp.data() : environ);
     if (error != 0) {
       pid_ = -1;
       std::string what = "subprocess: cannot start '" + argv_[0] + "'";
