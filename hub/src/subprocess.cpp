@@ -5,7 +5,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -24,6 +23,8 @@
 
 #include <greenev/detail/scope_exit.hpp>
 #include <greenev/io.hpp>
+
+#include "fd_io.hpp"
 
 extern char** environ;
 
@@ -69,29 +70,7 @@ int signal_child(pid_t pid, int pidfd, int signal) noexcept {
   return ::kill(pid, signal);
 }
 
-// write(2) on a pipe whose reader is gone raises SIGPIPE, which kills a
-// program that did not ignore it: block it on this thread for the call and
-// swallow the one this write raised, leaving EPIPE.
-ssize_t write_without_sigpipe(int fd, const char* data, std::size_t size) {
-  sigset_t pipe_only;
-  sigset_t old;
-  sigemptyset(&pipe_only);
-  sigaddset(&pipe_only, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
-  sigset_t pending;
-  sigpending(&pending);
-  const bool already_pending = sigismember(&pending, SIGPIPE) == 1;
-  const ssize_t written = ::write(fd, data, size);
-  const int error = errno;
-  if (written < 0 && error == EPIPE && !already_pending) {
-    const timespec zero{};
-    while (sigtimedwait(&pipe_only, nullptr, &zero) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  errno = error;
-  return written;
-}
+using detail::write_without_sigpipe;
 
 void close_quietly(int& fd) noexcept {
   if (fd >= 0) {
