@@ -92,6 +92,11 @@ void configure(tls_context::state& s) {
     }
     const std::string& key = o.private_key_file.empty() ? o.certificate_chain_file : o.private_key_file;
     if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      const unsigned long last = ERR_peek_last_error();
+      if (ERR_GET_LIB(last) == ERR_LIB_X509 && ERR_GET_REASON(last) == X509_R_KEY_VALUES_MISMATCH) {
+        throw_context_error("private key " + quoted(key) + " does not match certificate " +
+                            quoted(o.certificate_chain_file));
+      }
       throw_context_error("cannot load private key file " + quoted(key));
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {

@@ -299,6 +299,7 @@ std::size_t tls_socket::pending() const noexcept {
 std::size_t tls_socket::send(std::string_view data, int flags) {
   if (flags != 0) throw std::invalid_argument("greenev: tls: send flags must be 0 on a TLS socket");
   state& s = require(state_, "send");
+  if (s.close_notify_sent) throw_errno(EPIPE, "send after shutdown");
   if (data.empty()) return 0;
   const wait_time limit = s.tcp.timeout();
   std::size_t sent = 0;
@@ -310,6 +311,7 @@ std::size_t tls_socket::send(std::string_view data, int flags) {
 void tls_socket::sendall(std::string_view data, int flags) {
   if (flags != 0) throw std::invalid_argument("greenev: tls: sendall flags must be 0 on a TLS socket");
   state& s = require(state_, "sendall");
+  if (s.close_notify_sent) throw_errno(EPIPE, "sendall after shutdown");
   const wait_time limit = s.tcp.timeout();
   const auto deadline = deadline_of(limit);  // one deadline for the whole call
   while (!data.empty()) {
