@@ -200,8 +200,8 @@ class tls_socket {
   /// of it); returns how many bytes went; 0 for empty data. Switches while
   /// the send buffer is full. After a timeout or EAGAIN the next send must
   /// start with the same bytes (OpenSSL holds the part of a record already
-  /// made). std::system_error(EPIPE) after shutdown(SHUT_WR) or once the
-  /// peer is gone; never SIGPIPE. A peer's close_notify ends only its
+  /// made). std::system_error(EPIPE) after shutdown(SHUT_WR); EPIPE or
+  /// ECONNRESET once the peer is gone; never SIGPIPE. A peer's close_notify ends only its
   /// direction: sending after it is allowed (TLS 1.3 half-close).
   std::size_t send(std::string_view data, int flags = 0);
   /// Sends all of `data`; the timeout bounds the whole call (as socket's).
