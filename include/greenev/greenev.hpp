@@ -10,8 +10,8 @@
 // semaphore.hpp (semaphore, mutex/lock, rlock); queue.hpp (queues,
 // channel); pool.hpp (group, pool); local.hpp (greenlet_local);
 // threadpool.hpp; signal.hpp (signal_handler); error_reporter.hpp (where
-// diagnostics go); address.hpp, socket.hpp, server.hpp, select.hpp and dns.hpp
-// (greenev::net); monkey.hpp (libc interposition, greenev::monkey).
+// diagnostics go); address.hpp, socket.hpp, server.hpp, select.hpp, dns.hpp
+// and tls.hpp (greenev::net); monkey.hpp (libc interposition, greenev::monkey).
 #pragma once
 
 #include <greenev/address.hpp>
@@ -37,5 +37,6 @@
 #include <greenev/task.hpp>
 #include <greenev/threadpool.hpp>
 #include <greenev/timeout.hpp>
+#include <greenev/tls.hpp>
 #include <greenev/version.hpp>
 #include <greenev/wait.hpp>
