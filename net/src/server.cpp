@@ -22,6 +22,7 @@
 
 #include <greenev/error_reporter.hpp>
 #include <greenev/event.hpp>
+#include <greenev/io.hpp>
 #include <greenev/pool.hpp>
 #include <greenev/task.hpp>
 
@@ -34,6 +35,8 @@ struct worker {
   socket listener;
   std::unique_ptr<group> handlers;
   basic_task acceptor;
+  bool paused = false;  // stop_accepting(): the listener stays open, accept() is not called
+  event resume;         // set by start_accepting()
 };
 
 // A worker thread as the creating thread sees it.
@@ -49,6 +52,7 @@ struct remote_worker {
   std::thread thread;
   hub* home = nullptr;            // the worker's hub, once bound
   event* stop_request = nullptr;  // lives on the worker thread; set through `home`
+  worker* serving = nullptr;      // lives on the worker thread; paused and resumed through `home`
   std::exception_ptr start_error;
 };
 
@@ -73,6 +77,7 @@ struct stream_server_state {
   bool started = false;
   bool stopped = false;
   bool given_socket = false;  // built on the caller's socket: closed by stop(), so no restart
+  bool paused = false;        // stop_accepting() (every worker)
   wait_time stop_timeout = 1.0;
 };
 
@@ -113,12 +118,19 @@ void accept_loop(server_state& s, worker& w) {
   std::chrono::milliseconds pause{0};
   const bool tcp = is_tcp(s.local);
   while (w.listener) {
+    if (w.paused) {
+      // Held open (a paused server is still serving), so this wait is no loop_exit.
+      const work_guard paused;
+      w.resume.wait();
+      continue;
+    }
     socket connection;
     address peer;
     try {
       std::tie(connection, peer) = w.listener.accept();
     } catch (const std::system_error& error) {
       if (!w.listener) return;  // closed by stop()
+      if (w.paused) continue;   // woken by pause()
       pause = std::clamp(pause * 2, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
       report_accept_error(s, error, pause);
       sleep(pause);
@@ -139,13 +151,29 @@ void accept_loop(server_state& s, worker& w) {
   }
 }
 
-void start_accepting(server_state& s, worker& w) {
+void begin_accepting(server_state& s, worker& w) {
   if (s.options.max_connections) {
     w.handlers = std::make_unique<pool>(*s.options.max_connections);
   } else {
     w.handlers = std::make_unique<group>();
   }
   w.acceptor = spawn_with({.name = "stream_server " + s.local.to_string()}, [&s, &w] { accept_loop(s, w); });
+}
+
+// stop_accepting() / start_accepting() on one worker, on its own thread. A
+// paused acceptor waiting in accept() is woken by cancel_wait (EBADF with
+// the listener still open); one waiting for a pool slot finishes handing its
+// connection over first: nothing accepted is dropped.
+void pause_worker(worker& w) {
+  if (w.paused || !w.listener) return;
+  w.paused = true;
+  w.resume.clear();
+  cancel_wait(w.listener.fd());
+}
+
+void resume_worker(worker& w) {
+  w.paused = false;
+  w.resume.set();
 }
 
 // Closes the listener, lets handlers finish for `timeout`, kills the rest.
@@ -168,7 +196,9 @@ void run_remote(server_state& s, remote_worker& r) {
   if (!r.start_error) {
     r.home = &hub::current();
     r.stop_request = &stop_request;
-    start_accepting(s, w);
+    r.serving = &w;
+    w.paused = s.paused;
+    begin_accepting(s, w);
   }
   home.run_callback_threadsafe([&s] {
     if (++s.bound == s.remotes.size()) s.all_bound.set();
@@ -250,7 +280,9 @@ void stream_server::start() {
   s.local = s.own.listener.local_address();  // the real port
   s.home = &hub::current();
   s.started = true;
-  start_accepting(s, s.own);
+  s.paused = false;
+  resume_worker(s.own);
+  begin_accepting(s, s.own);
   if (s.options.workers == 1) return;
   for (unsigned i = 1; i < s.options.workers; ++i) s.remotes.push_back(std::make_unique<remote_worker>());
   for (auto& r : s.remotes) r->thread = std::thread([&s, r = r.get()] { run_remote(s, *r); });
@@ -278,6 +310,50 @@ void stream_server::stop(wait_time timeout) {
   stop_remotes(s);
   s.own.acceptor = {};
   s.stopped_event.set();
+}
+
+namespace {
+
+// Runs `change` on every remote worker's own thread and returns once each has.
+void on_every_remote(server_state& s, void (*change)(worker&)) {
+  std::size_t running = 0;
+  for (auto& r : s.remotes) running += r->home != nullptr ? 1 : 0;
+  if (running == 0) return;
+  std::size_t answered = 0;
+  event all_answered;
+  hub& home = *s.home;
+  for (auto& r : s.remotes) {
+    if (r->home == nullptr) continue;
+    r->home->run_callback_threadsafe([r = r.get(), change, &home, &answered, &all_answered, running] {
+      change(*r->serving);
+      home.run_callback_threadsafe([&answered, &all_answered, running] {
+        if (++answered == running) all_answered.set();
+      });
+    });
+  }
+  wait_for_other_threads(all_answered);
+}
+
+}  // namespace
+
+void stream_server::stop_accepting() {
+  detail::stream_server_state& s = *state_;
+  if (!started() || s.paused) return;
+  s.paused = true;
+  pause_worker(s.own);
+  on_every_remote(s, pause_worker);
+}
+
+void stream_server::start_accepting() {
+  detail::stream_server_state& s = *state_;
+  if (!started() || !s.paused) return;
+  s.paused = false;
+  resume_worker(s.own);
+  on_every_remote(s, resume_worker);
+}
+
+bool stream_server::accepting() const noexcept {
+  return started() && !state_->paused;
 }
 
 address stream_server::local_address() const {

@@ -144,6 +144,23 @@ void socket::connect(const address& peer, wait_time timeout) {
   if (error != 0) throw_errno(error, "connect to", peer.to_string());
 }
 
+int socket::connect_ex(const address& peer) {
+  return connect_ex(peer, timeout_);
+}
+
+int socket::connect_ex(const address& peer, wait_time timeout) {
+  require("connect_ex");
+  try {
+    connect(peer, timeout);
+    return 0;
+  } catch (const timeout_error&) {
+    return ETIMEDOUT;
+  } catch (const std::system_error& error) {
+    if (error.code().category() != std::generic_category() || error.code().value() == EBADF) throw;
+    return error.code().value();
+  }
+}
+
 std::size_t socket::recv_into(std::span<char> buffer, int flags) {
   require("recv");
   const auto deadline = deadline_of(timeout_);
@@ -285,13 +302,17 @@ address socket::peer_address() const {
   return query_address(require("getpeername"), ::getpeername, "getpeername");
 }
 
-socket create_connection(std::string_view host, std::uint16_t port, wait_time timeout) {
+namespace {
+
+socket connect_to_first(std::string_view host, std::uint16_t port, wait_time timeout, const address* source) {
   const std::vector<address_info> candidates =
       getaddrinfo(host, std::to_string(port), {.family = AF_UNSPEC, .socktype = SOCK_STREAM});
   std::exception_ptr last_error;
   for (const address_info& candidate : candidates) {
+    if (source != nullptr && candidate.family != source->family()) continue;
     try {
       socket s(candidate.family, candidate.socktype, candidate.protocol);
+      if (source != nullptr) s.bind(*source);
       s.set_timeout(timeout);
       s.connect(candidate.address);
       return s;
@@ -302,8 +323,21 @@ socket create_connection(std::string_view host, std::uint16_t port, wait_time ti
     }
   }
   if (last_error) std::rethrow_exception(last_error);
-  throw std::system_error(EADDRNOTAVAIL, std::generic_category(),
-                          "greenev: create_connection: no address for \"" + std::string(host) + "\"");
+  throw std::system_error(
+      EADDRNOTAVAIL, std::generic_category(),
+      "greenev: create_connection: no address for \"" + std::string(host) + "\"" +
+          (source != nullptr ? " of the source's family (" + source->to_string() + ")" : ""));
+}
+
+}  // namespace
+
+socket create_connection(std::string_view host, std::uint16_t port, wait_time timeout) {
+  return connect_to_first(host, port, timeout, nullptr);
+}
+
+socket create_connection(std::string_view host, std::uint16_t port, wait_time timeout,
+                         const address& source) {
+  return connect_to_first(host, port, timeout, &source);
 }
 
 }  // namespace greenev

@@ -325,6 +325,46 @@ TEST_F(server_workers, connections_are_spread_over_worker_threads) {
   EXPECT_EQ(threads.size(), 2u) << "64 connections all went to one worker";
 }
 
+// gevent's stop_accepting/start_accepting: the listener stays open while
+// paused (a client's connect completes into the backlog, nobody answers), the
+// running handlers go on, and resuming serves what waited. On every thread.
+TEST_F(server_workers, stop_accepting_pauses_every_thread_and_start_accepting_resumes) {
+  for (unsigned workers : {1u, 2u}) {
+    stream_server server(any_loopback_port, echo, {.workers = workers});
+    server.start();
+    EXPECT_TRUE(server.accepting());
+    EXPECT_EQ(ask(server.local_address(), "before"), "before");
+    server.stop_accepting();
+    EXPECT_FALSE(server.accepting());
+    EXPECT_TRUE(server.started());
+    const std::size_t accepted = server.accepted();
+    std::vector<socket> waiting;
+    for (int i = 0; i < 4; ++i) {
+      socket client(AF_INET, SOCK_STREAM);
+      client.connect(server.local_address(), 5.0);  // into the backlog
+      client.set_timeout(0.1);
+      client.sendall("queued " + std::to_string(i));
+      EXPECT_THROW((void)client.recv(64), greenev::timeout_error) << "answered while paused";
+      waiting.push_back(std::move(client));
+    }
+    EXPECT_EQ(server.accepted(), accepted) << workers << " workers";
+    server.start_accepting();
+    EXPECT_TRUE(server.accepting());
+    for (int i = 0; i < 4; ++i) {
+      waiting[static_cast<std::size_t>(i)].set_timeout(5.0);
+      EXPECT_EQ(waiting[static_cast<std::size_t>(i)].recv(64), "queued " + std::to_string(i));
+    }
+    waiting.clear();
+    server.stop_accepting();
+    server.stop();  // a paused server stops
+    EXPECT_FALSE(server.accepting());
+    server.start();  // and restarts accepting
+    EXPECT_TRUE(server.accepting());
+    EXPECT_EQ(ask(server.local_address(), "again"), "again");
+    server.stop();
+  }
+}
+
 // Raises this process's soft RLIMIT_NOFILE to at least `needed`; false if
 // the hard limit is lower (raising that needs CAP_SYS_RESOURCE).
 bool allow_open_files(rlim_t needed) {

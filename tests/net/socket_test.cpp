@@ -125,6 +125,39 @@ TEST_F(socket_stream, create_connection_connects_to_a_numeric_host) {
   server.get(5.0);
 }
 
+TEST_F(socket_stream, connect_ex_returns_the_error_instead_of_throwing) {
+  socket listener = listening_on(address::parse("127.0.0.1", 0));
+  socket client(AF_INET, SOCK_STREAM);
+  EXPECT_EQ(client.connect_ex(listener.local_address()), 0);
+  socket refused(AF_INET, SOCK_STREAM);
+  socket closed_port = listening_on(address::parse("127.0.0.1", 0));
+  const address nobody = closed_port.local_address();
+  closed_port.close();
+  EXPECT_EQ(refused.connect_ex(nobody, 5.0), ECONNREFUSED);
+  socket gone;
+  EXPECT_TRUE(greenev::testing::throws_errno([&] { (void)gone.connect_ex(nobody); }, EBADF));
+}
+
+TEST_F(socket_stream, create_connection_binds_the_source_address) {
+  socket listener = listening_on(address::parse("127.0.0.1", 0));
+  auto server = spawn([&] {
+    auto [conn, peer] = listener.accept();
+    return peer;
+  });
+  // A free source port, found by binding port 0 once.
+  socket probe(AF_INET, SOCK_STREAM);
+  probe.bind(address::parse("127.0.0.1", 0));
+  const address source = probe.local_address();
+  probe.close();
+  socket client = greenev::create_connection("127.0.0.1", listener.local_address().port(), 5.0, source);
+  EXPECT_EQ(client.local_address(), source);
+  EXPECT_EQ(server.get(5.0), source);
+  // No address of the source's family: a clear error.
+  EXPECT_TRUE(greenev::testing::throws_errno(
+      [&] { (void)greenev::create_connection("127.0.0.1", 1, 1.0, address::parse("::1", 0)); },
+      EADDRNOTAVAIL));
+}
+
 TEST_F(socket_stream, create_connection_resolves_localhost_and_tries_each_address) {
   // "localhost" comes from /etc/hosts: ::1 and/or 127.0.0.1. Listening on
   // IPv4 only, an IPv6 answer is refused and the next address is tried.

@@ -84,6 +84,16 @@ class stream_server {
   /// the same on every thread and joins them. Idempotent. Switches.
   void stop(wait_time timeout = 1.0);
 
+  /// gevent's stop_accepting(): stops calling accept() on every thread,
+  /// keeping the listeners open (new connections wait in the backlog) and
+  /// the running handlers going. start_accepting() resumes. Each returns
+  /// once every worker thread has changed (switching while it waits for
+  /// them; never with workers = 1). Both do nothing unless serving.
+  void stop_accepting();
+  void start_accepting();
+  /// Serving and not paused by stop_accepting().
+  [[nodiscard]] bool accepting() const noexcept;
+
   /// The bound address (the real port after binding port 0); empty before start().
   [[nodiscard]] address local_address() const;
   /// Serving: started and not stopped since.

@@ -90,6 +90,15 @@ class socket {
   void connect(const address& peer, wait_time timeout);
   ///@}
 
+  /// gevent's connect_ex: connect() that returns the error instead of
+  /// throwing it — 0 once connected, else the errno (ECONNREFUSED...),
+  /// ETIMEDOUT if the timeout passed, EINPROGRESS for timeout 0. Throws only
+  /// std::system_error(EBADF) on a closed socket. Switches.
+  ///@{
+  [[nodiscard]] int connect_ex(const address& peer);
+  [[nodiscard]] int connect_ex(const address& peer, wait_time timeout);
+  ///@}
+
   /// Receives at most buffer.size() bytes into `buffer`; returns how many, 0
   /// at end of stream (or for an empty buffer). Switches while nothing is there.
   std::size_t recv_into(std::span<char> buffer, int flags = 0);
@@ -152,5 +161,10 @@ class socket {
 /// (std::system_error or timeout_error), or the resolver's resolver_error.
 /// Switches.
 [[nodiscard]] socket create_connection(std::string_view host, std::uint16_t port, wait_time timeout = {});
+/// The same, binding each attempt's socket to `source` first (gevent's
+/// source_address; port 0: any). An address of another family than the
+/// source's is skipped; if none is left, throws std::system_error(EADDRNOTAVAIL).
+[[nodiscard]] socket create_connection(std::string_view host, std::uint16_t port, wait_time timeout,
+                                       const address& source);
 
 }  // namespace greenev
