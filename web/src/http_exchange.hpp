@@ -87,7 +87,8 @@ struct http_exchange {
   http_framing framing = http_framing::none;
   bool started = false;
   bool finished = false;
-  bool broken = false;  // a send failed, or the body was cut short: close after
+  bool broken = false;       // a send failed, or the body was cut short: close after
+  bool send_failed = false;  // the client is gone or too slow (not the handler's fault)
   bool keep_alive = false;
   std::string head_bytes;
 

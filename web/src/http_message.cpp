@@ -124,7 +124,7 @@ std::size_t http_exchange::read_body_some(std::span<char> out) {
       conn.io.expires_never();
       http::write(conn.io, go_on, ec);
       if (ec) {
-        broken = true;
+        broken = send_failed = true;
         body_error = 400;
         body_error_message = "greenev: http: sending 100 Continue to " + conn.peer.to_string() + " failed: " + ec.message();
         throw http_error(body_error, body_error_message);
@@ -208,7 +208,7 @@ void http_exchange::emit(const ConstBufferSequence& buffers) {
   conn.io.set_write_timeout(conn.options.write_timeout);
   net::write(conn.io, buffers, ec);
   if (!ec) return;
-  broken = true;
+  broken = send_failed = true;
   keep_alive = false;
   if (ec == boost::beast::error::timeout) {
     throw timeout_error(&response, conn.options.write_timeout.duration());

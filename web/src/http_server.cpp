@@ -94,9 +94,20 @@ bool has_obs_fold(std::string_view header) noexcept {
   return false;
 }
 
-unsigned status_for(const error_code& ec) noexcept {
+// The status answering a header Beast refused; `data` holds the request's start.
+unsigned status_for(const error_code& ec, std::string_view data) noexcept {
   if (ec == http::error::header_limit || ec == http::error::buffer_overflow) return 431;
   if (ec == http::error::body_limit) return 413;
+  if (ec == http::error::bad_version) {
+    // Beast takes HTTP/1.0 and 1.1 only; a well-formed other version is 505.
+    const std::string_view line = data.substr(0, data.find("\r\n"));
+    if (line.size() >= 9) {
+      const std::string_view v = line.substr(line.size() - 9);
+      const bool well_formed =
+          v.starts_with(" HTTP/") && v[6] >= '0' && v[6] <= '9' && v[7] == '.' && v[8] >= '0' && v[8] <= '9';
+      if (well_formed && v != " HTTP/1.0" && v != " HTTP/1.1") return 505;
+    }
+  }
   return 400;
 }
 
@@ -129,7 +140,7 @@ unsigned read_header(http_connection& c, detail::http_request_parser& parser, cl
       }
       if (ec != http::error::need_more) {
         if (ec == http::error::header_limit && std::memchr(data, '\n', size) == nullptr) return 414;
-        return status_for(ec);
+        return status_for(ec, {data, size});
       }
     }
     const std::size_t room = c.buffer.max_size() - size;
@@ -151,7 +162,6 @@ unsigned read_header(http_connection& c, detail::http_request_parser& parser, cl
 unsigned check_request(const http_exchange& x, bool obs_fold, std::string& why) {
   const auto& req = x.parser.get();
   if (obs_fold) return why = "obsolete line folding in the header", 400;
-  if (req.version() / 10 != 1) return why = "only HTTP/1.x is served", 505;
   const std::size_t lengths = req.count(http::field::content_length);
   if (lengths > 1 || (lengths == 1 && req[http::field::content_length].find(',') != boost::beast::string_view::npos)) {
     return why = "more than one Content-Length", 400;
@@ -202,7 +212,7 @@ bool run_exchange(http_server_state& s, http_exchange& x) {
     if (!x.started) x.send_error(error.status(), x.body_error != 0 ? std::string_view() : error.what());
     return false;
   } catch (const std::exception& error) {
-    if (!x.broken || !x.started) report_failure(x, error.what());
+    if (!x.send_failed) report_failure(x, error.what());
     if (!x.started) x.send_error(500, {});
     return false;
   }
