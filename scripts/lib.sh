@@ -10,14 +10,14 @@ GREENEV_LOGS=$GREENEV_ROOT/build/logs
 # scripts/test.sh: everything the suite builds and runs.
 GREENEV_PACKAGES=(
   g++ cmake ninja-build pkg-config
-  libboost-context-dev libev-dev libc-ares-dev
+  libboost-context-dev libboost-dev libev-dev libc-ares-dev
   libgtest-dev libbenchmark-dev valgrind python3 clang-format
-  dnsmasq-base libcurl4-openssl-dev gdb doxygen postgresql libpq-dev
+  dnsmasq-base libcurl4-openssl-dev gdb doxygen postgresql libpq-dev curl
 )
 # scripts/tour.sh: the libraries and the examples only (url_fetcher needs libcurl).
 GREENEV_TOUR_PACKAGES=(
   g++ cmake ninja-build pkg-config
-  libboost-context-dev libev-dev libc-ares-dev libcurl4-openssl-dev
+  libboost-context-dev libboost-dev libev-dev libc-ares-dev libcurl4-openssl-dev
 )
 
 

@@ -154,7 +154,7 @@ TEST_F(beast_stream_io, small_buffers_are_gathered_into_one_send) {
   auto [client, server] = connected_pair();
   beast_stream<socket> io(client);
   const std::array<net::const_buffer, 3> parts{net::buffer("GET ", 4), net::buffer("/ ", 2),
-                                                net::buffer("HTTP/1.1\r\n", 10)};
+                                               net::buffer("HTTP/1.1\r\n", 10)};
   boost::system::error_code ec;
   EXPECT_EQ(io.write_some(parts, ec), 16u);  // all of them in one call
   EXPECT_FALSE(ec);

@@ -89,7 +89,8 @@ void hello(http_request& req, http_response& res) {
 // responses with Beast's parser (or everything until the server closes).
 class raw_client {
  public:
-  explicit raw_client(const address& server, greenev::wait_time timeout = 5.0) : s_(server.family(), SOCK_STREAM) {
+  explicit raw_client(const address& server, greenev::wait_time timeout = 5.0)
+      : s_(server.family(), SOCK_STREAM) {
     s_.set_timeout(timeout);
     s_.connect(server);
   }
@@ -218,7 +219,9 @@ TEST_F(http_basics, head_gets_the_length_but_no_body) {
     res.send("twelve bytes");
   });
   raw_client c(srv.where());
-  c.send("HEAD / HTTP/1.1\r\nHost: t\r\n\r\nHEAD /stream HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n");
+  c.send(
+      "HEAD / HTTP/1.1\r\nHost: t\r\n\r\nHEAD /stream HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: "
+      "t\r\n\r\n");
   const auto head = c.response(true);
   EXPECT_EQ(head[http::field::content_length], "12");
   const auto streamed = c.response(true);
@@ -256,14 +259,14 @@ TEST_F(http_basics, http_1_0_gets_no_chunks_and_a_close_unless_it_asks_for_keep_
 TEST_F(http_basics, response_headers_with_cr_or_lf_are_refused_and_never_sent) {
   std::vector<std::string> refused;
   test_server srv([&](http_request&, http_response& res) {
-    for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
-             {"X-Evil", "a\r\nSet-Cookie: owned=1"},
-             {"X-Evil", "a\nb"},
-             {"X-Evil", std::string("a\0b", 3)},
-             {"Bad Name", "v"},
-             {"X-Evil\r\nSet-Cookie", "v"},
-             {"Transfer-Encoding", "chunked"},
-             {"Content-Length", "12abc"}}) {
+    for (const auto& [name, value] :
+         std::vector<std::pair<std::string, std::string>>{{"X-Evil", "a\r\nSet-Cookie: owned=1"},
+                                                          {"X-Evil", "a\nb"},
+                                                          {"X-Evil", std::string("a\0b", 3)},
+                                                          {"Bad Name", "v"},
+                                                          {"X-Evil\r\nSet-Cookie", "v"},
+                                                          {"Transfer-Encoding", "chunked"},
+                                                          {"Content-Length", "12abc"}}) {
       try {
         res.set_header(name, value);
       } catch (const std::invalid_argument& error) {
@@ -278,7 +281,8 @@ TEST_F(http_basics, response_headers_with_cr_or_lf_are_refused_and_never_sent) {
     res.set_header("X-Good", "fine");
     res.send("ok");
   });
-  const std::string answer = exchange_until_close(srv.where(), "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  const std::string answer =
+      exchange_until_close(srv.where(), "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(refused.size(), 14u);
   EXPECT_EQ(answer.find("owned"), std::string::npos);
   EXPECT_EQ(answer.find("Evil"), std::string::npos);
@@ -294,8 +298,9 @@ TEST_F(http_basics, status_and_headers_are_fixed_once_the_response_started) {
     res.set_status(201);
     res.write({});  // headers only
     EXPECT_TRUE(res.started());
-    for (auto step : {+[](http_response& r) { r.set_status(404); }, +[](http_response& r) { r.set_header("A", "b"); },
-                      +[](http_response& r) { r.send("x"); }}) {
+    for (auto step :
+         {+[](http_response& r) { r.set_status(404); }, +[](http_response& r) { r.set_header("A", "b"); },
+          +[](http_response& r) { r.send("x"); }}) {
       try {
         step(res);
       } catch (const std::logic_error& error) {
@@ -427,15 +432,16 @@ TEST_F(http_limits, each_limit_has_its_status_and_then_the_connection_closes) {
     const std::string answer = c.rest();
     return status_line(answer);
   };
-  EXPECT_EQ(status_of("GET /" + std::string(200, 'a') + " HTTP/1.1\r\nHost: t\r\n\r\n"), "HTTP/1.1 414 URI Too Long");
+  EXPECT_EQ(status_of("GET /" + std::string(200, 'a') + " HTTP/1.1\r\nHost: t\r\n\r\n"),
+            "HTTP/1.1 414 URI Too Long");
   EXPECT_EQ(status_of("GET /" + std::string(2000, 'a')), "HTTP/1.1 414 URI Too Long");  // never ends
   EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(2000, 'b') + "\r\n\r\n"),
             "HTTP/1.1 431 Request Header Fields Too Large");
   EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 51\r\n\r\n" + std::string(51, 'c')),
             "HTTP/1.1 413 Payload Too Large");
   EXPECT_EQ(calls.load(), 0);  // none of those reached the handler
-  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n" + std::string(32, 'd') +
-                      "\r\n20\r\n" + std::string(32, 'd') + "\r\n0\r\n\r\n"),
+  EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n" +
+                      std::string(32, 'd') + "\r\n20\r\n" + std::string(32, 'd') + "\r\n0\r\n\r\n"),
             "HTTP/1.1 413 Payload Too Large");
   EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 50\r\n\r\n" +
                       std::string(50, 'e')),
@@ -448,16 +454,18 @@ TEST_F(http_limits, malformed_requests_get_400_and_unknown_versions_505) {
     ++calls;
     hello(req, res);
   });
-  for (const std::string& bad : {std::string("GARBAGE\r\n\r\n"), std::string("GET / HTTP/1.1\r\nNo colon here\r\n\r\n"),
-                                 std::string("GET / HTTP/1.1\r\nHost: t\r\nBad Name: v\r\n\r\n"),
-                                 std::string("GET /a b HTTP/1.1\r\nHost: t\r\n\r\n"), std::string("GET / HTTX/1.1\r\n\r\n"),
-                                 std::string("GET / HTTP/1.1\nHost: t\n\n"), std::string("GET / HTTP/1.1\r\n\r\n")}) {
+  for (const std::string& bad :
+       {std::string("GARBAGE\r\n\r\n"), std::string("GET / HTTP/1.1\r\nNo colon here\r\n\r\n"),
+        std::string("GET / HTTP/1.1\r\nHost: t\r\nBad Name: v\r\n\r\n"),
+        std::string("GET /a b HTTP/1.1\r\nHost: t\r\n\r\n"), std::string("GET / HTTX/1.1\r\n\r\n"),
+        std::string("GET / HTTP/1.1\nHost: t\n\n"), std::string("GET / HTTP/1.1\r\n\r\n")}) {
     EXPECT_EQ(status_line(exchange_until_close(srv.where(), bad)), "HTTP/1.1 400 Bad Request") << bad;
   }
   EXPECT_EQ(status_line(exchange_until_close(srv.where(), "GET / HTTP/2.0\r\nHost: t\r\n\r\n")),
             "HTTP/1.1 505 HTTP Version Not Supported");
-  EXPECT_EQ(status_line(exchange_until_close(srv.where(), "GET / HTTP/1.1\r\nHost: t\r\nExpect: magic\r\n\r\n")),
-            "HTTP/1.1 417 Expectation Failed");
+  EXPECT_EQ(
+      status_line(exchange_until_close(srv.where(), "GET / HTTP/1.1\r\nHost: t\r\nExpect: magic\r\n\r\n")),
+      "HTTP/1.1 417 Expectation Failed");
   EXPECT_EQ(calls.load(), 0);
 }
 
@@ -481,7 +489,8 @@ TEST_F(http_smuggling, ambiguous_framing_is_refused_with_400_and_a_close) {
       // codings other than a lone chunked
       "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\nabc",
       "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-      "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n0\r\n\r\n",
       // obs-fold continuation lines
       "GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n  folded\r\n\r\n",
       "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n\tchunked\r\n\r\n0\r\n\r\n",
@@ -508,12 +517,12 @@ TEST_F(http_smuggling, bad_chunk_sizes_fail_the_body_read_with_400) {
       throw;
     }
   });
-  for (const std::string& body : {std::string("zz\r\nabc\r\n0\r\n\r\n"), std::string("-1\r\na\r\n0\r\n\r\n"),
-                                  std::string("3\r\nabcX\r\n0\r\n\r\n"),
-                                  std::string("fffffffffffffffff\r\na\r\n0\r\n\r\n")}) {
-    const std::string answer = exchange_until_close(
-        srv.where(), "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + body +
-                         "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n");
+  for (const std::string& body :
+       {std::string("zz\r\nabc\r\n0\r\n\r\n"), std::string("-1\r\na\r\n0\r\n\r\n"),
+        std::string("3\r\nabcX\r\n0\r\n\r\n"), std::string("fffffffffffffffff\r\na\r\n0\r\n\r\n")}) {
+    const std::string answer =
+        exchange_until_close(srv.where(), "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                                              body + "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n");
     EXPECT_EQ(status_line(answer), "HTTP/1.1 400 Bad Request") << body;
     EXPECT_EQ(answer.find("\nHTTP/"), std::string::npos) << answer;
   }
@@ -537,7 +546,8 @@ TEST_F(http_timeouts, a_slowloris_client_is_closed_at_the_header_timeout_however
   test_server srv(hello, {.header_timeout = 0.3});
   raw_client c(srv.where());
   const auto start = steady::now();
-  const std::string request = "GET / HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+  const std::string request =
+      "GET / HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
   bool refused = false;
   for (const char byte : request) {  // one byte every 20 ms: each read is quick, the header never ends
     try {
@@ -628,7 +638,8 @@ TEST_F(http_failures, an_exception_before_the_response_is_a_reported_500_and_a_c
   EXPECT_EQ(answer.find("kaboom"), std::string::npos);  // not shown to the client
   const auto lines = reports.lines();
   ASSERT_EQ(lines.size(), 1u);
-  EXPECT_NE(lines[0].find("greenev: http_server: handler failed on GET /boom from 127.0.0.1:"), std::string::npos);
+  EXPECT_NE(lines[0].find("greenev: http_server: handler failed on GET /boom from 127.0.0.1:"),
+            std::string::npos);
   EXPECT_NE(lines[0].find("kaboom"), std::string::npos);
 }
 
@@ -704,10 +715,10 @@ TEST_F(http_failures, the_wrap_hook_carries_the_connection_and_its_failures_clos
   bool fail = false;
   captured_reports reports;
   test_server srv(hello, {.wrap = [&](socket s) -> std::unique_ptr<greenev::byte_stream> {
-                            if (fail) throw std::runtime_error("handshake refused");
-                            return std::make_unique<greenev::byte_stream_of<counting_socket>>(
-                                counting_socket{std::move(s), &in, &out});
-                          }});
+                    if (fail) throw std::runtime_error("handshake refused");
+                    return std::make_unique<greenev::byte_stream_of<counting_socket>>(
+                        counting_socket{std::move(s), &in, &out});
+                  }});
   const std::string request = "GET /w HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
   const std::string answer = exchange_until_close(srv.where(), request);
   EXPECT_TRUE(answer.ends_with("hello /w"));
@@ -897,11 +908,14 @@ TEST_F(http_curl, curl_uploads_a_chunked_body) {
   std::ofstream(path, std::ios::binary) << content;
   test_server srv([](http_request& req, http_response& res) {
     const std::string body = req.read_body();
-    res.send(std::to_string(body.size()) + (req.chunked() ? " chunked " : " sized ") + std::to_string(std::hash<std::string>{}(body)));
+    res.send(std::to_string(body.size()) + (req.chunked() ? " chunked " : " sized ") +
+             std::to_string(std::hash<std::string>{}(body)));
   });
-  const auto r = run_curl({"-H", "Transfer-Encoding: chunked", "--data-binary", std::string("@") + path, srv.url("/up")});
+  const auto r = run_curl(
+      {"-H", "Transfer-Encoding: chunked", "--data-binary", std::string("@") + path, srv.url("/up")});
   EXPECT_EQ(r.status, 0) << r.output;
-  EXPECT_EQ(r.output, std::to_string(content.size()) + " chunked " + std::to_string(std::hash<std::string>{}(content)));
+  EXPECT_EQ(r.output,
+            std::to_string(content.size()) + " chunked " + std::to_string(std::hash<std::string>{}(content)));
 }
 
 }  // namespace

@@ -49,7 +49,8 @@ struct http_registry {
 // One connection: its stream, the Beast adapter, and the read buffer that
 // keeps bytes read past a request (the next pipelined request).
 struct http_connection {
-  http_connection(byte_stream& s, const address& p, const http_server_options& o) : stream(s), io(s), peer(p), options(o) {}
+  http_connection(byte_stream& s, const address& p, const http_server_options& o)
+      : stream(s), io(s), peer(p), options(o) {}
   byte_stream& stream;
   http_io io;
   boost::beast::flat_buffer buffer;

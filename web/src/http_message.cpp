@@ -98,7 +98,8 @@ void check_header(std::string_view name, std::string_view value) {
   }
   if (iequals(name, "Transfer-Encoding")) {
     throw std::invalid_argument(
-        "greenev: http_response: Transfer-Encoding is set by the server (write() without a length is chunked)");
+        "greenev: http_response: Transfer-Encoding is set by the server (write() without a length is "
+        "chunked)");
   }
 }
 
@@ -126,7 +127,8 @@ std::size_t http_exchange::read_body_some(std::span<char> out) {
       if (ec) {
         broken = send_failed = true;
         body_error = 400;
-        body_error_message = "greenev: http: sending 100 Continue to " + conn.peer.to_string() + " failed: " + ec.message();
+        body_error_message =
+            "greenev: http: sending 100 Continue to " + conn.peer.to_string() + " failed: " + ec.message();
         throw http_error(body_error, body_error_message);
       }
     }
@@ -398,7 +400,8 @@ namespace {
 
 void require_not_started(const detail::http_exchange& x, const char* what) {
   if (x.started) {
-    throw std::logic_error(std::string("greenev: http_response::") + what + ": the response has already started");
+    throw std::logic_error(std::string("greenev: http_response::") + what +
+                           ": the response has already started");
   }
 }
 

@@ -163,7 +163,8 @@ unsigned check_request(const http_exchange& x, bool obs_fold, std::string& why) 
   const auto& req = x.parser.get();
   if (obs_fold) return why = "obsolete line folding in the header", 400;
   const std::size_t lengths = req.count(http::field::content_length);
-  if (lengths > 1 || (lengths == 1 && req[http::field::content_length].find(',') != boost::beast::string_view::npos)) {
+  if (lengths > 1 ||
+      (lengths == 1 && req[http::field::content_length].find(',') != boost::beast::string_view::npos)) {
     return why = "more than one Content-Length", 400;
   }
   const std::size_t codings = req.count(http::field::transfer_encoding);
@@ -173,7 +174,8 @@ unsigned check_request(const http_exchange& x, bool obs_fold, std::string& why) 
     }
   }
   const std::size_t hosts = req.count(http::field::host);
-  if (hosts > 1 || (hosts == 0 && req.version() == 11)) return why = "an HTTP/1.1 request needs one Host", 400;
+  if (hosts > 1 || (hosts == 0 && req.version() == 11))
+    return why = "an HTTP/1.1 request needs one Host", 400;
   return 0;
 }
 
@@ -223,7 +225,8 @@ bool run_exchange(http_server_state& s, http_exchange& x) {
 // The connection's registration with the registry, for stop().
 class registration {
  public:
-  registration(detail::http_registry& r, http_connection& c) : registry_(r), connection_(c), home_(&hub::current()) {
+  registration(detail::http_registry& r, http_connection& c)
+      : registry_(r), connection_(c), home_(&hub::current()) {
     const std::lock_guard<std::mutex> hold(registry_.lock);
     registry_.live[home_].insert(&connection_);
   }
@@ -291,7 +294,8 @@ void serve_connection(http_server_state& s, socket& accepted, const address& pee
     parser.body_limit(o.max_body_bytes ? boost::optional<std::uint64_t>(*o.max_body_bytes)
                                        : boost::optional<std::uint64_t>());
     bool obs_fold = false;
-    const unsigned header_status = read_header(c, parser, deadline_after(header_start, o.header_timeout), obs_fold);
+    const unsigned header_status =
+        read_header(c, parser, deadline_after(header_start, o.header_timeout), obs_fold);
     if (header_status == header_quiet_close) return;
     if (header_status != header_ok) {
       detail::send_simple_response(c, header_status, 11, {});
@@ -326,7 +330,8 @@ void serve_connection(http_server_state& s, socket& accepted, const address& pee
 
 void check_options(const http_server_options& o) {
   if (o.max_request_line == 0 || o.max_header_bytes == 0) {
-    throw std::invalid_argument("greenev: http_server: max_request_line and max_header_bytes must be at least 1");
+    throw std::invalid_argument(
+        "greenev: http_server: max_request_line and max_header_bytes must be at least 1");
   }
   if (o.max_header_bytes > UINT32_MAX) {
     throw std::invalid_argument("greenev: http_server: max_header_bytes must fit in 32 bits");
@@ -337,7 +342,8 @@ stream_server_options stream_options(const http_server_options& o) {
   return {.max_connections = o.max_connections, .backlog = o.backlog, .workers = o.workers, .no_delay = true};
 }
 
-std::shared_ptr<http_server_state> make_state(http_server::handler_type handler, http_server_options options) {
+std::shared_ptr<http_server_state> make_state(http_server::handler_type handler,
+                                              http_server_options options) {
   if (!handler) throw std::invalid_argument("greenev: http_server needs a handler");
   check_options(options);
   auto state = std::make_shared<http_server_state>();
@@ -375,13 +381,14 @@ void close_idle(detail::http_registry& registry, hub* home) {
 
 http_server::http_server(address local, handler_type handler, http_server_options options)
     : state_(make_state(std::move(handler), std::move(options))) {
-  state_->server = std::make_unique<stream_server>(local, connection_handler(*state_), stream_options(state_->options));
+  state_->server =
+      std::make_unique<stream_server>(local, connection_handler(*state_), stream_options(state_->options));
 }
 
 http_server::http_server(socket listener, handler_type handler, http_server_options options)
     : state_(make_state(std::move(handler), std::move(options))) {
-  state_->server =
-      std::make_unique<stream_server>(std::move(listener), connection_handler(*state_), stream_options(state_->options));
+  state_->server = std::make_unique<stream_server>(std::move(listener), connection_handler(*state_),
+                                                   stream_options(state_->options));
 }
 
 http_server::~http_server() {

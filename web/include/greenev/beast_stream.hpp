@@ -80,8 +80,8 @@ class beast_stream {
   template <class MutableBufferSequence>
   std::size_t read_some(const MutableBufferSequence& buffers, boost::system::error_code& ec) {
     ec = {};
-    for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers);
-         ++it) {
+    for (auto it = boost::asio::buffer_sequence_begin(buffers);
+         it != boost::asio::buffer_sequence_end(buffers); ++it) {
       const boost::asio::mutable_buffer b = *it;
       if (b.size() == 0) continue;
       return call(read_timeout_, ec, [&] {
