@@ -43,7 +43,9 @@ namespace greenev {
 template <class Stream>
 class beast_stream {
  public:
+  /// The adapted stream's type.
   using next_layer_type = Stream;
+  /// The clock of deadlines.
   using clock = std::chrono::steady_clock;
 
   /// Adapts `stream` (not owned). No deadline, no read or write timeout: the
