@@ -245,33 +245,9 @@ class registration {
   hub* home_;
 };
 
-void serve_connection(http_server_state& s, socket& accepted, const address& peer) {
+// Serves requests on `c` until it closes (see the top of this file).
+void serve_requests(http_server_state& s, http_connection& c, clock::time_point accepted_at) {
   const http_server_options& o = s.options;
-  const clock::time_point accepted_at = clock::now();
-  std::unique_ptr<byte_stream> stream;
-  try {
-    accepted.set_timeout(o.header_timeout);
-    if (o.wrap) {
-      stream = o.wrap(std::move(accepted));
-      if (!stream) throw std::logic_error("http_server_options::wrap returned no stream");
-    } else {
-      stream = std::make_unique<byte_stream_of<socket>>(std::move(accepted));
-    }
-  } catch (const std::system_error&) {
-    return;
-  } catch (const timeout_error&) {
-    return;
-  } catch (const std::exception& error) {
-    detail::report_error("greenev: http_server: setting up the connection from " + peer.to_string() +
-                         " failed: " + error.what());
-    return;
-  }
-  s.open.fetch_add(1, std::memory_order_relaxed);
-  const auto count = detail::scope_exit([&s] { s.open.fetch_sub(1, std::memory_order_relaxed); });
-  http_connection c(*stream, peer, o);
-  c.buffer = boost::beast::flat_buffer(o.max_header_bytes + read_chunk);
-  const registration registered(*s.registry, c);
-
   bool first = true;
   for (;;) {
     clock::time_point header_start = first ? accepted_at : clock::now();
@@ -325,6 +301,43 @@ void serve_connection(http_server_state& s, socket& accepted, const address& pee
       return;
     }
     if (s.registry->stopping.load()) return;
+  }
+}
+
+void serve_connection(http_server_state& s, socket& accepted, const address& peer) {
+  const http_server_options& o = s.options;
+  const clock::time_point accepted_at = clock::now();
+  std::unique_ptr<byte_stream> stream;
+  try {
+    accepted.set_timeout(o.header_timeout);
+    if (o.wrap) {
+      stream = o.wrap(std::move(accepted));
+      if (!stream) throw std::logic_error("http_server_options::wrap returned no stream");
+    } else {
+      stream = std::make_unique<byte_stream_of<socket>>(std::move(accepted));
+    }
+  } catch (const std::system_error&) {
+    return;
+  } catch (const timeout_error&) {
+    return;
+  } catch (const std::exception& error) {
+    detail::report_error("greenev: http_server: setting up the connection from " + peer.to_string() +
+                         " failed: " + error.what());
+    return;
+  }
+  s.open.fetch_add(1, std::memory_order_relaxed);
+  const auto count = detail::scope_exit([&s] { s.open.fetch_sub(1, std::memory_order_relaxed); });
+  http_connection c(*stream, peer, o);
+  c.buffer = boost::beast::flat_buffer(o.max_header_bytes + read_chunk);
+  const registration registered(*s.registry, c);
+
+  // Errors of the stream outside a handler (a TLS stream's own exceptions) end
+  // this connection only.
+  try {
+    serve_requests(s, c, accepted_at);
+  } catch (const std::exception& error) {
+    detail::report_error("greenev: http_server: the connection from " + peer.to_string() +
+                         " failed: " + error.what());
   }
 }
 
