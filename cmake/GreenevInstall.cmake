@@ -20,9 +20,9 @@ if(GREENEV_SHARED_LIBS)
   # Installed side by side: libgreenev_monkey.so finds libgreenev_net.so (it
   # libgreenev_hub.so, and that libgreenev_greenlet.so) in its own directory, outside the system paths too,
   # even when a program names only the monkey library.
-  set_target_properties(greenev_hub greenev_net greenev_monkey PROPERTIES INSTALL_RPATH "$ORIGIN")
+  set_target_properties(greenev_hub greenev_net greenev_monkey greenev_web PROPERTIES INSTALL_RPATH "$ORIGIN")
 endif()
-install(TARGETS greenev_greenlet greenev_hub greenev_net greenev_monkey greenev
+install(TARGETS greenev_greenlet greenev_hub greenev_net greenev_monkey greenev_web greenev
   EXPORT greenevTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -30,7 +30,8 @@ install(TARGETS greenev_greenlet greenev_hub greenev_net greenev_monkey greenev
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 # The LD_PRELOAD library is used by path, never linked: not part of the package.
 install(TARGETS greenev_preload LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
-install(DIRECTORY greenlet/include/greenev hub/include/greenev net/include/greenev monkey/include/greenev include/greenev
+install(DIRECTORY greenlet/include/greenev hub/include/greenev net/include/greenev monkey/include/greenev web/include/greenev
+  include/greenev
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.hpp")
 install(FILES ${PROJECT_BINARY_DIR}/generated/include/greenev/version.hpp

@@ -10,7 +10,7 @@ GREENEV_LOGS=$GREENEV_ROOT/build/logs
 # scripts/test.sh: everything the suite builds and runs.
 GREENEV_PACKAGES=(
   g++ cmake ninja-build pkg-config
-  libboost-context-dev libev-dev libc-ares-dev libssl-dev
+  libboost-context-dev libboost-dev libev-dev libc-ares-dev libssl-dev
   libgtest-dev libbenchmark-dev valgrind python3 clang-format
   dnsmasq-base libcurl4-openssl-dev gdb doxygen postgresql libpq-dev
   chromium nodejs
@@ -19,7 +19,7 @@ GREENEV_PACKAGES=(
 # scripts/tour.sh: the libraries and the examples only (url_fetcher needs libcurl).
 GREENEV_TOUR_PACKAGES=(
   g++ cmake ninja-build pkg-config
-  libboost-context-dev libev-dev libc-ares-dev libssl-dev libcurl4-openssl-dev
+  libboost-context-dev libboost-dev libev-dev libc-ares-dev libssl-dev libcurl4-openssl-dev
 )
 
 

@@ -11,15 +11,18 @@
 // channel); pool.hpp (group, pool); local.hpp (greenlet_local);
 // threadpool.hpp; signal.hpp (signal_handler); error_reporter.hpp (where
 // diagnostics go); address.hpp, socket.hpp, server.hpp, select.hpp, dns.hpp
-// and tls.hpp (greenev::net); monkey.hpp (libc interposition, greenev::monkey).
+// and tls.hpp (greenev::net); monkey.hpp (libc interposition, greenev::monkey);
+// http_server.hpp and beast_stream.hpp (the HTTP server, greenev::web).
 #pragma once
 
 #include <greenev/address.hpp>
+#include <greenev/beast_stream.hpp>
 #include <greenev/dns.hpp>
 #include <greenev/error_reporter.hpp>
 #include <greenev/errors.hpp>
 #include <greenev/event.hpp>
 #include <greenev/greenlet.hpp>
+#include <greenev/http_server.hpp>
 #include <greenev/hub.hpp>
 #include <greenev/io.hpp>
 #include <greenev/local.hpp>
