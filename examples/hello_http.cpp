@@ -2,13 +2,15 @@
 //
 // Every path answers "Hello, World!" with keep-alive, one greenlet per connection.
 // SIGINT or SIGTERM stops it gracefully (exit status 0). --workers N serves on N
-// threads, each with its own hub, through a SO_REUSEPORT listener.
+// threads, each with its own hub, through a SO_REUSEPORT listener; --cert and --key
+// serve HTTPS instead (a PEM certificate chain and its private key).
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <greenev/http_server.hpp>
 #include <greenev/signal.hpp>
@@ -23,10 +25,12 @@ void hello(greenev::http_request& /*request*/, greenev::http_response& response)
 }
 
 constexpr std::string_view usage_text =
-    "usage: hello_http [--host HOST] [--port PORT] [--workers N]\n"
+    "usage: hello_http [--host HOST] [--port PORT] [--workers N] [--cert FILE --key FILE]\n"
     "  --host HOST     numeric address to listen on (default 127.0.0.1)\n"
     "  --port PORT     0..65535, 0 picks a free port (default 8080)\n"
-    "  --workers N     threads serving the port, 1..64 (default 1)\n";
+    "  --workers N     threads serving the port, 1..64 (default 1)\n"
+    "  --cert FILE     serve HTTPS with this PEM certificate chain (needs --key)\n"
+    "  --key FILE      the certificate's PEM private key (needs --cert)\n";
 
 }  // namespace
 
@@ -38,10 +42,23 @@ int main(int argc, char** argv) {
   options.text("--host", host);
   options.integer("--port", port, 0, 65535);
   options.integer("--workers", workers, 1, 64);
+  std::string cert;
+  std::string key;
+  options.text("--cert", cert);
+  options.text("--key", key);
   if (const auto status = options.parse(argc, argv)) return *status;
+  if (cert.empty() != key.empty()) {
+    std::cerr << "hello_http: --cert and --key go together\n\n" << usage_text;
+    return 2;
+  }
   try {
+    greenev::http_server_options settings{.workers = static_cast<unsigned>(workers)};
+    if (!cert.empty()) {
+      settings.tls = greenev::tls_context(
+          {.role = greenev::tls_role::server, .certificate_chain_file = cert, .private_key_file = key});
+    }
     greenev::http_server server(greenev::address::parse(host, static_cast<std::uint16_t>(port)), hello,
-                                {.workers = static_cast<unsigned>(workers)});
+                                std::move(settings));
     server.start();
     std::printf("listening on %s\n", server.local_address().to_string().c_str());
     std::fflush(stdout);

@@ -36,9 +36,11 @@
 #include <greenev/io.hpp>
 #include <greenev/task.hpp>
 #include <greenev/timeout.hpp>
+#include <greenev/tls.hpp>
 
 #include "support/captured_process.hpp"
 #include "support/hub_fixture.hpp"
+#include "support/test_pki.hpp"
 #include "support/timing.hpp"
 
 namespace {
@@ -916,6 +918,78 @@ TEST_F(http_curl, curl_uploads_a_chunked_body) {
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(r.output,
             std::to_string(content.size()) + " chunked " + std::to_string(std::hash<std::string>{}(content)));
+}
+
+// HTTPS through http_server_options::tls: curl with the test CA, keep-alive
+// over one TLS connection, a greenev TLS client, and a plain-HTTP client on
+// the HTTPS port (closed, reported once, the server serves on).
+using http_tls = greenev::testing::hub_test;
+
+greenev::tls_context server_context(const greenev::testing::test_pki& pki) {
+  return greenev::tls_context({.role = greenev::tls_role::server,
+                               .certificate_chain_file = pki.path("server.pem"),
+                               .private_key_file = pki.path("server.key")});
+}
+
+TEST_F(http_tls, curl_gets_pages_over_https_on_one_kept_alive_connection) {
+  const greenev::testing::test_pki pki;
+  test_server srv(hello, {.tls = server_context(pki)});
+  const std::string port = std::to_string(srv.where().port());
+  const std::string base = "https://localhost:" + port;
+  const auto r = run_curl({"--cacert", pki.path("ca.pem"), "--resolve", "localhost:" + port + ":127.0.0.1",
+                           "-w", "[%{num_connects}]", base + "/a", base + "/b"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output, "hello /a[1]hello /b[0]");
+  // Without the CA, curl refuses the certificate: verification is real.
+  const auto untrusted = run_curl({"--resolve", "localhost:" + port + ":127.0.0.1", base + "/c"});
+  EXPECT_NE(untrusted.status, 0) << untrusted.output;
+}
+
+TEST_F(http_tls, a_greenev_tls_client_speaks_http_to_it) {
+  const greenev::testing::test_pki pki;
+  test_server srv(hello, {.tls = server_context(pki)});
+  const greenev::tls_context client({.ca_file = pki.path("ca.pem")});
+  greenev::tls_socket s = greenev::tls_connect(client, srv.where(), "localhost", 5.0);
+  s.sendall("GET /tls HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+  std::string response;
+  char buffer[4096];
+  while (const std::size_t n = s.recv_into(buffer)) response.append(buffer, n);
+  EXPECT_TRUE(response.starts_with("HTTP/1.1 200 OK\r\n")) << response;
+  EXPECT_TRUE(response.ends_with("hello /tls")) << response;
+}
+
+TEST_F(http_tls, a_plain_http_client_on_the_https_port_is_closed_and_reported_once) {
+  const greenev::testing::test_pki pki;
+  std::vector<std::string> reports;
+  greenev::set_error_reporter([&](std::string_view line) { reports.emplace_back(line); });
+  const auto restore = greenev::detail::scope_exit([]() noexcept { greenev::set_error_reporter(nullptr); });
+  test_server srv(hello, {.tls = server_context(pki)});
+  {
+    raw_client plain(srv.where());
+    plain.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(plain.rest().find("200"), std::string::npos);
+  }
+  for (int i = 0; i < 100 && reports.empty(); ++i) greenev::sleep(0.01);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_NE(reports[0].find("TLS handshake with 127.0.0.1"), std::string::npos) << reports[0];
+  const greenev::tls_context client({.ca_file = pki.path("ca.pem")});
+  greenev::tls_socket s = greenev::tls_connect(client, srv.where(), "localhost", 5.0);
+  s.sendall("GET /after HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+  std::string response;
+  char buffer[4096];
+  while (const std::size_t n = s.recv_into(buffer)) response.append(buffer, n);
+  EXPECT_TRUE(response.ends_with("hello /after")) << response;
+}
+
+TEST_F(http_tls, tls_options_are_checked) {
+  const greenev::testing::test_pki pki;
+  EXPECT_THROW(
+      http_server(
+          any_loopback_port, hello,
+          {.wrap = [](socket c) { return std::make_unique<greenev::byte_stream_of<socket>>(std::move(c)); },
+           .tls = server_context(pki)}),
+      std::invalid_argument);
+  EXPECT_THROW(http_server(any_loopback_port, hello, {.tls = greenev::tls_context()}), std::invalid_argument);
 }
 
 }  // namespace

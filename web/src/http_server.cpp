@@ -310,7 +310,17 @@ void serve_connection(http_server_state& s, socket& accepted, const address& pee
   std::unique_ptr<byte_stream> stream;
   try {
     accepted.set_timeout(o.header_timeout);
-    if (o.wrap) {
+    if (o.tls) {
+      try {
+        stream = std::make_unique<byte_stream_of<tls_socket>>(
+            o.tls->wrap_socket(std::move(accepted), {.handshake_timeout = o.header_timeout}));
+      } catch (const std::exception& error) {
+        // Once per connection: a plain-HTTP client on the HTTPS port, TLS garbage, a stall.
+        detail::report_error("greenev: http_server: TLS handshake with " + peer.to_string() +
+                             " failed: " + error.what());
+        return;
+      }
+    } else if (o.wrap) {
       stream = o.wrap(std::move(accepted));
       if (!stream) throw std::logic_error("http_server_options::wrap returned no stream");
     } else {
@@ -342,6 +352,10 @@ void serve_connection(http_server_state& s, socket& accepted, const address& pee
 }
 
 void check_options(const http_server_options& o) {
+  if (o.tls && o.wrap) throw std::invalid_argument("greenev: http_server: give tls or wrap, not both");
+  if (o.tls && o.tls->role() != tls_role::server) {
+    throw std::invalid_argument("greenev: http_server: the tls context must be a server context");
+  }
   if (o.max_request_line == 0 || o.max_header_bytes == 0) {
     throw std::invalid_argument(
         "greenev: http_server: max_request_line and max_header_bytes must be at least 1");

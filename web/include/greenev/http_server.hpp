@@ -44,6 +44,7 @@
 #include <greenev/address.hpp>
 #include <greenev/hub.hpp>
 #include <greenev/socket.hpp>
+#include <greenev/tls.hpp>
 
 namespace greenev {
 
@@ -141,6 +142,12 @@ struct http_server_options {
   /// exception from it closes the connection (std::system_error and
   /// timeout_error quietly, others reported).
   std::function<std::unique_ptr<byte_stream>(socket connection)> wrap{};
+  /// Serve HTTPS with this server context (tls.hpp): each connection's
+  /// handshake runs in its own greenlet within header_timeout. A failed
+  /// handshake (a plain-HTTP client, TLS garbage, a timeout) closes that
+  /// connection and is reported once through the error reporter; the server
+  /// serves on. Not together with `wrap`.
+  std::optional<tls_context> tls{};
 };
 
 /// One request as the handler sees it: the parsed header and the body as a
