@@ -16,10 +16,11 @@ GREENEV_PACKAGES=(
   chromium nodejs
   openssl curl
 )
-# scripts/tour.sh: the libraries and the examples only (url_fetcher needs libcurl).
+# scripts/tour.sh: the libraries and the examples only (url_fetcher needs libcurl; the web
+# demos are driven by curl).
 GREENEV_TOUR_PACKAGES=(
   g++ cmake ninja-build pkg-config
-  libboost-context-dev libboost-dev libev-dev libc-ares-dev libssl-dev libcurl4-openssl-dev
+  libboost-context-dev libboost-dev libev-dev libc-ares-dev libssl-dev libcurl4-openssl-dev curl
 )
 
 

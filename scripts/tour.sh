@@ -66,6 +66,9 @@ kill -TERM "$server_pid"
 wait "$server_pid"
 server_pid=
 
+demo longpoll "long polling (the Tornado notes' cart): a held GET /cart/status per shopper, answered on every change" \
+  "$GREENEV_ROOT/tests/examples/longpoll_cart_demo.sh" "$bin/longpoll_cart"
+
 demo dns "concurrent lookups on c-ares (/etc/hosts and numeric names: no network needed)" \
   "$bin/resolve" localhost 127.0.0.1 ::1
 demo monkey "plain POSIX sockets, sleep_for and getaddrinfo in 100 greenlets: unpatched, then after patch_all()" \

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs examples/longpoll_cart on a free port and drives it with curl: the page shows 10
+# in stock; a held GET /cart/status answers 9 once a POST adds the item, and 10 again
+# once another removes it; ?count=N answers at once when N is stale; bad forms get 400.
+# Then SIGTERM; fails unless the server exited with status 0. Usage: longpoll_cart_demo.sh SERVER
+set -euo pipefail
+server=$1
+out=$(mktemp)
+pid=""
+trap '[[ -z $pid ]] || kill -KILL "$pid" 2>/dev/null || true; rm -f "$out" "$out".*' EXIT
+"$server" --port 0 >"$out" &
+pid=$!
+for _ in $(seq 100); do
+  grep -q '^listening on ' "$out" && break
+  sleep 0.1
+done
+port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
+[[ -n $port ]] || { echo "no listening line: $(cat "$out")" >&2; exit 1; }
+url=http://127.0.0.1:$port
+get() { curl -sS --max-time 10 "$@"; }
+page=$(get "$url/")
+session=$(sed -n 's/^const session = "\([0-9a-f]*\)";$/\1/p' <<<"$page")
+echo "page: $(grep -o '<span id="count">[0-9]*</span>' <<<"$page") session=${#session} hex digits"
+post() { get -o /dev/null -w '%{http_code}' -d "$1" "$url/cart"; }
+for step in add remove; do
+  get "$url/cart/status" >"$out.held" &
+  held=$!
+  sleep 0.3
+  [[ ! -s $out.held ]] || { echo "status answered before any change" >&2; exit 1; }
+  echo "$step: $(post "action=$step&session=$session") $(wait "$held"; cat "$out.held")"
+done
+echo "stale: $(get "$url/cart/status?count=7")"
+echo "no session: $(post 'action=add') unknown action: $(post "action=steal&session=$session")"
+kill -TERM "$pid"
+for _ in $(seq 100); do
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.1
+done
+status=0
+wait "$pid" || status=$?
+pid=""
+echo "server exit=$status"
