@@ -471,6 +471,87 @@ TEST_F(http_limits, malformed_requests_get_400_and_unknown_versions_505) {
   EXPECT_EQ(calls.load(), 0);
 }
 
+// The bad-input table: every malformed, oversized or ambiguous request shape in one
+// place, each answered with its status and a close, none reaching the handler, while a
+// kept-alive client of the same server is served before and after every one of them.
+TEST_F(http_limits, the_bad_input_table_gets_its_answers_and_the_server_serves_on) {
+  std::atomic<int> calls{0};
+  test_server srv(
+      [&](http_request& req, http_response& res) {
+        ++calls;
+        res.send(req.read_body());
+      },
+      {.max_request_line = 200, .max_header_bytes = 2000, .max_body_bytes = 100});
+  struct shape {
+    std::string request;
+    unsigned status;
+  };
+  const std::string host = "Host: t\r\n";
+  const std::vector<shape> table = {
+      // request lines
+      {"GARBAGE\r\n\r\n", 400},
+      {"GET\r\n\r\n", 400},
+      {"GET / HTTP/1.1 extra\r\n" + host + "\r\n", 400},
+      {"GET  / HTTP/1.1\r\n" + host + "\r\n", 400},
+      {"G@T / HTTP/1.1\r\n" + host + "\r\n", 400},
+      {"GET /a b HTTP/1.1\r\n" + host + "\r\n", 400},
+      {std::string("GET /\0 HTTP/1.1\r\n", 17) + host + "\r\n", 400},
+      {"GET / HTTX/1.1\r\n" + host + "\r\n", 400},
+      {"GET / HTTP/2.0\r\n" + host + "\r\n", 505},
+      {"GET / HTTP/1.1\n" + std::string("Host: t\n\n"), 400},
+      {"GET /" + std::string(300, 'a') + " HTTP/1.1\r\n" + host + "\r\n", 414},
+      // header fields
+      {"GET / HTTP/1.1\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\n" + host + "No colon here\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\n" + host + ": empty name\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\n" + host + "Bad Name: v\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\n" + host + "Name : v\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\n" + host + std::string("X: a\0b\r\n", 8) + "\r\n", 400},
+      {"GET / HTTP/1.1\r\n" + host + "X: a\rb\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\n" + host + "X-A: 1\r\n  folded\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\n" + host + "X-Big: " + std::string(3000, 'b') + "\r\n\r\n", 431},
+      {"GET / HTTP/1.1\r\n" + host + "Expect: magic\r\n\r\n", 417},
+      // framing and bodies
+      {"POST / HTTP/1.1\r\n" + host + "Content-Length: abc\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\n" + host + "Content-Length: -1\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\n" + host + "Content-Length: +3\r\n\r\nabc", 400},
+      {"POST / HTTP/1.1\r\n" + host + "Content-Length: 3, 3\r\n\r\nabc", 400},
+      {"POST / HTTP/1.1\r\n" + host + "Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400},
+      {"POST / HTTP/1.1\r\n" + host + "Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
+      {"POST / HTTP/1.1\r\n" + host + "Content-Length: 99999999999999999999999\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\n" + host + "Content-Length: 101\r\n\r\n" + std::string(101, 'c'), 413},
+      {"POST / HTTP/1.1\r\n" + host + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+       400},
+      {"POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+       400},
+      {"POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: gzip\r\n\r\nabc", 400},
+      {"POST / HTTP/1.1\r\n" + host + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\n" + host +
+           "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+       400},
+      {"GET / HTTP/1.1\r\n" + host + "Transfer-Encoding:\r\n\tchunked\r\n\r\n0\r\n\r\n", 400},
+  };
+  ASSERT_GE(table.size(), 30u);
+  raw_client regular(srv.where());
+  const auto served = [&regular](const std::string& path) {
+    regular.send("GET " + path + " HTTP/1.1\r\nHost: t\r\n\r\n");
+    return regular.response().result_int() == 200;
+  };
+  EXPECT_TRUE(served("/first"));
+  const int calls_before = calls.load();
+  for (const shape& bad : table) {
+    raw_client c(srv.where());
+    c.send(bad.request + "GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n");
+    const std::string answer = c.rest();
+    EXPECT_EQ(status_line(answer).substr(0, 12), "HTTP/1.1 " + std::to_string(bad.status)) << bad.request;
+    EXPECT_EQ(answer.find("\nHTTP/"), std::string::npos) << "a second response to: " << bad.request;
+    EXPECT_TRUE(served("/between")) << "the kept-alive client was not served after: " << bad.request;
+  }
+  EXPECT_EQ(calls.load(), calls_before + static_cast<int>(table.size()))
+      << "a bad request reached the handler";
+}
+
 // --- request smuggling shapes -------------------------------------------------------------------
 
 TEST_F(http_smuggling, ambiguous_framing_is_refused_with_400_and_a_close) {
