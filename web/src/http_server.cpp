@@ -60,13 +60,18 @@ constexpr std::size_t linger_bytes = 256 * 1024;
 // connection; a larger rest closes it instead.
 constexpr std::size_t drain_bytes = 64 * 1024;
 constexpr std::size_t read_chunk = 16 * 1024;
+// The first read of a request header: most headers are a few hundred bytes.
+constexpr std::size_t header_chunk = 1024;
 
 clock::time_point deadline_after(clock::time_point from, wait_time limit) {
   if (limit.is_forever()) return clock::time_point::max();
   return from + std::chrono::duration_cast<clock::duration>(limit.duration());
 }
 
-void close_gracefully(http_connection& c) {
+// Out of line (and drain_body too): their 4 KiB buffers would otherwise sit in
+// the frames of the request loop, and stack-clash probing touches every page of
+// a frame on entry, so each held connection (a long poll) would keep them.
+[[gnu::noinline]] void close_gracefully(http_connection& c) {
   try {
     c.stream.shutdown(SHUT_WR);
     c.io.expires_after(linger_time);
@@ -146,7 +151,11 @@ unsigned read_header(http_connection& c, detail::http_request_parser& parser, cl
     const std::size_t room = c.buffer.max_size() - size;
     if (room == 0) return 431;
     error_code ec;
-    const std::size_t n = c.io.read_some(c.buffer.prepare(std::min(room, read_chunk)), ec);
+    // Start small and read into what the buffer has: a typical request header
+    // fits in one small read, and an idle connection (a held long poll) keeps
+    // only a small buffer touched.
+    const std::size_t want = std::max(header_chunk, c.buffer.capacity() - size);
+    const std::size_t n = c.io.read_some(c.buffer.prepare(std::min({room, want, read_chunk})), ec);
     if (ec) {
       // A request begun and left unfinished in time is answered; one never
       // begun (or a client gone) just closed.
@@ -186,7 +195,7 @@ void report_failure(const http_exchange& x, const char* what) {
 
 // Reads and drops the rest of an unread request body, so that the connection
 // can carry the next request. False if it cannot (too much, or an error).
-bool drain_body(http_exchange& x) {
+[[gnu::noinline]] bool drain_body(http_exchange& x) {
   if (x.parser.is_done()) return true;
   if (x.body_error != 0 || (x.expect_continue && !x.continue_sent)) return false;
   char sink[4096];
