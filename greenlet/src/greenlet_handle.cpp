@@ -144,7 +144,7 @@ std::any greenlet::throw_into(std::exception_ptr error) {
   return detail::switch_now(ts, target);
 }
 
-std::any switch_to_parent(std::any value) {
+std::any detail::switch_to_parent_slow(std::any&& value) {
   detail::thread_state& ts = local_state();
   greenlet_impl* parent = ts.current->parent;
   if (parent == nullptr) throw greenlet_error("greenev: switch_to_parent from a main greenlet");

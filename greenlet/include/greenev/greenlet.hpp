@@ -183,13 +183,35 @@ class greenlet {
 /// `getcurrent().parent.switch(value)`), without creating a handle to the
 /// current greenlet. Returns and throws like greenlet::switch_to(); throws
 /// greenlet_error when called from a main greenlet, which has no parent.
-std::any switch_to_parent(std::any value = {});
+std::any switch_to_parent(std::any value = {});  // inline fast path below
 
 /// Started, not yet dead greenlets of the calling thread, its main greenlet
 /// excluded. Never switches.
 [[nodiscard]] std::size_t active_greenlet_count() noexcept;
 
-inline std::any greenlet::switch_to(std::any value) {
+namespace detail {
+// The out-of-line rest of switch_to_parent (greenlet_handle.cpp).
+std::any switch_to_parent_slow(std::any&& value);
+}  // namespace detail
+
+// Forced inline, both: at -O2 GCC keeps them out of line otherwise, and the
+// call, the std::any passed through memory and the second look at the target
+// cost more than the switch (docs/design.md, "Fast in the user's build").
+[[gnu::always_inline]] inline std::any switch_to_parent(std::any value) {
+#if GREENEV_DETAIL_INLINE_SWITCH
+  detail::thread_state* ts = detail::tls_state;
+  if (ts != nullptr) [[likely]] {
+    detail::greenlet_impl* parent = ts->current->parent;
+    if (detail::can_switch_inline(ts, parent)) [[likely]] {
+      ts->value = std::move(value);
+      return detail::switch_to_active(*ts, parent);
+    }
+  }
+#endif
+  return detail::switch_to_parent_slow(std::move(value));
+}
+
+[[gnu::always_inline]] inline std::any greenlet::switch_to(std::any value) {
 #if GREENEV_DETAIL_INLINE_SWITCH
   detail::thread_state* ts = detail::tls_state;
   if (detail::can_switch_inline(ts, impl_)) [[likely]] {

@@ -35,6 +35,17 @@
 #define GREENEV_DETAIL_INLINE_SWITCH 0
 #endif
 
+// The debug assertions of these inline paths. Not tied to NDEBUG: a program
+// built with a plain -O2 (no -DNDEBUG, as most are) would otherwise pay for
+// them on every switch. On where GREENEV_ENABLE_ASSERTS is defined: the
+// CMake targets define it for the Debug configuration, greenev's own and its
+// users' (docs/design.md, "Fast in the user's build").
+#if defined(GREENEV_ENABLE_ASSERTS)
+#define GREENEV_DETAIL_ASSERT(condition) assert(condition)
+#else
+#define GREENEV_DETAIL_ASSERT(condition) static_cast<void>(0)
+#endif
+
 namespace greenev::detail {
 
 // Type-erased body of a greenlet: the user's function.
@@ -106,7 +117,7 @@ struct thread_anchor {
   void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
     const std::size_t before = refs.fetch_sub(1, std::memory_order_acq_rel);
-    assert(before != 0 && "greenev: thread_anchor released more often than referenced");
+    GREENEV_DETAIL_ASSERT(before != 0 && "greenev: thread_anchor released more often than referenced");
     if (before == 1) delete this;
   }
 };
@@ -204,16 +215,16 @@ class greenlet_impl {
   // Owner thread only. The life of a greenlet: unstarted -> active -> dead
   // (a main greenlet is born active); suspended is active and not current.
   void set_state(greenlet_state next) noexcept {
-    assert(((current_state() == greenlet_state::unstarted && next == greenlet_state::active) ||
-            (current_state() == greenlet_state::active && next == greenlet_state::dead)) &&
-           "greenev: greenlet state may only go unstarted -> active -> dead");
+    GREENEV_DETAIL_ASSERT(((current_state() == greenlet_state::unstarted && next == greenlet_state::active) ||
+                           (current_state() == greenlet_state::active && next == greenlet_state::dead)) &&
+                          "greenev: greenlet state may only go unstarted -> active -> dead");
     state.store(next, std::memory_order_relaxed);
   }
   // A count of 0 is legal here: destroy() holds a dying greenlet while it
   // unwinds it.
   void add_ref() noexcept {
-    assert(refs.load(std::memory_order_relaxed) < freed_greenlet_refs &&
-           "greenev: add_ref on a freed greenlet");
+    GREENEV_DETAIL_ASSERT(refs.load(std::memory_order_relaxed) < freed_greenlet_refs &&
+                          "greenev: add_ref on a freed greenlet");
     refs.fetch_add(1, std::memory_order_relaxed);
   }
   // Its name, or "greenlet-ID" / "main". On the owner thread (or where no
@@ -252,7 +263,7 @@ struct thread_state {
 // `current` is written only by its thread, but the blocking monitor reads it
 // from another: a release store is a plain store on x86, so a switch pays
 // nothing for it (and TSan sees the fields of `g` published with it).
-inline void publish_current(thread_state& ts, greenlet_impl* g) noexcept {
+[[gnu::always_inline]] inline void publish_current(thread_state& ts, greenlet_impl* g) noexcept {
   __atomic_store_n(&ts.current, g, __ATOMIC_RELEASE);
 }
 
@@ -312,8 +323,9 @@ void trim_idle_stacks() noexcept;
 // must unwind greenlets holding its watchers before destroying its loop.
 void kill_all_active_greenlets() noexcept;
 
-inline void before_jump([[maybe_unused]] greenlet_impl* from, [[maybe_unused]] greenlet_impl* to,
-                        [[maybe_unused]] bool from_is_dying) noexcept {
+[[gnu::always_inline]] inline void before_jump([[maybe_unused]] greenlet_impl* from,
+                                               [[maybe_unused]] greenlet_impl* to,
+                                               [[maybe_unused]] bool from_is_dying) noexcept {
 #ifdef GREENEV_DETAIL_TU_ASAN
   const void* bottom = to->is_main ? to->asan_bottom : to->stack.bottom;
   const std::size_t size = to->is_main ? to->asan_size : to->stack.size;
@@ -324,7 +336,8 @@ inline void before_jump([[maybe_unused]] greenlet_impl* from, [[maybe_unused]] g
 #endif
 }
 
-inline void after_jump([[maybe_unused]] greenlet_impl* self, [[maybe_unused]] greenlet_impl* from) noexcept {
+[[gnu::always_inline]] inline void after_jump([[maybe_unused]] greenlet_impl* self,
+                                              [[maybe_unused]] greenlet_impl* from) noexcept {
 #ifdef GREENEV_DETAIL_TU_ASAN
   const void* bottom = nullptr;
   std::size_t size = 0;
@@ -338,7 +351,8 @@ inline void after_jump([[maybe_unused]] greenlet_impl* self, [[maybe_unused]] gr
 
 // Most switches happen outside catch blocks with nothing saved anywhere:
 // then this is three loads and no store.
-inline void swap_exception_state(thread_state& ts, greenlet_impl* from, greenlet_impl* to) noexcept {
+[[gnu::always_inline]] inline void swap_exception_state(thread_state& ts, greenlet_impl* from,
+                                                        greenlet_impl* to) noexcept {
   eh_globals& globals = *ts.eh;
   if ((globals.caught_exceptions != nullptr) | (globals.uncaught_exceptions != 0)) [[unlikely]] {
     from->eh_caught = globals.caught_exceptions;
@@ -358,11 +372,13 @@ inline void swap_exception_state(thread_state& ts, greenlet_impl* from, greenlet
 
 // Leaves `self` for `target`; returns in `self` once something switches back.
 // Returns the greenlet we came from.
-inline greenlet_impl* jump(thread_state& ts, greenlet_impl* self, greenlet_impl* target) noexcept {
-  assert(target->anchor == ts.anchor && "greenev: switch to a greenlet of another thread");
-  assert(self == ts.current && target != self && "greenev: switch from a greenlet that is not running");
-  assert(target->current_state() == greenlet_state::active && target->context != nullptr &&
-         "greenev: switch to a greenlet that is not suspended");
+[[gnu::always_inline]] inline greenlet_impl* jump(thread_state& ts, greenlet_impl* self,
+                                                  greenlet_impl* target) noexcept {
+  GREENEV_DETAIL_ASSERT(target->anchor == ts.anchor && "greenev: switch to a greenlet of another thread");
+  GREENEV_DETAIL_ASSERT(self == ts.current && target != self &&
+                        "greenev: switch from a greenlet that is not running");
+  GREENEV_DETAIL_ASSERT(target->current_state() == greenlet_state::active && target->context != nullptr &&
+                        "greenev: switch to a greenlet that is not suspended");
   ts.switching_from = self;
   publish_current(ts, target);
   swap_exception_state(ts, self, target);
@@ -376,13 +392,13 @@ inline greenlet_impl* jump(thread_state& ts, greenlet_impl* self, greenlet_impl*
 
 // Greenlets dropped by other threads (thread_anchor::doomed) are collected
 // in the slow paths (start, death, land_slow), not on every switch.
-inline bool needs_housekeeping(const greenlet_impl* from) noexcept {
+[[gnu::always_inline]] inline bool needs_housekeeping(const greenlet_impl* from) noexcept {
   return from->dead() || from->orphaned;
 }
 
 // The whole switch to a started, live greenlet of this thread other than the
 // current one, with ts.value (or ts.error) already set.
-inline std::any switch_to_active(thread_state& ts, greenlet_impl* target) {
+[[gnu::always_inline]] inline std::any switch_to_active(thread_state& ts, greenlet_impl* target) {
   greenlet_impl* from = jump(ts, ts.current, target);
   if (needs_housekeeping(from)) [[unlikely]]
     return land_slow(ts, from);
@@ -391,7 +407,8 @@ inline std::any switch_to_active(thread_state& ts, greenlet_impl* target) {
   return std::move(ts.value);
 }
 
-inline bool can_switch_inline(const thread_state* ts, const greenlet_impl* target) noexcept {
+[[gnu::always_inline]] inline bool can_switch_inline(const thread_state* ts,
+                                                     const greenlet_impl* target) noexcept {
   return ts != nullptr && target != nullptr && target->anchor == ts->anchor &&
          target->current_state() == greenlet_state::active && target != ts->current;
 }
