@@ -14,7 +14,7 @@
 // (event::wait(1s)) never swallows an outer timeout's error, and code that catches timeout_error should check
 // raised() and rethrow errors that are not its own.
 // Threading: a timeout belongs to the greenlet that created it; create,
-// cancel and destroy it there.
+// start, restart, cancel and destroy it there.
 #pragma once
 
 #include <chrono>
