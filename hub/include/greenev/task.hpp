@@ -218,22 +218,23 @@ class task : public basic_task {
   /// link(), link_value() and link_exception() whose callback receives this
   /// typed task, so it can read the result without capturing a handle:
   /// `t.link_value([](const task<int>& done) { use(done.get()); })`. A
-  /// callback taking `const basic_task&` works too. The callback must be
-  /// invocable with `const task<T>&`; otherwise as basic_task's.
+  /// callback taking `const basic_task&` works too, and so does `{}` (an
+  /// empty std::function: invalid_argument). The callback must be invocable
+  /// with `const task<T>&`; otherwise as basic_task's.
   ///@{
-  template <std::invocable<const task&> F>
+  template <std::invocable<const task&> F = std::function<void(const basic_task&)>>
   std::uint64_t link(F&& callback) const {
     return basic_task::link(typed_callback(std::forward<F>(callback)));
   }
-  template <std::invocable<const task&> F>
+  template <std::invocable<const task&> F = std::function<void(const basic_task&)>>
   std::uint64_t link_value(F&& callback) const {
     return basic_task::link_value(typed_callback(std::forward<F>(callback)));
   }
-  template <std::invocable<const task&> F>
+  template <std::invocable<const task&> F = std::function<void(const basic_task&)>>
   std::uint64_t link_exception(F&& callback) const {
     return basic_task::link_exception(typed_callback(std::forward<F>(callback)));
   }
-  template <std::invocable<const task&> F>
+  template <std::invocable<const task&> F = std::function<void(const basic_task&)>>
   std::uint64_t rawlink(F&& callback) const {
     return link(std::forward<F>(callback));
   }
