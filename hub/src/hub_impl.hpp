@@ -104,6 +104,15 @@ class hub_impl {
     ev_signal_start(loop_, &signal);
     ++watchers_;
   }
+  void start(ev_idle& idle) noexcept {
+    ev_idle_start(loop_, &idle);
+    ++watchers_;
+  }
+  void stop(ev_idle& idle) noexcept {
+    if (!ev_is_active(&idle) && !ev_is_pending(&idle)) return;
+    ev_idle_stop(loop_, &idle);
+    --watchers_;
+  }
   void stop(ev_timer& timer) noexcept {
     if (!ev_is_active(&timer) && !ev_is_pending(&timer)) return;
     ev_timer_stop(loop_, &timer);

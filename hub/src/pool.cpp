@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include <greenev/detail/scope_exit.hpp>
+
 #include "hub_impl.hpp"
 
 namespace greenev {
@@ -239,6 +241,96 @@ void group::finish_map(map_run& run) noexcept {
 
 void group::stop_all(const std::vector<basic_task>& tasks) {
   killall(tasks, std::make_exception_ptr(greenlet_exit{}), true);
+}
+
+bool group::called_from_member() const noexcept {
+  const detail::greenlet_impl* self = detail::current_greenlet();
+  for (const member& m : members_) {
+    if (m.task.state()->greenlet_.get() == self) return true;
+  }
+  return false;
+}
+
+// ---- imap -------------------------------------------------------------------
+
+group::imap_engine::imap_engine(group& owner, bool ordered, std::size_t max_in_flight) noexcept
+    : owner_(owner), ordered_(ordered), max_(max_in_flight == 0 ? owner.limit_ : max_in_flight) {}
+
+group::imap_engine::~imap_engine() {
+  for (entry& e : running_) {
+    if (e.done) continue;
+    detail::remove_user_link(*e.call.state(), e.link_id);
+    try {
+      e.call.kill(std::make_exception_ptr(greenlet_exit{}), false);
+    } catch (...) {
+      detail::print_failure("imap (killing a call in flight)", std::current_exception());
+    }
+  }
+}
+
+bool group::imap_engine::wants_more() const noexcept {
+  return !failed_ && running_.size() + finished_.size() < max_;
+}
+
+void group::imap_engine::take_slot() {
+  (void)owner_.acquire_slot(wait_time::forever());
+}
+
+void group::imap_engine::give_back_slot() noexcept {
+  owner_.release_slot();
+}
+
+void group::imap_engine::started(const basic_task& call) {
+  try {
+    owner_.insert_member(call);
+  } catch (...) {
+    owner_.release_slot();
+    throw;
+  }
+  const auto position = running_.insert(running_.end(), entry{call});
+  try {
+    position->link_id = call.link([this, position](const basic_task& done) { on_done(position, done); });
+  } catch (...) {
+    running_.erase(position);
+    owner_.killone(call, std::make_exception_ptr(greenlet_exit{}), false);  // unstarted: never runs
+    throw;
+  }
+}
+
+void group::imap_engine::on_done(std::list<entry>::iterator position, const basic_task& call) noexcept {
+  position->done = true;
+  if (!call.successful() || call.killed()) failed_ = true;  // stop starting calls
+  if (!ordered_) finished_.splice(finished_.end(), running_, position);
+  if (waiting_ != nullptr) detail::schedule_wake(*waiting_);
+}
+
+basic_task group::imap_engine::next() {
+  for (;;) {
+    std::list<entry>& source = ordered_ ? running_ : finished_;
+    if (!source.empty() && source.front().done) {
+      basic_task call = std::move(source.front().call);
+      source.pop_front();
+      return call;
+    }
+    if (running_.empty()) return {};
+    detail::waiter w("imap result");
+    waiting_ = &w;
+    const detail::scope_exit clear_on_exit([this]() noexcept { waiting_ = nullptr; });
+    (void)detail::park(w, wait_time::forever());
+  }
+}
+
+void group::imap_engine::abort() {
+  std::vector<basic_task> live;
+  for (entry& e : running_) {
+    if (e.done) continue;
+    detail::remove_user_link(*e.call.state(), e.link_id);
+    e.done = true;  // not watched any more: the destructor leaves it alone
+    live.push_back(e.call);
+  }
+  running_.clear();
+  finished_.clear();
+  stop_all(live);
 }
 
 pool::pool(std::size_t size) : group(size) {

@@ -165,7 +165,7 @@ void discard_delayed_start(void* arg) noexcept {
   state->release();  // the timer's reference
 }
 
-void launch(task_state& state, wait_time delay, std::string name) {
+void create_task_greenlet(task_state& state, std::string name, const void* spawn_site) {
   hub_impl& hub = local_hub();
   static const bool registered = [] {
     register_discard(start_task, release_task);
@@ -177,11 +177,20 @@ void launch(task_state& state, wait_time delay, std::string name) {
   task_state* raw = &state;
   state.greenlet_ =
       greenlet([raw] { raw->execute(); }, hub.hub_greenlet(), greenlet_options{.name = std::move(name)});
-  // An address inside the function that called spawn (spawn_with is inline):
-  // one store now, resolved with dladdr only when run info or the monitor asks.
-  state.greenlet_.get()->hub.spawn_site = __builtin_return_address(0);
+  // Resolved with dladdr only when run info or the monitor asks.
+  state.greenlet_.get()->hub.spawn_site = spawn_site;
+}
+
+void create_unstarted(task_state& state) {
+  create_task_greenlet(state, {}, __builtin_return_address(0));
+}
+
+void schedule_start(task_state& state, wait_time delay) {
+  if (state.phase_ != task_state::phase::created) return;
+  hub_impl& hub = local_hub();
+  state.phase_ = task_state::phase::scheduled;
   if (!delay.is_poll()) {
-    state.delayed_ = new task_state::delayed_start{};
+    if (state.delayed_ == nullptr) state.delayed_ = new task_state::delayed_start{};
     state.add_ref();  // held by the timer until it starts
     ev_timer* timer = &state.delayed_->timer;
     ev_init(timer, on_start_timer);
@@ -195,6 +204,13 @@ void launch(task_state& state, wait_time delay, std::string name) {
   }
   state.add_ref();  // held by the queue until it starts
   hub.push(start_task, &state);
+}
+
+void launch(task_state& state, wait_time delay, std::string name) {
+  // An address inside the function that called spawn (spawn_with is inline):
+  // one store now.
+  create_task_greenlet(state, std::move(name), __builtin_return_address(0));
+  schedule_start(state, delay);
 }
 
 bool join_task(task_state& state, wait_time timeout) {
@@ -221,6 +237,7 @@ void kill_task(task_state& state, std::exception_ptr error, bool block, wait_tim
   switch (state.phase_) {
     case task_state::phase::done:
       return;
+    case task_state::phase::created:
     case task_state::phase::scheduled: {
       // Never runs; finished now, links fire (gevent's "killed before start").
       hub_impl& hub = local_hub();
@@ -295,6 +312,28 @@ std::uint64_t basic_task::link(std::function<void(const basic_task&)> callback) 
   node.release();
   if (state.phase_ == detail::task_state::phase::done) detail::schedule_links(state);
   return id;
+}
+
+std::uint64_t basic_task::link_value(std::function<void(const basic_task&)> callback) const {
+  if (!callback) return link(std::move(callback));  // its error
+  return link([callback = std::move(callback)](const basic_task& t) {
+    if (t.successful()) callback(t);
+  });
+}
+
+std::uint64_t basic_task::link_exception(std::function<void(const basic_task&)> callback) const {
+  if (!callback) return link(std::move(callback));
+  return link([callback = std::move(callback)](const basic_task& t) {
+    if (!t.successful()) callback(t);
+  });
+}
+
+void basic_task::start() const {
+  detail::schedule_start(require("start"), std::chrono::nanoseconds(0));
+}
+
+void basic_task::start_later(wait_time delay) const {
+  detail::schedule_start(require("start_later"), delay);
 }
 
 bool basic_task::unlink(std::uint64_t id) const {

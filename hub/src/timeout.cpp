@@ -2,6 +2,7 @@
 #include <greenev/timeout.hpp>
 
 #include <new>
+#include <stdexcept>
 #include <string>
 
 #include "hub_impl.hpp"
@@ -34,18 +35,45 @@ void on_timer(struct ev_loop* loop, ev_timer* timer, int) noexcept {
 timeout_error::timeout_error(const void* source, std::chrono::nanoseconds after)
     : std::runtime_error(describe(after)), source_(source), after_(after) {}
 
-timeout::timeout(wait_time duration) : target_(nullptr), duration_(duration.duration()) {
+timeout::timeout(wait_time duration, timeout_options options)
+    : target_(nullptr),
+      duration_(duration.duration()),
+      error_(std::move(options.error)),
+      forever_(duration.is_forever()) {
   static_assert(sizeof(ev_timer) <= sizeof(watcher_) && alignof(ev_timer) <= alignof(std::max_align_t));
-  detail::hub_impl& hub = detail::local_hub();
-  hub.require_not_in_hub("a timeout");
-  target_ = detail::tls_state->current;
+  detail::local_hub().require_not_in_hub("a timeout");
   ev_timer* timer = ::new (static_cast<void*>(watcher_)) ev_timer;
   ev_init(timer, on_timer);
   timer->data = this;
-  if (!duration.is_forever()) {
-    hub.start(*timer, duration_);
+  if (options.start) arm(duration);
+}
+
+void timeout::arm(wait_time duration) {
+  detail::hub_impl& hub = detail::local_hub();
+  hub.require_not_in_hub("a timeout");
+  duration_ = duration.duration();
+  forever_ = duration.is_forever();
+  target_ = detail::tls_state->current;
+  expired_ = false;
+  if (!forever_) {
+    hub.start(timer_of(watcher_), duration_);
     started_ = true;
   }
+}
+
+void timeout::start() {
+  if (pending()) {
+    throw std::logic_error(
+        "greenev: timeout::start: the timeout is already pending (cancel() it first, or "
+        "restart() it)");
+  }
+  arm(forever_ ? wait_time::forever() : wait_time(duration_));
+}
+
+void timeout::restart(wait_time duration) {
+  detail::local_hub().require_not_in_hub("a timeout");
+  cancel();
+  arm(duration);
 }
 
 timeout::~timeout() {
@@ -69,7 +97,9 @@ void timeout::on_expiry(timeout& self) noexcept {
   hub.guard([&] {
     self.target_->add_ref();
     greenlet target = greenlet::adopt(self.target_);
-    if (!target.dead()) target.throw_into(std::make_exception_ptr(timeout_error(&self, self.duration_)));
+    if (target.dead()) return;
+    target.throw_into(self.error_ ? self.error_
+                                  : std::make_exception_ptr(timeout_error(&self, self.duration_)));
   });
 }
 

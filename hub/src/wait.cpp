@@ -6,6 +6,8 @@
 
 #include <greenev/detail/scope_exit.hpp>
 
+#include "hub_impl.hpp"
+
 namespace greenev {
 
 waitable::waitable(const basic_task& task) : task_(task), object_(task.state()) {
@@ -99,5 +101,58 @@ std::optional<std::size_t> ready_watch::next() {
 }
 
 }  // namespace detail
+
+}  // namespace greenev
+
+namespace greenev {
+
+void wait() {
+  detail::hub_impl& hub = detail::local_hub();
+  hub.require_not_in_hub("wait()");
+  if (detail::tls_state->current != hub.hub_greenlet().parent().get()) {
+    throw greenlet_error(
+        "greenev: wait() without objects runs the whole loop: call it from the thread's main greenlet "
+        "(where the hub reports loop_exit)");
+  }
+  // Nothing wakes this waiter: the hub ends the wait by raising loop_exit
+  // here once it has nothing left to do.
+  detail::waiter w("wait() for the loop to finish");
+  try {
+    (void)detail::park(w, wait_time::forever());
+  } catch (const loop_exit&) {
+    return;
+  }
+}
+
+namespace {
+
+struct idle_wait {
+  ev_idle watcher{};
+  detail::waiter* w = nullptr;
+};
+
+// libev calls idle watchers only when no other event is pending; the hub's
+// own ready queue is checked here (a busy hub polls libev between batches).
+void on_idle(struct ev_loop* loop, ev_idle* watcher, int) noexcept {
+  auto* hub = static_cast<detail::hub_impl*>(ev_userdata(loop));
+  if (hub->pending_callbacks() != 0) return;
+  hub->stop(*watcher);
+  detail::schedule_wake(*static_cast<idle_wait*>(watcher->data)->w);
+}
+
+}  // namespace
+
+void idle() {
+  detail::hub_impl& hub = detail::local_hub();
+  hub.require_not_in_hub("idle()");
+  detail::waiter w("idle()");
+  idle_wait state;
+  state.w = &w;
+  ev_idle_init(&state.watcher, on_idle);
+  state.watcher.data = &state;
+  hub.start(state.watcher);
+  const detail::scope_exit stop_on_exit([&hub, &state]() noexcept { hub.stop(state.watcher); });
+  (void)detail::park(w, wait_time::forever());
+}
 
 }  // namespace greenev

@@ -10,14 +10,19 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <optional>
+#include <ranges>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include <greenev/detail/scope_exit.hpp>
+#include <greenev/error_reporter.hpp>
 #include <greenev/event.hpp>
 #include <greenev/hub.hpp>
 #include <greenev/task.hpp>
@@ -591,6 +596,389 @@ TEST_F(group_test, a_group_belongs_to_the_first_thread_that_uses_it) {
   EXPECT_TRUE(greenev::testing::throws_with<greenev::greenlet_error>([&] { (void)p.spawn([] {}); },
                                                                      "another thread"));
   EXPECT_EQ(p.free_count(), 2u);
+}
+
+// ---- the map family: apply, apply_async, map_async, imap, imap_unordered -----------------
+
+using apply_test = greenev::testing::hub_test;
+using greenev::testing::throws_with;
+using imap_test = greenev::testing::hub_test;
+
+// Counts the calls running at once; a kill unwinding a call counts too.
+struct concurrency {
+  int now = 0;
+  int most = 0;
+  struct scope {
+    concurrency& c;
+    explicit scope(concurrency& counter) : c(counter) { c.most = std::max(c.most, ++c.now); }
+    ~scope() { --c.now; }
+    scope(const scope&) = delete;
+    scope& operator=(const scope&) = delete;
+  };
+};
+
+// Silences the failure lines of tasks expected to fail.
+struct quiet_reporter {
+  greenev::error_reporter previous = greenev::set_error_reporter([](std::string_view) {});
+  ~quiet_reporter() { greenev::set_error_reporter(std::move(previous)); }
+};
+
+TEST_F(apply_test, apply_runs_in_a_member_and_returns_the_result) {
+  pool p(2);
+  bool was_member = false;
+  const int value = p.apply(
+      [&](int n) {
+        for (const basic_task& t : p.tasks()) was_member |= t.raw_greenlet() == greenev::greenlet::current();
+        greenev::sleep(0.005);
+        return n + 1;
+      },
+      41);
+  EXPECT_EQ(value, 42);
+  EXPECT_TRUE(was_member);
+  p.apply([] {});  // void
+  EXPECT_TRUE(p.join(2s));
+}
+
+TEST_F(apply_test, apply_rethrows_the_failure) {
+  quiet_reporter quiet;
+  group g;
+  EXPECT_TRUE(throws_with<std::runtime_error>(
+      [&] { g.apply([]() -> int { throw std::runtime_error("no"); }); }, "no"));
+  settle();
+  EXPECT_TRUE(g.empty());
+}
+
+TEST_F(apply_test, apply_from_a_member_of_a_full_pool_runs_inline) {
+  pool p(1);
+  auto outer = p.spawn([&] {
+    const auto* self = greenev::greenlet::current().get();
+    // The pool is full (this task holds its only slot): a new member could never start.
+    return p.apply([self] { return greenev::greenlet::current().get() == self; });
+  });
+  EXPECT_TRUE(outer.get(5s));
+}
+
+TEST_F(apply_test, a_timeout_while_apply_waits_kills_the_member) {
+  pool p(1);
+  auto blocker = p.spawn([] { greenev::sleep(10.0); });
+  bool started = false;
+  bool finished = false;
+  // Times out while waiting for the slot: nothing was spawned.
+  EXPECT_THROW(greenev::with_timeout(20ms, [&] { return p.apply([] { return 1; }); }),
+               greenev::timeout_error);
+  blocker.kill();
+  // Times out while the member runs: it is killed and joined before the error propagates.
+  EXPECT_THROW(greenev::with_timeout(20ms,
+                                     [&] {
+                                       p.apply([&] {
+                                         started = true;
+                                         greenev::sleep(10.0);
+                                         finished = true;
+                                       });
+                                     }),
+               greenev::timeout_error);
+  EXPECT_TRUE(started);
+  EXPECT_FALSE(finished);
+  EXPECT_TRUE(p.empty());
+  EXPECT_EQ(p.free_count(), 1u);
+}
+
+TEST_F(apply_test, apply_async_on_a_full_pool_does_not_wait_and_respects_the_limit) {
+  pool p(2);
+  concurrency running;
+  std::vector<task<int>> tasks;
+  bool caller_switched = false;
+  auto witness = greenev::spawn([&] { caller_switched = true; });  // runs once the caller switches
+  for (int i = 0; i < 6; ++i) {
+    tasks.push_back(p.apply_async(
+        [&](int n) {
+          const concurrency::scope counted(running);
+          greenev::sleep(0.01);
+          return n * n;
+        },
+        i));
+  }
+  EXPECT_FALSE(caller_switched);  // no wait: the full pool did not block the caller
+  EXPECT_TRUE(p.contains(tasks[0]));
+  EXPECT_TRUE(p.contains(tasks[1]));
+  EXPECT_FALSE(p.contains(tasks[2]));  // a plain task that waits for a slot (as gevent)
+  std::vector<int> results;
+  for (const auto& t : tasks) results.push_back(t.get(5s));
+  EXPECT_EQ(results, (std::vector<int>{0, 1, 4, 9, 16, 25}));
+  EXPECT_EQ(running.most, 2);
+  EXPECT_TRUE(p.join(2s));
+  EXPECT_TRUE(witness.ready());
+}
+
+TEST_F(apply_test, apply_async_then_passes_the_value_only_on_success) {
+  quiet_reporter quiet;
+  group g;
+  std::vector<int> values;
+  int void_calls = 0;
+  auto ok = g.apply_async_then([&](int v) { values.push_back(v); }, [](int n) { return n * 10; }, 4);
+  auto bad =
+      g.apply_async_then([&](int v) { values.push_back(v); }, []() -> int { throw std::runtime_error("x"); });
+  auto killed = g.apply_async_then([&](int v) { values.push_back(v); },
+                                   [] {
+                                     greenev::sleep(10.0);
+                                     return 1;
+                                   });
+  auto nothing = g.apply_async_then([&] { ++void_calls; }, [] {});
+  greenev::yield();
+  killed.kill();
+  EXPECT_EQ(ok.get(2s), 40);
+  EXPECT_THROW(bad.get(2s), std::runtime_error);
+  nothing.get(2s);
+  settle();
+  EXPECT_EQ(values, (std::vector<int>{40}));
+  EXPECT_EQ(void_calls, 1);
+}
+
+TEST_F(apply_test, map_async_returns_a_task_of_the_ordered_results) {
+  pool p(3);
+  concurrency running;
+  std::vector<int> items{5, 1, 4, 2, 3, 6, 7};
+  auto mapped = p.map_async(
+      [&](int n) {
+        const concurrency::scope counted(running);
+        greenev::sleep(0.002 * n);
+        return n * 2;
+      },
+      items);
+  items.clear();  // the task has its own copy
+  EXPECT_FALSE(p.contains(mapped));
+  EXPECT_EQ(mapped.get(5s), (std::vector<int>{10, 2, 8, 4, 6, 12, 14}));
+  EXPECT_EQ(running.most, 3);
+  auto nothing = p.map_async([](int) {}, std::vector<int>{1, 2});
+  nothing.get(2s);
+}
+
+TEST_F(apply_test, map_async_failure_and_kill_stop_the_members) {
+  quiet_reporter quiet;
+  pool p(2);
+  int unwound = 0;
+  auto failing = p.map_async(
+      [&](int n) {
+        const greenev::detail::scope_exit count([&]() noexcept { ++unwound; });
+        if (n == 2) throw std::runtime_error("item 2");
+        greenev::sleep(10.0);
+        return n;
+      },
+      std::vector<int>{1, 2, 3, 4});
+  EXPECT_TRUE(throws_with<std::runtime_error>([&] { (void)failing.get(5s); }, "item 2"));
+  EXPECT_EQ(unwound, 2);  // items 1 and 2; 3 and 4 never started
+  EXPECT_TRUE(p.empty());
+
+  auto slow = p.map_async(
+      [](int n) {
+        greenev::sleep(10.0);
+        return n;
+      },
+      std::vector<int>{1, 2, 3});
+  greenev::sleep(0.01);
+  EXPECT_EQ(p.size(), 2u);
+  slow.kill();
+  EXPECT_TRUE(slow.killed());
+  EXPECT_TRUE(p.empty());
+}
+
+TEST_F(imap_test, results_come_in_input_order_with_at_most_max_in_flight_read_ahead) {
+  pool p(3);
+  concurrency running;
+  int read = 0;
+  auto inputs = std::views::iota(0, 12) | std::views::transform([&](int i) {
+                  ++read;
+                  return i;
+                });
+  std::vector<int> results;
+  for (int& r : p.imap(
+           [&](int n) {
+             const concurrency::scope counted(running);
+             greenev::sleep(0.001 * ((n * 7) % 5));  // finishes out of order
+             return n * n;
+           },
+           inputs, {.max_in_flight = 4})) {
+    if (results.empty()) {
+      EXPECT_LE(read, 4);  // lazy: only what is in flight was read
+    }
+    results.push_back(r);
+    EXPECT_LE(read, static_cast<int>(results.size()) + 4);
+  }
+  std::vector<int> expected;
+  for (int i = 0; i < 12; ++i) expected.push_back(i * i);
+  EXPECT_EQ(results, expected);
+  EXPECT_EQ(running.most, 3);  // the pool's limit, though 4 may be in flight
+  EXPECT_EQ(read, 12);
+  EXPECT_TRUE(p.empty());
+}
+
+TEST_F(imap_test, the_default_bound_is_the_pool_size_and_a_group_reads_everything) {
+  pool p(2);
+  int read = 0;
+  auto counted_inputs = [&read](int n) {
+    return std::views::iota(0, n) | std::views::transform([&read](int i) {
+             ++read;
+             return i;
+           });
+  };
+  auto in_pool = p.imap([](int n) { return n; }, counted_inputs(10));
+  auto it = in_pool.begin();
+  EXPECT_EQ(*it, 0);
+  EXPECT_EQ(read, 2);
+  ++it;
+  EXPECT_EQ(*it, 1);
+  EXPECT_EQ(read, 3);
+
+  group g;
+  read = 0;
+  std::vector<std::string> results;
+  for (const std::string& r : g.imap([](int n) { return std::to_string(n); }, counted_inputs(5))) {
+    EXPECT_EQ(read, 5);
+    results.push_back(r);
+  }
+  EXPECT_EQ(results, (std::vector<std::string>{"0", "1", "2", "3", "4"}));
+  // Empty input: begin() is end().
+  auto none = g.imap([](int n) { return n; }, std::vector<int>{});
+  EXPECT_TRUE(none.begin() == none.end());
+}
+
+TEST_F(imap_test, a_failure_surfaces_at_its_item_after_the_earlier_results_and_stops_the_rest) {
+  quiet_reporter quiet;
+  pool p(3);
+  int unwound = 0;
+  std::vector<int> results;
+  bool caught = false;
+  auto mapped = p.imap(
+      [&](int n) {
+        const greenev::detail::scope_exit count([&]() noexcept { ++unwound; });
+        if (n == 3) {
+          greenev::sleep(0.001);
+          throw std::runtime_error("item 3");
+        }
+        greenev::sleep(n < 3 ? 0.02 : 10.0);  // 0..2 finish after 3 failed; 4.. never do
+        return n;
+      },
+      std::views::iota(0, 100), {.max_in_flight = 6});
+  try {
+    for (int r : mapped) results.push_back(r);
+  } catch (const std::runtime_error& e) {
+    caught = std::string(e.what()) == "item 3";
+  }
+  EXPECT_TRUE(caught);
+  EXPECT_EQ(results, (std::vector<int>{0, 1, 2}));
+  EXPECT_TRUE(p.empty());                       // the calls in flight were killed and joined
+  EXPECT_EQ(unwound, 6);                        // 0..5 started (bounded by max_in_flight), 6.. never read
+  EXPECT_TRUE(mapped.begin() == mapped.end());  // the iteration is over
+}
+
+TEST_F(imap_test, unordered_results_come_as_they_finish) {
+  pool p(4);
+  concurrency running;
+  std::vector<int> results;
+  for (int r : p.imap_unordered(
+           [&](int n) {
+             const concurrency::scope counted(running);
+             greenev::sleep(0.01 * n);
+             return n;
+           },
+           std::vector<int>{4, 3, 2, 1})) {
+    results.push_back(r);
+  }
+  EXPECT_EQ(results, (std::vector<int>{1, 2, 3, 4}));
+  EXPECT_EQ(running.most, 4);
+}
+
+TEST_F(imap_test, unordered_failure_surfaces_at_the_next_step) {
+  quiet_reporter quiet;
+  group g;
+  std::vector<int> results;
+  int unwound = 0;
+  EXPECT_TRUE(throws_with<std::logic_error>(
+      [&] {
+        for (int r : g.imap_unordered(
+                 [&](int n) {
+                   const greenev::detail::scope_exit count([&]() noexcept { ++unwound; });
+                   greenev::sleep(0.01 * n);
+                   if (n == 2) throw std::logic_error("item 2");
+                   if (n > 2) greenev::sleep(10.0);
+                   return n;
+                 },
+                 std::vector<int>{5, 4, 3, 2, 1})) {
+          results.push_back(r);
+        }
+      },
+      "item 2"));
+  EXPECT_EQ(results, (std::vector<int>{1}));
+  EXPECT_EQ(unwound, 5);
+  EXPECT_TRUE(g.empty());
+}
+
+TEST_F(imap_test, breaking_out_early_kills_the_calls_in_flight) {
+  pool p(3);
+  int unwound = 0;
+  int finished = 0;
+  {
+    for (int r : p.imap(
+             [&](int n) {
+               const greenev::detail::scope_exit count([&]() noexcept { ++unwound; });
+               greenev::sleep(n == 0 ? 0.001 : 10.0);
+               ++finished;
+               return n;
+             },
+             std::views::iota(0, 1000))) {
+      EXPECT_EQ(r, 0);
+      break;
+    }
+  }
+  // Killed without waiting: they finish in the next hub iteration.
+  EXPECT_TRUE(p.join(2s));
+  EXPECT_EQ(finished, 1);
+  EXPECT_EQ(unwound, 3);
+}
+
+TEST_F(imap_test, a_timeout_of_the_consumer_cleans_up) {
+  pool p(2);
+  int unwound = 0;
+  std::vector<int> results;
+  EXPECT_THROW(greenev::with_timeout(50ms,
+                                     [&] {
+                                       for (int r : p.imap(
+                                                [&](int n) {
+                                                  const greenev::detail::scope_exit count(
+                                                      [&]() noexcept { ++unwound; });
+                                                  greenev::sleep(n == 0 ? 0.001 : 10.0);
+                                                  return n;
+                                                },
+                                                std::vector<int>{0, 1, 2, 3})) {
+                                         results.push_back(r);
+                                       }
+                                     }),
+               greenev::timeout_error);
+  EXPECT_EQ(results, (std::vector<int>{0}));
+  EXPECT_TRUE(p.join(2s));
+  EXPECT_EQ(unwound, 3);  // 0 finished; 1 and 2 were killed; 3 never started
+}
+
+TEST_F(imap_test, the_consumer_killed_while_waiting_cleans_up) {
+  pool p(2);
+  int unwound = 0;
+  auto consumer = greenev::spawn([&] {
+    for (int r : p.imap_unordered(
+             [&](int n) {
+               const greenev::detail::scope_exit count([&]() noexcept { ++unwound; });
+               greenev::sleep(10.0);
+               return n;
+             },
+             std::vector<int>{0, 1, 2})) {
+      (void)r;
+    }
+  });
+  greenev::sleep(0.01);
+  EXPECT_EQ(p.size(), 2u);
+  consumer.kill();
+  EXPECT_TRUE(consumer.killed());
+  EXPECT_TRUE(p.join(2s));
+  EXPECT_EQ(unwound, 2);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 
 #include <gtest/gtest.h>
 
+#include <greenev/detail/scope_exit.hpp>
 #include <greenev/error_reporter.hpp>
 #include <greenev/event.hpp>
 #include <greenev/hub.hpp>
@@ -1074,3 +1075,153 @@ TEST(task_failure_report, a_failed_task_is_reported_through_the_error_reporter) 
   EXPECT_NE(lines[0].find(" reported failed with std::runtime_error: boom"), std::string::npos) << lines[0];
   EXPECT_EQ(lines[0].find('\n'), std::string::npos);
 }
+
+// ---- unstarted tasks (make_task, start, start_later) and typed links ---------------------
+
+namespace {
+
+using task_unstarted = greenev::testing::hub_test;
+using task_typed_links = greenev::testing::hub_test;
+
+TEST_F(task_unstarted, make_task_does_not_run_until_start) {
+  bool ran = false;
+  auto t = greenev::make_task(
+      [&](int n) {
+        ran = true;
+        return n * 2;
+      },
+      21);
+  for (int i = 0; i < 5; ++i) greenev::yield();
+  EXPECT_FALSE(ran);
+  EXPECT_FALSE(t.started());
+  EXPECT_FALSE(t.ready());
+  EXPECT_FALSE(t.raw_greenlet().started());  // no stack yet
+  t.start();
+  EXPECT_TRUE(t.started());
+  t.start();  // a second start does nothing
+  EXPECT_EQ(t.get(5s), 42);
+  EXPECT_TRUE(ran);
+  EXPECT_FALSE(t.started());
+  t.start();  // nor does a start after it finished
+  greenev::yield();
+  EXPECT_TRUE(t.successful());
+}
+
+TEST_F(task_unstarted, join_of_an_unstarted_task_waits_for_its_start) {
+  auto t = greenev::make_task([] { return 7; });
+  EXPECT_FALSE(t.join(0.02));
+  auto starter = spawn([&] {
+    greenev::sleep(0.01);
+    t.start();
+  });
+  EXPECT_EQ(t.get(5s), 7);
+  starter.join();
+}
+
+TEST_F(task_unstarted, killing_an_unstarted_task_finishes_it_without_running) {
+  bool ran = false;
+  bool linked = false;
+  auto t = greenev::make_task([&] { ran = true; });
+  t.link([&](const basic_task& done) { linked = done.killed(); });
+  t.kill();
+  EXPECT_TRUE(t.ready());
+  EXPECT_TRUE(t.killed());
+  EXPECT_FALSE(t.started());
+  t.start();  // dead: never runs
+  for (int i = 0; i < 3; ++i) greenev::yield();
+  EXPECT_FALSE(ran);
+  EXPECT_TRUE(linked);
+  EXPECT_THROW(t.get(), task_killed);
+}
+
+TEST_F(task_unstarted, dropping_an_unstarted_task_frees_it) {
+  std::weak_ptr<int> watch;
+  {
+    auto payload = std::make_shared<int>(1);
+    watch = payload;
+    auto t = greenev::make_task([payload] { return *payload; });
+  }
+  EXPECT_TRUE(watch.expired());
+}
+
+TEST_F(task_unstarted, start_later_starts_after_the_delay_and_a_kill_before_cancels_it) {
+  const auto start = steady::now();
+  auto t = greenev::make_task([] { return steady::now(); });
+  t.start_later(0.05);
+  EXPECT_TRUE(t.started());
+  EXPECT_EQ(greenev::hub::current().active_watchers(), 1u);  // its timer
+  const auto ran_at = t.get(5s);
+  EXPECT_GE(ran_at - start, 45ms);
+
+  bool ran = false;
+  auto never = greenev::make_task([&] { ran = true; });
+  never.start_later(10.0);
+  never.kill();
+  EXPECT_EQ(greenev::hub::current().active_watchers(), 0u);  // the timer is gone
+  EXPECT_TRUE(never.ready());
+  greenev::yield();
+  EXPECT_FALSE(ran);
+}
+
+TEST_F(task_typed_links, a_link_receives_the_typed_task) {
+  int seen = 0;
+  auto t = spawn([] { return 5; });
+  t.link([&](const task<int>& done) { seen = done.get(); });
+  t.join();
+  greenev::yield();
+  EXPECT_EQ(seen, 5);
+  // A callback taking a basic_task, and a generic lambda, still work.
+  int basic_calls = 0;
+  int generic_value = 0;
+  t.link([&](const basic_task&) { ++basic_calls; });
+  t.link([&](const auto& done) { generic_value = done.get(); });
+  t.rawlink(std::function<void(const basic_task&)>([&](const basic_task&) { ++basic_calls; }));
+  for (int i = 0; i < 2; ++i) greenev::yield();
+  EXPECT_EQ(basic_calls, 2);
+  EXPECT_EQ(generic_value, 5);
+  EXPECT_THROW(t.link(std::function<void(const task<int>&)>()), std::invalid_argument);
+}
+
+TEST_F(task_typed_links, link_value_runs_only_on_success_and_link_exception_only_on_failure) {
+  greenev::error_reporter previous = greenev::set_error_reporter([](std::string_view) {});
+  const greenev::detail::scope_exit restore(
+      [&]() noexcept { greenev::set_error_reporter(std::move(previous)); });
+  std::vector<std::string> calls;
+  auto ok = greenev::make_task([] { return 1; });
+  auto bad = greenev::make_task([]() -> int { throw std::runtime_error("bad"); });
+  ok.link_value([&](const task<int>& done) { calls.push_back("value " + std::to_string(done.get())); });
+  ok.link_exception([&](const task<int>&) { calls.emplace_back("ok failed?"); });
+  bad.link_value([&](const task<int>&) { calls.emplace_back("bad succeeded?"); });
+  bad.link_exception([&](const task<int>& done) {
+    try {
+      (void)done.get();
+    } catch (const std::runtime_error& e) {
+      calls.push_back(std::string("exception ") + e.what());
+    }
+  });
+  // The basic_task forms, and their ids work with unlink().
+  const basic_task untyped = bad;
+  const auto id = untyped.link_exception([&](const basic_task&) { calls.emplace_back("unlinked"); });
+  EXPECT_TRUE(untyped.unlink(id));
+  untyped.link_exception([&](const basic_task&) { calls.emplace_back("basic exception"); });
+  ok.start();
+  bad.start();
+  (void)greenev::joinall({ok, bad});
+  for (int i = 0; i < 3; ++i) greenev::yield();
+  EXPECT_EQ(calls, (std::vector<std::string>{"value 1", "exception bad", "basic exception"}));
+}
+
+TEST_F(task_typed_links, a_killed_task_counts_as_a_value_as_in_gevent) {
+  int values = 0;
+  int exceptions = 0;
+  auto t = spawn([] { greenev::sleep(10.0); });
+  t.link_value([&](const basic_task& done) { values += done.killed() ? 1 : 100; });
+  t.link_exception([&](const basic_task&) { ++exceptions; });
+  greenev::yield();
+  t.kill();
+  for (int i = 0; i < 3; ++i) greenev::yield();
+  EXPECT_EQ(values, 1);
+  EXPECT_EQ(exceptions, 0);
+}
+
+}  // namespace

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <ostream>
 #include <stdexcept>
 #include <string>
@@ -537,6 +538,184 @@ TEST_F(timeout_helpers, with_timeout_void_function) {
   int calls = 0;
   greenev::with_timeout(1s, [&] { ++calls; });
   EXPECT_EQ(calls, 1);
+}
+
+// ---- timeout_value, silent timeouts, a caller's exception, restarting ---------------------
+
+using timeout_forms = greenev::testing::hub_test;
+
+TEST_F(timeout_forms, with_timeout_returns_timeout_value_when_the_deadline_passes) {
+  const auto start = steady::now();
+  bool finished = false;
+  const int value = greenev::with_timeout(
+      20ms,
+      [&] {
+        greenev::sleep(10.0);
+        finished = true;
+        return 1;
+      },
+      -1);
+  EXPECT_EQ(value, -1);
+  EXPECT_FALSE(finished);
+  EXPECT_GE(since(start), 15ms);
+  EXPECT_LT(since(start), 2s);
+  EXPECT_EQ(greenev::with_timeout(
+                1s, [] { return 3; }, -1),
+            3);
+  // The common type: a string result, a C-string fallback.
+  EXPECT_EQ(greenev::with_timeout(
+                1ms,
+                [] {
+                  greenev::sleep(1.0);
+                  return std::string("late");
+                },
+                "none"),
+            "none");
+  EXPECT_EQ(greenev::hub::current().active_watchers(), 0u);
+}
+
+TEST_F(timeout_forms, with_timeout_value_lets_an_outer_timeout_and_fs_exceptions_through) {
+  timeout outer(20ms);
+  bool outer_raised = false;
+  try {
+    (void)greenev::with_timeout(
+        5s,
+        [] {
+          greenev::sleep(10.0);
+          return 1;
+        },
+        -1);
+  } catch (const timeout_error& e) {
+    outer_raised = outer.raised(e);
+  }
+  EXPECT_TRUE(outer_raised);
+  EXPECT_TRUE(throws_with<std::runtime_error>(
+      [] {
+        (void)greenev::with_timeout(
+            1s, []() -> int { throw std::runtime_error("own"); }, 0);
+      },
+      "own"));
+}
+
+TEST_F(timeout_forms, try_with_timeout_is_the_silent_timeout) {
+  bool finished = false;
+  const auto start = steady::now();
+  const bool completed = greenev::try_with_timeout(20ms, [&] {
+    greenev::sleep(10.0);
+    finished = true;
+  });
+  EXPECT_FALSE(completed);
+  EXPECT_FALSE(finished);
+  EXPECT_GE(since(start), 15ms);
+  EXPECT_LT(since(start), 2s);
+  EXPECT_TRUE(greenev::try_with_timeout(1s, [] { greenev::sleep(0.001); }));
+
+  const std::optional<int> late = greenev::try_with_timeout(10ms, [] {
+    greenev::sleep(10.0);
+    return 1;
+  });
+  EXPECT_FALSE(late.has_value());
+  EXPECT_EQ(greenev::try_with_timeout(1s, [] { return 2; }), std::optional<int>(2));
+  EXPECT_EQ(greenev::hub::current().active_watchers(), 0u);
+}
+
+TEST_F(timeout_forms, try_with_timeout_lets_an_outer_timeout_through) {
+  timeout outer(20ms);
+  bool outer_raised = false;
+  try {
+    (void)greenev::try_with_timeout(5s, [] { greenev::sleep(10.0); });
+  } catch (const timeout_error& e) {
+    outer_raised = outer.raised(e);
+  }
+  EXPECT_TRUE(outer_raised);
+}
+
+struct deadline_missed : std::runtime_error {
+  deadline_missed() : std::runtime_error("the caller's own exception") {}
+};
+
+TEST_F(timeout_forms, a_timeout_raises_the_callers_exception) {
+  const auto start = steady::now();
+  EXPECT_TRUE(throws_with<deadline_missed>(
+      [] {
+        timeout deadline(20ms, {.error = std::make_exception_ptr(deadline_missed{})});
+        greenev::sleep(10.0);
+      },
+      "own exception"));
+  EXPECT_GE(since(start), 15ms);
+  EXPECT_LT(since(start), 2s);
+  // In a task: get() rethrows it.
+  auto t = spawn([] {
+    timeout deadline(10ms, {.error = std::make_exception_ptr(deadline_missed{})});
+    greenev::sleep(10.0);
+  });
+  EXPECT_THROW(t.get(5s), deadline_missed);
+}
+
+TEST_F(timeout_forms, an_unstarted_timeout_waits_for_start) {
+  timeout deadline(20ms, {.start = false});
+  EXPECT_FALSE(deadline.pending());
+  greenev::sleep(0.05);  // would have fired by now if it ran
+  EXPECT_FALSE(deadline.expired());
+  deadline.start();
+  EXPECT_TRUE(deadline.pending());
+  EXPECT_THROW(deadline.start(), std::logic_error);  // already pending, as gevent
+  bool raised = false;
+  try {
+    greenev::sleep(10.0);
+  } catch (const timeout_error& e) {
+    raised = deadline.raised(e);
+  }
+  EXPECT_TRUE(raised);
+  EXPECT_TRUE(deadline.expired());
+  EXPECT_FALSE(deadline.pending());
+}
+
+TEST_F(timeout_forms, restart_moves_the_deadline_and_cancel_then_start_reuses_it) {
+  timeout deadline(30ms);
+  // Restarting before it fires pushes the deadline back, each time from now.
+  const auto start = steady::now();
+  for (int i = 0; i < 4; ++i) {
+    greenev::sleep(0.015);
+    deadline.restart(30ms);
+  }
+  EXPECT_TRUE(deadline.pending());
+  EXPECT_FALSE(deadline.expired());
+  bool raised = false;
+  try {
+    greenev::sleep(10.0);
+  } catch (const timeout_error& e) {
+    raised = deadline.raised(e);
+  }
+  EXPECT_TRUE(raised);
+  EXPECT_GE(since(start), 85ms);  // 4 x 15 ms + 30 ms
+  EXPECT_LT(since(start), 3s);
+
+  // After expiry: restart with a new, longer duration clears expired().
+  deadline.restart(10s);
+  EXPECT_FALSE(deadline.expired());
+  EXPECT_TRUE(deadline.pending());
+  deadline.cancel();
+  EXPECT_FALSE(deadline.pending());
+  greenev::sleep(0.001);
+  deadline.start();  // the 10 s duration again
+  EXPECT_TRUE(deadline.pending());
+  deadline.cancel();
+  deadline.restart(wait_time::forever());  // never fires
+  EXPECT_FALSE(deadline.pending());
+  EXPECT_EQ(greenev::hub::current().active_watchers(), 0u);
+}
+
+TEST_F(timeout_forms, a_task_killed_while_under_a_restarted_timeout_leaves_no_timer) {
+  auto t = spawn([] {
+    timeout deadline(10s);
+    deadline.restart(20s);
+    greenev::sleep(10.0);
+  });
+  greenev::yield();
+  EXPECT_EQ(greenev::hub::current().active_watchers(), 2u);  // the sleep and the timeout
+  t.kill();
+  EXPECT_EQ(greenev::hub::current().active_watchers(), 0u);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <greenev/event.hpp>
 #include <greenev/hub.hpp>
 #include <greenev/task.hpp>
+#include <greenev/timeout.hpp>
 
 #include "support/assertions.hpp"
 #include "support/hub_fixture.hpp"
@@ -143,6 +144,139 @@ TEST_F(iwait_any, stops_at_its_timeout) {
   const auto start = steady::now();
   EXPECT_FALSE(each.next().has_value());
   EXPECT_GE(since(start), 25ms);
+}
+
+// ---- the whole loop: wait() and idle() ----------------------------------------------------
+
+using wait_loop = greenev::testing::hub_test;
+
+TEST_F(wait_loop, wait_returns_once_nothing_is_left_to_run) {
+  std::vector<int> finished;
+  const auto start = steady::now();
+  for (int i = 0; i < 3; ++i) {
+    (void)spawn(
+        [&](int n) {
+          greenev::sleep(0.01 * (n + 1));
+          finished.push_back(n);
+        },
+        i);
+  }
+  // A chain: a task that spawns another once it has run.
+  (void)spawn([&] {
+    greenev::sleep(0.02);
+    (void)spawn([&] {
+      greenev::sleep(0.03);
+      finished.push_back(9);
+    });
+  });
+  greenev::wait();  // no loop_exit: it returns
+  EXPECT_EQ(finished, (std::vector<int>{0, 1, 2, 9}));
+  EXPECT_GE(since(start), 45ms);
+  EXPECT_LT(since(start), 3s);
+  EXPECT_EQ(greenev::hub::current().active_watchers(), 0u);
+}
+
+TEST_F(wait_loop, wait_with_nothing_to_do_returns_at_once) {
+  const auto start = steady::now();
+  greenev::wait();
+  greenev::wait();
+  EXPECT_LT(since(start), 1s);
+}
+
+TEST_F(wait_loop, wait_returns_while_a_greenlet_waits_on_what_no_one_will_set) {
+  event never;
+  auto stuck = spawn([&] { never.wait(); });
+  (void)spawn([] { greenev::sleep(0.01); });
+  greenev::wait();
+  EXPECT_FALSE(stuck.ready());  // left suspended, as gevent leaves it
+  stuck.kill();
+  EXPECT_TRUE(stuck.killed());
+}
+
+TEST_F(wait_loop, wait_honours_a_timeout_of_the_caller) {
+  (void)spawn([] { greenev::sleep(0.01); });
+  auto slow = spawn([] { greenev::sleep(10.0); });
+  const auto start = steady::now();
+  EXPECT_TRUE(throws_with<greenev::timeout_error>(
+      [] {
+        greenev::timeout deadline(30ms);
+        greenev::wait();
+      },
+      "timed out"));
+  EXPECT_LT(since(start), 3s);
+  slow.kill();
+}
+
+TEST_F(wait_loop, wait_outside_the_main_greenlet_throws_greenlet_error) {
+  auto t = spawn([] { greenev::wait(); });
+  EXPECT_TRUE(throws_with<greenev::greenlet_error>([&] { t.get(5s); }, "main greenlet"));
+}
+
+TEST_F(wait_loop, idle_returns_after_everything_ready_has_run) {
+  std::vector<std::string> order;
+  for (int i = 0; i < 3; ++i) {
+    (void)spawn(
+        [&](int n) {
+          order.push_back("task " + std::to_string(n));
+          greenev::yield();  // ready again at once: still before idle returns
+          order.push_back("again " + std::to_string(n));
+        },
+        i);
+  }
+  greenev::idle();
+  order.emplace_back("idle");
+  EXPECT_EQ(order, (std::vector<std::string>{"task 0", "task 1", "task 2", "again 0", "again 1", "again 2",
+                                             "idle"}));
+  EXPECT_EQ(greenev::hub::current().active_watchers(), 0u);
+}
+
+TEST_F(wait_loop, idle_does_not_wait_for_timers_and_lets_them_run_later) {
+  bool timer_done = false;
+  auto sleeper = spawn([&] {
+    greenev::sleep(0.05);
+    timer_done = true;
+  });
+  const auto start = steady::now();
+  greenev::idle();
+  EXPECT_FALSE(timer_done);
+  EXPECT_LT(since(start), 45ms);
+  sleeper.join();
+  EXPECT_TRUE(timer_done);
+}
+
+TEST_F(wait_loop, idle_in_several_greenlets_and_a_kill_while_idle_waiting_leaves_no_watcher) {
+  int returned = 0;
+  auto a = spawn([&] {
+    greenev::idle();
+    ++returned;
+  });
+  auto b = spawn([&] {
+    greenev::idle();
+    ++returned;
+  });
+  auto busy = spawn([] {
+    for (;;) greenev::yield();  // the loop is never idle while this runs
+  });
+  greenev::sleep(0.02);
+  EXPECT_EQ(returned, 0);
+  a.kill();  // killed in idle(): its watcher is stopped
+  busy.kill();
+  b.join(5s);
+  EXPECT_EQ(returned, 1);
+  EXPECT_EQ(greenev::hub::current().active_watchers(), 0u);
+}
+
+TEST_F(wait_loop, idle_in_the_hub_throws_greenlet_error) {
+  bool threw = false;
+  greenev::hub::current().run_callback([&] {
+    try {
+      greenev::idle();
+    } catch (const greenev::greenlet_error&) {
+      threw = true;
+    }
+  });
+  greenev::yield();
+  EXPECT_TRUE(threw);
 }
 
 }  // namespace

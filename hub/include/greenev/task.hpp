@@ -4,11 +4,14 @@
 //   auto t = greenev::spawn([](int n) { greenev::sleep(0.1); return n * 2; }, 21);
 //   int v = t.get();                       // waits cooperatively: 42
 //   greenev::joinall({greenev::spawn(f), greenev::spawn(g)});
+//   auto later = greenev::make_task(f);    // gevent's Greenlet(f): not started
+//   later.link_value([](const auto& done) { use(done.get()); });
+//   later.start();                         // gevent's g.start()
 //
 // A task is a greenlet whose parent is the hub. spawn() only schedules it: it
 // starts when the hub next runs callbacks (the caller blocks, sleeps or
-// yields). An exception escaping the function is stored for get() and
-// reported once through the error reporter (stderr by default) as
+// yields); make_task() makes one that waits for start() or start_later(). An exception escaping the function
+// is stored for get() and reported once through the error reporter (stderr by default) as
 // "<time> <name> failed with <type>: <what>";
 // greenlet_exit (a kill) is not a failure. Handles are cheap to copy; a
 // running task keeps going when every handle is gone.
@@ -26,6 +29,7 @@
 #pragma once
 
 #include <atomic>
+#include <concepts>
 #include <cstdint>
 #include <exception>
 #include <functional>
@@ -103,10 +107,25 @@ class basic_task {
     const detail::task_state& state = require("successful");
     return state.phase_ == detail::task_state::phase::done && (!state.error_ || state.killed_);
   }
-  /// gevent's `started`: true from spawn() on (also while a spawn_later
-  /// delay runs) until the task finished; false for a task killed before
-  /// it started. The same as !ready(). Never switches.
-  [[nodiscard]] bool started() const { return require("started").phase_ != detail::task_state::phase::done; }
+  /// gevent's `started`: true from spawn() or start() on (also while a
+  /// spawn_later/start_later delay runs) until the task finished; false for
+  /// a task made by make_task() and not started yet, and for a task killed
+  /// before it started. Never switches.
+  [[nodiscard]] bool started() const {
+    const detail::task_state::phase now = require("started").phase_;
+    return now == detail::task_state::phase::scheduled || now == detail::task_state::phase::running;
+  }
+
+  /// gevent's Greenlet.start(): schedules a task made by make_task() to
+  /// start in the next hub iteration. Does nothing if it was started (or
+  /// scheduled, or killed) before. Never switches. Throws greenlet_error on
+  /// another thread.
+  void start() const;
+  /// gevent's Greenlet.start_later(): as start(), but the task starts after
+  /// `delay` (kill() before then: it never runs). Does nothing if it was
+  /// started before. Never switches. Throws greenlet_error on another
+  /// thread.
+  void start_later(wait_time delay) const;
   /// The exception that ended it (a failure or greenlet_exit), else null.
   /// Never switches.
   [[nodiscard]] std::exception_ptr exception() const { return require("exception").error_; }
@@ -118,7 +137,23 @@ class basic_task {
   /// they were added. Returns an id for unlink(). Never switches. Throws
   /// std::invalid_argument for an empty function, greenlet_error on another
   /// thread.
+  /// A link runs in the hub, so it must not block (a blocking call there
+  /// throws greenlet_error, reported as the link's failure): spawn from it
+  /// for blocking work. That makes it gevent's rawlink; gevent's link
+  /// spawns a greenlet per callback, greenev's does not.
   std::uint64_t link(std::function<void(const basic_task&)> callback) const;
+  /// gevent's rawlink: the same as link() (which already runs in the hub).
+  std::uint64_t rawlink(std::function<void(const basic_task&)> callback) const {
+    return link(std::move(callback));
+  }
+  /// gevent's link_value: link() whose callback runs only if the task is
+  /// successful() — returned, or killed (gevent counts GreenletExit as a
+  /// value: check killed() before get()). Same returns, throws and switches
+  /// as link(); unlink() takes its id.
+  std::uint64_t link_value(std::function<void(const basic_task&)> callback) const;
+  /// gevent's link_exception: link() whose callback runs only if the task
+  /// failed (an exception other than greenlet_exit). As link() otherwise.
+  std::uint64_t link_exception(std::function<void(const basic_task&)> callback) const;
   /// Removes a link that has not fired; false if there was none. Never
   /// switches. Throws greenlet_error on another thread.
   bool unlink(std::uint64_t id) const;
@@ -180,6 +215,31 @@ class task : public basic_task {
     return typed("value").value_;
   }
 
+  /// link(), link_value() and link_exception() whose callback receives this
+  /// typed task, so it can read the result without capturing a handle:
+  /// `t.link_value([](const task<int>& done) { use(done.get()); })`. A
+  /// callback taking `const basic_task&` works too, and so does `{}` (an
+  /// empty std::function: invalid_argument). The callback must be invocable
+  /// with `const task<T>&`; otherwise as basic_task's.
+  ///@{
+  template <std::invocable<const task&> F = std::function<void(const basic_task&)>>
+  std::uint64_t link(F&& callback) const {
+    return basic_task::link(typed_callback(std::forward<F>(callback)));
+  }
+  template <std::invocable<const task&> F = std::function<void(const basic_task&)>>
+  std::uint64_t link_value(F&& callback) const {
+    return basic_task::link_value(typed_callback(std::forward<F>(callback)));
+  }
+  template <std::invocable<const task&> F = std::function<void(const basic_task&)>>
+  std::uint64_t link_exception(F&& callback) const {
+    return basic_task::link_exception(typed_callback(std::forward<F>(callback)));
+  }
+  template <std::invocable<const task&> F = std::function<void(const basic_task&)>>
+  std::uint64_t rawlink(F&& callback) const {
+    return link(std::forward<F>(callback));
+  }
+  ///@}
+
   /// Adopts one reference. For greenev layers.
   static task adopt(detail::task_state* state) noexcept {
     task t;
@@ -188,6 +248,17 @@ class task : public basic_task {
   }
 
  private:
+  template <class F>
+  static std::function<void(const basic_task&)> typed_callback(F&& callback) {
+    if constexpr (std::is_constructible_v<bool, const std::decay_t<F>&>) {
+      if (!static_cast<bool>(callback)) return {};  // an empty std::function: link()'s error
+    }
+    return [callback = std::decay_t<F>(std::forward<F>(callback))](const basic_task& finished) mutable {
+      finished.state()->add_ref();
+      std::invoke(callback, task::adopt(finished.state()));
+    };
+  }
+
   const detail::task_result<T>& typed(const char* operation) const {
     return static_cast<const detail::task_result<T>&>(require(operation));
   }
@@ -211,20 +282,41 @@ using spawn_result_t =
                        std::invoke_result<std::decay_t<F>&, std::decay_t<Args>&...>>::type;
 }  // namespace detail
 
-/// Spawns `f(args...)` (arguments decay-copied) with options. Never switches.
+namespace detail {
+// The shared state of a task running `f(args...)`, arguments decay-copied;
+// its greenlet is not made yet.
 template <class F, class... Args>
-auto spawn_with(spawn_options options, F&& f, Args&&... args) -> task<detail::spawn_result_t<F, Args...>> {
-  using result = detail::spawn_result_t<F, Args...>;
+auto new_task(F&& f, Args&&... args) {
+  using result = spawn_result_t<F, Args...>;
   auto call = [f = std::forward<F>(f), ... args = std::forward<Args>(args)]() mutable -> result {
-    if constexpr (detail::spawn_moves_v<F, Args...>) {
+    if constexpr (spawn_moves_v<F, Args...>) {
       return std::invoke(std::move(f), std::move(args)...);
     } else {
       return std::invoke(f, args...);
     }
   };
-  auto* state = new detail::task_of<result, decltype(call)>(std::move(call));
-  auto handle = task<result>::adopt(state);
-  detail::launch(*state, options.delay, std::move(options.name));
+  return task<result>::adopt(new task_of<result, decltype(call)>(std::move(call)));
+}
+}  // namespace detail
+
+/// Spawns `f(args...)` (arguments decay-copied) with options. Never switches.
+template <class F, class... Args>
+auto spawn_with(spawn_options options, F&& f, Args&&... args) -> task<detail::spawn_result_t<F, Args...>> {
+  auto handle = detail::new_task(std::forward<F>(f), std::forward<Args>(args)...);
+  detail::launch(*handle.state(), options.delay, std::move(options.name));
+  return handle;
+}
+
+/// gevent's Greenlet(f, args...): a task for `f(args...)` (arguments
+/// decay-copied) that does not start until start() or start_later(). Until
+/// then it is neither started() nor ready(); kill() finishes it without
+/// running it (links fire), and join() waits for it like for any task.
+/// Dropping every handle of a task never started frees it (nothing runs).
+/// Never switches. Throws std::bad_alloc; nothing else.
+template <class F, class... Args>
+auto make_task(F&& f, Args&&... args) -> task<detail::spawn_result_t<F, Args...>> {
+  auto handle = detail::new_task(std::forward<F>(f), std::forward<Args>(args)...);
+  detail::create_unstarted(*handle.state());
   return handle;
 }
 

@@ -8,6 +8,9 @@
 //
 //   for (greenev::iwait each(tasks); auto t = each.next();) use(*t);   // as they finish
 //
+//   greenev::idle();   // after everything ready now has run (gevent.idle())
+//   greenev::wait();   // main: until nothing is left to run (gevent.wait())
+//
 // "Ready" means: a task finished (any way), an event is set, an async_result
 // has a value or an exception. Nothing is consumed: waiting on an event does
 // not clear it. Threading: the calling thread's hub; every object must belong
@@ -180,5 +183,25 @@ inline std::vector<waitable> wait(std::initializer_list<waitable> items, wait_ti
                                   std::optional<std::size_t> count = std::nullopt) {
   return wait(std::vector<waitable>(items), timeout, count);
 }
+
+/// gevent.wait() with no objects (the hub's join): runs the loop until
+/// nothing is left that could ever run — no greenlet ready or waiting on a
+/// watcher (timer, IO, signal), no callback queued, no work_guard held: the
+/// point where the hub would raise loop_exit. Returns then instead of
+/// throwing it. Greenlets still suspended on something nothing can set
+/// (an event no one will set) stay suspended, as in gevent. Switches (it
+/// returns at once only if nothing is left already). Call it from the
+/// thread's main greenlet, the hub's parent (gevent asserts the same): it
+/// throws greenlet_error elsewhere, since loop_exit goes to that greenlet
+/// only. A timeout started by the caller keeps the loop alive and raises
+/// into it as usual.
+void wait();
+
+/// gevent.idle(): returns once the loop is idle: every greenlet and
+/// callback ready when it is called (and what they made ready meanwhile)
+/// has run and no IO or timer event is pending. A greenlet that keeps
+/// yielding forever keeps it waiting. Switches. Throws greenlet_error in
+/// the hub; a timeout or kill raised meanwhile propagates.
+void idle();
 
 }  // namespace greenev

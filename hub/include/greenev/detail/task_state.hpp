@@ -34,7 +34,8 @@ struct link_node : fifo_hook<link_node> {
 
 class task_state {
  public:
-  enum class phase : unsigned char { scheduled, running, done };
+  // created: made by make_task(), not started yet (gevent's Greenlet(f)).
+  enum class phase : unsigned char { created, scheduled, running, done };
 
   task_state() noexcept = default;
   task_state(const task_state&) = delete;
@@ -54,7 +55,7 @@ class task_state {
   void fire_links() noexcept;  // in the hub
 
   greenlet greenlet_;
-  phase phase_ = phase::scheduled;
+  phase phase_ = phase::created;
   bool killed_ = false;  // ended by greenlet_exit (also: before starting)
   bool links_scheduled_ = false;
   std::exception_ptr error_;  // the failure, or the greenlet_exit that ended it
@@ -97,6 +98,15 @@ class task_of final : public task_result<R> {
   std::optional<Fn> fn_;
 };
 
+// Creates the task's greenlet (unstarted: no stack yet); the task is
+// `created` until schedule_start().
+void create_task_greenlet(task_state& state, std::string name, const void* spawn_site);
+// create_task_greenlet() for make_task (inline): the spawn site is where
+// it was called from.
+void create_unstarted(task_state& state);
+// Schedules a created task's start, now (next hub iteration) or after
+// `delay`; does nothing unless it is `created`.
+void schedule_start(task_state& state, wait_time delay);
 // Creates the greenlet and schedules the start, now or after `delay`.
 void launch(task_state& state, wait_time delay, std::string name);
 bool join_task(task_state& state, wait_time timeout);
