@@ -23,7 +23,8 @@ using clock_type = std::chrono::steady_clock;
 constexpr long rounds = 2'000'000;
 
 double per_op(clock_type::time_point start, long count) {
-  return std::chrono::duration<double, std::nano>(clock_type::now() - start).count() / static_cast<double>(count);
+  return std::chrono::duration<double, std::nano>(clock_type::now() - start).count() /
+         static_cast<double>(count);
 }
 
 double raw_fiber_round_trip() {
@@ -49,7 +50,6 @@ double greenlet_round_trip() {
 
 // The greenlet's side: switch_to_parent() timed from inside.
 double switch_to_parent_round_trip() {
-  greenev::greenlet main_side = greenev::greenlet::current();
   double result = 0;
   greenev::greenlet g([&](std::any) -> std::any {
     const auto start = clock_type::now();
