@@ -155,6 +155,71 @@ areas = [
          goal=("≤ 0.22 s", "url_fetcher_async", "<=", 0.22, " s",
               "the 200 ms delay is the floor: 100 concurrent libcurl fetches may add at most 10% "
               "(gevent took about 0.24 s when the goal was set)")),
+    dict(title="The user's build: greenlet round trip", note="A program built outside greenev against the "
+         "installed package (bench/user_build.sh), timing a plain loop in main; ns per round trip, the raw "
+         "fiber measured in the same process. Columns are the build: CMake find_package or pkg-config, -O2 "
+         "or -O3, no other flag.", unit="ns", lower=True, chart="user -O2", rows=[
+             ("greenev, find_package, -O2", "user_cmake_O2_greenlet_round_trip_main", None, None),
+             ("raw Boost.Context fiber, -O2, same process", "user_cmake_O2_raw_fiber_round_trip", "raw",
+              "user_cmake_O2_greenlet_round_trip_main_ratio", "raw Boost.Context (-O2)"),
+             ("greenev, find_package, -O3", "user_cmake_O3_greenlet_round_trip_main", "self", None),
+             ("raw Boost.Context fiber, -O3, same process", "user_cmake_O3_raw_fiber_round_trip", "raw",
+              "user_cmake_O3_greenlet_round_trip_main_ratio", "raw Boost.Context (-O3)",
+              "user_cmake_O3_greenlet_round_trip_main"),
+             ("greenev switch_to_parent, -O2", "user_cmake_O2_switch_to_parent_round_trip", "self", None),
+             ("greenev round trip passing an int, -O2", "user_cmake_O2_int_round_trip", "self", None),
+             ("greenev spawn + run + join, -O2", "user_cmake_O2_spawn_run_join", "self", None),
+             ("greenev sleep(0), -O2", "user_cmake_O2_sleep0", "self", None)],
+         goal=("≤ 1.30× raw Boost.Context at -O2, same process", "user_cmake_O2_greenlet_round_trip_main_ratio",
+               "<=", 1.30, "×",
+               "what the harness shows must hold in the user's own build too: -O2 is what most "
+               "distributions and RelWithDebInfo build with")),
+    dict(title="HTTP hello world: CPU per request", note="bench/http_bench.sh: wrk, 1 thread, 100 keep-alive "
+         "connections, the server on one core; server CPU (user + system) per request, µs, median. Servers "
+         "alternate within each run. A second goal: ≤ 0.6× Go net/http's (bench/http_bench.sh prints it).", unit="µs", lower=True, chart="HTTP CPU", rows=[
+             ("greenev examples/hello_http", "http_cpu_greenev", None, None),
+             ("nginx (one process, return 200)", "http_cpu_nginx", "raw", "http_cpu_ratio_nginx", "nginx"),
+             ("Go net/http, GOMAXPROCS=1", "http_cpu_go", "raw", "http_cpu_ratio_go", "Go net/http"),
+             ("gevent pywsgi", "http_cpu_gevent", "python", None, "gevent pywsgi")],
+         goal=("≤ 1.3× nginx's CPU per request, same run", "http_cpu_ratio_nginx", "<=", 1.3, "×",
+               "nginx is what people put in front instead; a greenlet per connection with plain "
+               "sequential handlers may cost at most 30% more CPU than its event-driven C")),
+    dict(title="HTTP hello world: requests per second", note="The same runs, requests/s.", unit="rps",
+         lower=False, chart="HTTP rps", rows=[
+             ("greenev examples/hello_http", "http_rps_greenev", None, None),
+             ("nginx", "http_rps_nginx", "raw", None, "nginx"),
+             ("Go net/http", "http_rps_go", "raw", None, "Go net/http"),
+             ("gevent pywsgi", "http_rps_gevent", "python", "http_rps_ratio_gevent", "gevent pywsgi")],
+         goal=("≥ 20× gevent pywsgi, same run", "http_rps_ratio_gevent", ">=", 20, "×",
+               "the point of greenev over gevent for a web server")),
+    dict(title="Long poll: 10,000 held requests released at once", note="bench/web_bench.sh: examples/"
+         "longpoll_cart holds 10,000 GET /cart/status (bench/longpoll_load), one POST releases them; p99 of "
+         "the release latency, ms, and the server's RSS per held connection, KiB.", unit="", lower=True,
+         chart=None, rows=[
+             ("greenev release p99 (ms)", "longpoll_release_p99", None, None),
+             ("greenev RSS per held connection (KiB)", "longpoll_rss_per_connection", "self", None)],
+         goal=("p99 ≤ 300 ms", "longpoll_release_p99", "<=", 300, " ms",
+               "a change must reach ten thousand waiting browsers within a third of a second")),
+    dict(title="TLS sendall over loopback", note="bench/web_bench.sh: MiB/s with the same receiver (a thread "
+         "reading with SSL_read); only the sending side differs.", unit="MiB/s", lower=False, chart="TLS sendall",
+         rows=[
+             ("greenev tls_socket::sendall", "tls_sendall_greenev", None, None),
+             ("blocking C loop over OpenSSL", "tls_sendall_baseline", "raw", "tls_sendall_ratio", "blocking C OpenSSL")],
+         goal=("≥ 0.8× the blocking C loop, same run", "tls_sendall_ratio", ">=", 0.8, "×",
+               "cooperative waits around OpenSSL may cost at most 20% of its throughput")),
+    dict(title="Subprocess: 100 × sleep 0.2 at once", note="bench/subprocess_bench.sh via "
+         "examples/parallel_commands; wall seconds (0.2 s of it is the sleep).", unit="s", lower=True, chart=None,
+         rows=[("greenev", "subprocess_sleep100_wall", None, None)],
+         goal=("≤ 0.3 s", "subprocess_sleep100_wall", "<=", 0.3, " s",
+               "starting 100 processes may add at most 0.1 s to the 0.2 s they sleep")),
+    dict(title="Subprocess: 1000 × /bin/true, per process", note="µs per process started and waited for; "
+         "greenev and gevent start them all at once, Python's subprocess one after another.", unit="us",
+         lower=True, chart="subprocess", rows=[
+             ("greenev", "subprocess_true_per_process_greenev", None, None),
+             ("gevent.subprocess", "subprocess_true_per_process_gevent", "python", None, "gevent.subprocess"),
+             ("Python subprocess (sequential)", "subprocess_true_per_process_python", "python", None,
+              "Python subprocess")],
+         goal=None),
 ]
 
 

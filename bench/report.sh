@@ -25,8 +25,10 @@ usage: bench/report.sh [--runs N] [--quick] [--output-dir DIR] [--no-gevent] [--
 
 Runs, in order: bench/run.sh (greenlet switch, spawn, sleep(0), 100k sleepers, 1M
 greenlets), bench/fiber_baseline (when Boost.Fiber is installed: libboost-fiber-dev),
-bench/echo_bench.sh --sendall, bench/dns_bench.sh, bench/patched_echo_bench.sh and
-bench/url_fetcher_bench.sh, all on the Release build in build/bench. A script that fails
+bench/echo_bench.sh --sendall, bench/dns_bench.sh, bench/patched_echo_bench.sh,
+bench/url_fetcher_bench.sh, bench/http_bench.sh (wrk; Go, nginx and gevent where installed),
+bench/web_bench.sh (long poll, TLS), bench/subprocess_bench.sh, all on the Release build in
+build/bench, and bench/user_build.sh (its own install and consumer builds). A script that fails
 leaves its rows "not measured" and the page says so; the exit status is then 1.
 Logs and the collected medians stay in build/report/. The page is written by
 bench/report.py (python3); the chart needs gnuplot (Debian gnuplot-nox), and is skipped
@@ -140,6 +142,15 @@ run_all() {
   result_lines "$report/patched_echo.log" >"$report/patched_echo.results"
   step url_fetcher bench/url_fetcher_bench.sh --runs "$runs" --no-build --build-dir "$build"
   result_lines "$report/url_fetcher.log" >"$report/url_fetcher.results"
+  http_args=(--runs "$runs" --no-build --build-dir "$build" --results "$report/http.results")
+  ((quick)) && http_args+=(--seconds 2 --warmup 0.5)
+  step http bench/http_bench.sh "${http_args[@]}"
+  web_args=(--runs "$runs" --no-build --build-dir "$build" --results "$report/web.results")
+  ((quick)) && web_args+=(--connections 2000 --mib 256)
+  step web bench/web_bench.sh "${web_args[@]}"
+  step subprocess bench/subprocess_bench.sh --runs "$runs" --no-build --build-dir "$build" \
+    --results "$report/subprocess.results" "${gevent_args[@]}"
+  step user_build bench/user_build.sh --runs "$runs" --results "$report/user_build.results"
 
   stop_sampler
   cut -d' ' -f1-3 /proc/loadavg >"$report/load-after.txt"
