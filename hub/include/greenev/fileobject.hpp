@@ -42,6 +42,7 @@ std::size_t nb_write(int fd, std::string_view data);
 std::size_t tp_read(int fd, std::span<char> buffer);
 std::size_t tp_write(int fd, std::string_view data);
 
+/// How a file_object treats its fd.
 struct file_object_options {
   /// Close the fd when the object is closed or destroyed.
   bool close = true;
@@ -64,8 +65,12 @@ class file_object {
   /// switches (opening a FIFO blocks until its other end is opened).
   static file_object open(const std::string& path, std::string_view mode = "r");
 
+  /// Moves the fd and the buffers; `other` is left closed. Assigning over
+  /// an open file_object closes it first (flushing, errors ignored).
+  ///@{
   file_object(file_object&& other) noexcept;
   file_object& operator=(file_object&& other) noexcept;
+  ///@}
   file_object(const file_object&) = delete;
   file_object& operator=(const file_object&) = delete;
   /// Flushes (errors ignored) and closes if it owns the fd.
@@ -85,9 +90,11 @@ class file_object {
   /// flush(), then closes the fd if owned. Idempotent. Switches. Throws what flush() throws.
   void close();
 
+  /// The fd (-1 once closed).
   [[nodiscard]] int fd() const noexcept { return fd_; }
   /// True for a regular file or directory: reads and writes go to the threadpool.
   [[nodiscard]] bool uses_threadpool() const noexcept { return threaded_; }
+  /// True after close() (or once moved from).
   [[nodiscard]] bool closed() const noexcept { return fd_ < 0; }
 
  private:

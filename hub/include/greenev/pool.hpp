@@ -474,18 +474,24 @@ class imap_range {
   /// An input iterator over the results; ++ switches (see group::imap()).
   class iterator {
    public:
+    /// Standard iterator traits: a single-pass input iterator over results.
+    ///@{
     using iterator_concept = std::input_iterator_tag;
     using value_type = result_type;
     using difference_type = std::ptrdiff_t;
+    ///@}
     iterator() noexcept = default;
     /// The current result. Never switches.
+    ///@{
     result_type& operator*() const noexcept { return *owner_->current_; }
     result_type* operator->() const noexcept { return &*owner_->current_; }
+    ///@}
     /// Waits for the next result (switches); rethrows a worker's exception.
     iterator& operator++() {
       owner_->step();
       return *this;
     }
+    /// The same, for `it++`.
     void operator++(int) { ++*this; }
     /// True once every result was returned (or a failure ended it).
     friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return it.at_end(); }
@@ -506,6 +512,7 @@ class imap_range {
     }
     return iterator(this);
   }
+  /// The end: compares equal to the iterator once the results are done.
   std::default_sentinel_t end() const noexcept { return {}; }
 
   imap_range(const imap_range&) = delete;

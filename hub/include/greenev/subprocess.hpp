@@ -37,6 +37,7 @@ enum class stdio {
   to_stdout,  ///< stderr only: the same place as stdout (Python's subprocess.STDOUT)
 };
 
+/// How a subprocess starts (designated initializers: `{.out = stdio::pipe}`).
 struct subprocess_options {
   stdio in = stdio::inherit;   ///< standard input
   stdio out = stdio::inherit;  ///< standard output
@@ -51,11 +52,16 @@ struct subprocess_options {
 /// communicate(), output() and error_output() hold what was read so far.
 class subprocess_timeout : public timeout_error {
  public:
+  /// `source` is the subprocess, `after` the timeout that passed.
   subprocess_timeout(const void* source, std::chrono::nanoseconds after, std::vector<std::string> argv,
                      std::string out = {}, std::string err = {});
+  /// The command.
   [[nodiscard]] const std::vector<std::string>& argv() const noexcept { return argv_; }
+  /// What communicate() had read from stdout / stderr so far ("" for wait()).
+  ///@{
   [[nodiscard]] const std::string& output() const noexcept { return out_; }
   [[nodiscard]] const std::string& error_output() const noexcept { return err_; }
+  ///@}
 
  private:
   std::vector<std::string> argv_;
@@ -67,13 +73,17 @@ class subprocess_timeout : public timeout_error {
 /// check_output() or run({.check = true}) (Python's CalledProcessError).
 class called_process_error : public std::runtime_error {
  public:
+  /// The message names the command and how it ended.
   called_process_error(int returncode, std::vector<std::string> argv, std::string out, std::string err);
   /// The exit status, or minus the signal number that killed the child.
   [[nodiscard]] int returncode() const noexcept { return returncode_; }
+  /// The command.
   [[nodiscard]] const std::vector<std::string>& argv() const noexcept { return argv_; }
   /// What the child wrote to a captured stdout / stderr ("" if not captured).
+  ///@{
   [[nodiscard]] const std::string& output() const noexcept { return out_; }
   [[nodiscard]] const std::string& error_output() const noexcept { return err_; }
+  ///@}
 
  private:
   int returncode_;
@@ -94,13 +104,19 @@ class subprocess {
   /// program if it cannot be started (ENOENT: no such program, EACCES, a
   /// missing cwd).
   explicit subprocess(std::vector<std::string> argv, subprocess_options options = {});
+  /// Moves the child (and its pipes); `other` is left without one. Assigning
+  /// over a subprocess whose child still runs kills and reaps that child.
+  ///@{
   subprocess(subprocess&& other) noexcept;
   subprocess& operator=(subprocess&& other) noexcept;
+  ///@}
   subprocess(const subprocess&) = delete;
   subprocess& operator=(const subprocess&) = delete;
   ~subprocess();
 
+  /// The child's process id (-1 once moved from).
   [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  /// The command it runs.
   [[nodiscard]] const std::vector<std::string>& argv() const noexcept { return argv_; }
 
   /// The exit status once the child was reaped (wait(), poll()): the exit code,
@@ -120,8 +136,10 @@ class subprocess {
   /// std::system_error if kill(2) fails.
   void send_signal(int signal);
   /// send_signal(SIGTERM) / send_signal(SIGKILL).
+  ///@{
   void terminate();
   void kill();
+  ///@}
 
   /// Writes `input` to the child's stdin pipe, if any, then closes it; reads
   /// its stdout and stderr pipes to the end, all at once; then waits for it.
@@ -133,16 +151,19 @@ class subprocess {
   /// all the output, losing nothing. Throws std::invalid_argument for input
   /// without a stdin pipe.
   struct output {
-    std::string out;
-    std::string err;
+    std::string out;  ///< what the child wrote to its stdout pipe
+    std::string err;  ///< ... and to its stderr pipe
   };
+  /// See above.
   output communicate(std::string_view input = {}, wait_time timeout = {});
 
   /// The parent's ends of the pipes (-1 if that stream is not a pipe, or was
   /// closed). Non-blocking: wait with greenev::wait_read/wait_write.
+  ///@{
   [[nodiscard]] int stdin_fd() const noexcept { return in_; }
   [[nodiscard]] int stdout_fd() const noexcept { return out_; }
   [[nodiscard]] int stderr_fd() const noexcept { return err_; }
+  ///@}
 
   /// Writes all of `data` to the stdin pipe. Switches while the pipe is full.
   /// Throws std::logic_error without a stdin pipe, std::system_error (EPIPE
@@ -153,8 +174,10 @@ class subprocess {
   /// Reads what the stdout (or stderr) pipe holds, at most `max` bytes,
   /// waiting until there is something. Returns "" at end of file. Switches.
   /// Throws std::logic_error without that pipe.
+  ///@{
   std::string read_output(std::size_t max = 65536);
   std::string read_error_output(std::size_t max = 65536);
+  ///@}
 
  private:
   void reap(int status) noexcept;
@@ -174,6 +197,7 @@ class subprocess {
 
 /// Python's subprocess.run: the options plus what run() does with them.
 struct run_options {
+  /// How the child starts (run() changes the streams it needs for input and capture).
   subprocess_options process;
   /// Written to the child's stdin (which becomes a pipe) if set.
   std::optional<std::string> input;
@@ -189,10 +213,10 @@ struct run_options {
 
 /// What run() returns.
 struct completed_process {
-  std::vector<std::string> argv;
-  int returncode = 0;
-  std::string out;  ///< captured stdout ("" if not captured)
-  std::string err;  ///< captured stderr
+  std::vector<std::string> argv;  ///< the command
+  int returncode = 0;             ///< exit status, or minus the signal that killed it
+  std::string out;                ///< captured stdout ("" if not captured)
+  std::string err;                ///< captured stderr
 };
 
 /// Starts `argv`, feeds and collects as `options` says, waits. Switches.

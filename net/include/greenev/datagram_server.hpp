@@ -38,6 +38,7 @@ struct datagram_server_options {
   std::optional<int> receive_buffer{};
 };
 
+/// A receive loop running a greenlet per datagram (see the top of this file).
 class datagram_server {
  public:
   /// Runs once per datagram, in its own greenlet. `data` lives until it returns.
@@ -74,6 +75,7 @@ class datagram_server {
 
   /// The bound address (the real port after binding port 0); empty before start().
   [[nodiscard]] address local_address() const;
+  /// Serving: started and not stopped since.
   [[nodiscard]] bool started() const noexcept;
   /// Datagrams received so far.
   [[nodiscard]] std::size_t received() const noexcept;

@@ -89,8 +89,10 @@ class stream_server {
   /// the running handlers going. start_accepting() resumes. Each returns
   /// once every worker thread has changed (switching while it waits for
   /// them; never with workers = 1). Both do nothing unless serving.
+  ///@{
   void stop_accepting();
   void start_accepting();
+  ///@}
   /// Serving and not paused by stop_accepting().
   [[nodiscard]] bool accepting() const noexcept;
 

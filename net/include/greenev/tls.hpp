@@ -61,6 +61,7 @@ enum class tls_errc {
 /// A TLS failure. what() names the operation, the peer and OpenSSL's reason.
 class tls_error : public std::system_error {
  public:
+  /// `what` names the operation and the peer; `reason` is OpenSSL's.
   tls_error(tls_errc code, const std::string& what, std::string reason = {}, long verify_result = 0);
   /// OpenSSL's reason ("certificate verify failed: hostname mismatch", "wrong
   /// version number"...); "" if OpenSSL gave none.
@@ -82,6 +83,7 @@ enum class tls_version { tls1_2, tls1_3 };
 /// How a tls_context is built (designated initializers, like Asio's
 /// ssl::context calls gathered in one place). Files are PEM.
 struct tls_context_options {
+  /// Client (connects, verifies the server) or server (accepts).
   tls_role role = tls_role::client;
   /// This end's certificate, followed by its intermediates. Required for a
   /// server; optional for a client (client certificates).
@@ -104,6 +106,7 @@ struct tls_context_options {
   std::string ciphers{};
   /// OpenSSL ciphersuites for TLS 1.3; empty: OpenSSL's default.
   std::string ciphersuites{};
+  /// The oldest protocol version accepted.
   tls_version min_version = tls_version::tls1_2;
   /// A peer that closes the TCP connection without close_notify after the
   /// handshake reads as end of stream (recv returns 0), as in Python's ssl;
@@ -134,8 +137,11 @@ class tls_context {
   /// certificate or an ALPN name of 0 or more than 255 bytes.
   explicit tls_context(tls_context_options options = {});
 
+  /// The role and the options it was built from.
+  ///@{
   [[nodiscard]] tls_role role() const noexcept;
   [[nodiscard]] const tls_context_options& options() const noexcept;
+  ///@}
 
   /// Takes `connected` (a connected TCP socket) and makes the handshake in
   /// this context's role. Returns the ready tls_socket, whose timeout is the
@@ -161,6 +167,7 @@ class tls_socket {
   /// No socket: fd() == -1; every operation but close() throws
   /// std::system_error(EBADF).
   tls_socket() noexcept;
+  /// Takes `other`'s session and socket; `other` is left empty.
   tls_socket(tls_socket&& other) noexcept;
   /// Closes this socket first (no close_notify), then takes `other`'s.
   tls_socket& operator=(tls_socket&& other) noexcept;
@@ -247,8 +254,9 @@ class tls_socket {
   [[nodiscard]] std::string verified_host() const;
   ///@}
 
-  /// Internal (net/src/tls*.cpp).
+  /// Internal (net/src/tls*.cpp): the session's state.
   struct state;
+  /// Internal: a socket over `s` (tls_context::wrap_socket makes them).
   explicit tls_socket(std::unique_ptr<state> s) noexcept;
 
  private:
@@ -290,5 +298,7 @@ struct tls_server_options {
 
 }  // namespace greenev
 
+/// @cond
 template <>
 struct std::is_error_code_enum<greenev::tls_errc> : std::true_type {};
+/// @endcond
