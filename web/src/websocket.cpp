@@ -146,22 +146,33 @@ class websocket_transport {
   }
 
   // The end of the connection after the close frames (Beast calls it through
-  // teardown() below): half-close, wait a little for the peer's end of stream
-  // so that unread bytes do not turn the close into a reset, close.
-  void teardown() {
+  // teardown() below): half-close, read what the peer still sends, so that
+  // unread bytes do not turn our close into a reset, then close. A client
+  // waits (up to close_timeout) for the server to end the TCP connection, as
+  // RFC 6455 7.1.1 asks; a server only takes what is already there.
+  void teardown(bool wait_for_peer) {
     try {
       stream_->shutdown(SHUT_WR);
-      reader_.expires_after(close_timeout_);
       char sink[4096];
       std::size_t dropped = 0;
-      error_code ec;
-      while (dropped < 256 * 1024) {
-        const std::size_t n = read_some(boost::asio::buffer(sink), ec);
-        if (ec) break;
-        dropped += n;
+      if (wait_for_peer) {
+        reader_.expires_after(close_timeout_);
+        error_code ec;
+        while (dropped < 256 * 1024) {
+          const std::size_t n = read_some(boost::asio::buffer(sink), ec);
+          if (ec) break;
+          dropped += n;
+        }
+      } else {
+        stream_->set_timeout(0.0);  // poll: what is there, without waiting
+        while (dropped < 256 * 1024) {
+          const std::size_t n = stream_->recv_into(sink);
+          if (n == 0) break;
+          dropped += n;
+        }
       }
     } catch (const std::system_error&) {  // the peer is gone already
-    } catch (const timeout_error&) {
+    } catch (const timeout_error&) {      // nothing more (server) or too slow (client)
     }
     close();
   }
@@ -195,9 +206,9 @@ class websocket_transport {
 };
 
 // Found by Beast through ADL once the close frames are exchanged.
-void teardown(boost::beast::role_type /*role*/, websocket_transport& transport, error_code& ec) {
+void teardown(boost::beast::role_type role, websocket_transport& transport, error_code& ec) {
   ec = {};
-  transport.teardown();
+  transport.teardown(role == boost::beast::role_type::client);
 }
 
 enum class websocket_phase { open, closing, closed };
