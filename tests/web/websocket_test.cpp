@@ -439,6 +439,33 @@ TEST_F(ws_scale, a_hundred_concurrent_clients_each_echo_verified_messages) {
   EXPECT_EQ(verified, 100 * 20);
 }
 
+TEST_F(ws_scale, worker_threads_each_upgrade_their_own_connections) {
+  // A handler without shared state: it runs on two threads at once.
+  http_server server(any_loopback_port,
+                     [](http_request& req, http_response& res) {
+                       websocket ws = websocket::accept(req, res);
+                       while (auto message = ws.receive()) ws.send(*message);
+                     },
+                     {.workers = 2});
+  server.start();
+  const std::string url = "ws://" + server.local_address().to_string() + "/";
+  std::vector<greenev::basic_task> clients;
+  int verified = 0;
+  for (int id = 0; id < 20; ++id) {
+    clients.push_back(greenev::spawn([&, id] {
+      websocket ws = websocket::connect(url);
+      const std::string message = "worker check " + std::to_string(id);
+      ws.send_text(message);
+      auto back = ws.receive();
+      if (back && back->data == message) ++verified;
+      ws.close();
+    }));
+  }
+  greenev::joinall(clients);
+  EXPECT_EQ(verified, 20);
+  server.stop(1.0);
+}
+
 bool allow_open_files(rlim_t needed) {
   rlimit files{};
   if (::getrlimit(RLIMIT_NOFILE, &files) != 0) return false;

@@ -144,6 +144,7 @@ class websocket {
   /// 101 (or picks a subprotocol that was not offered).
   [[nodiscard]] static websocket connect(std::string_view url, websocket_options options = {});
 
+  /// Moves the connection; the moved-from websocket may only be destroyed or assigned to.
   websocket(websocket&& other) noexcept;
   websocket& operator=(websocket&& other) noexcept;
   websocket(const websocket&) = delete;
