@@ -57,6 +57,9 @@ struct http_connection {
   const address& peer;
   const http_server_options& options;
   bool idle = false;  // waiting for a request's first byte: stop() may close it
+  // The owner of `stream`, which an upgrade (websocket::accept) takes over;
+  // the loop then touches the connection no more.
+  std::unique_ptr<byte_stream>* owner = nullptr;
 };
 
 // How the response body is delimited, decided when it starts.
@@ -65,6 +68,8 @@ enum class http_framing { length, chunked, until_close, none };
 // One request and its response.
 struct http_exchange {
   http_exchange(http_connection& c, http_request_parser& p, const http_registry& r);
+  // The exchange behind a request (for websocket::accept).
+  static http_exchange& of(const http_request& request) noexcept { return *request.x_; }
 
   http_connection& conn;
   http_request_parser& parser;

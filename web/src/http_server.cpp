@@ -347,6 +347,7 @@ void serve_connection(http_server_state& s, socket& accepted, const address& pee
   s.open.fetch_add(1, std::memory_order_relaxed);
   const auto count = detail::scope_exit([&s] { s.open.fetch_sub(1, std::memory_order_relaxed); });
   http_connection c(*stream, peer, o);
+  c.owner = &stream;  // an upgrade takes the stream (web/src/websocket.cpp)
   c.buffer = boost::beast::flat_buffer(o.max_header_bytes + read_chunk);
   const registration registered(*s.registry, c);
 
