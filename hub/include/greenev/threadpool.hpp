@@ -191,10 +191,12 @@ class threadpool {
   void require_can_wait() const;
   void submit(std::shared_ptr<detail::job_base> job);
 
+ public:
   // The queue and the workers: shared with the workers, so that one let go
   // by the destructor can finish without this object (threadpool.cpp).
   struct shared_state;
 
+ private:
   const std::size_t max_threads_;
   const std::thread::id owner_;
   detail::hub_impl* const hub_;
