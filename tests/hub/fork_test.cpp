@@ -19,6 +19,7 @@
 #include <string>
 #include <thread>
 
+#include <greenev/detail/sanitizers.hpp>
 #include <greenev/dns.hpp>
 #include <greenev/fork.hpp>
 #include <greenev/hub.hpp>
