@@ -14,6 +14,9 @@
 // threadpool before it exits. The functions run on the workers and must not
 // touch that thread's greenlets or hub except through
 // hub::run_callback_threadsafe().
+// fork (fork.hpp): in the child, the calling thread's threadpools start new
+// workers; a job that was running at the fork fails there with
+// threadpool_closed, queued jobs run.
 #pragma once
 
 #include <atomic>
