@@ -1,6 +1,7 @@
 // The replaceable sink for diagnostics (greenev/error_reporter.hpp).
 #include <greenev/error_reporter.hpp>
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,7 +18,23 @@ namespace {
 std::mutex reporter_mutex;
 std::shared_ptr<const error_reporter> current_reporter;
 
+// Held across fork(2) (docs/design.md, "fork"): a thread replacing or
+// reading the reporter must not leave the lock held in the child.
+void register_fork_handlers() noexcept {
+  static const bool registered = [] {
+    ::pthread_atfork([] { reporter_mutex.lock(); }, [] { reporter_mutex.unlock(); },
+                     [] { reporter_mutex.unlock(); });
+    return true;
+  }();
+  (void)registered;
+}
+// At start-up, before any other greenev handler: prepare handlers run in the
+// reverse order, so this lock is taken last (the monitor reports while it
+// holds its own).
+[[maybe_unused]] const bool registered_at_start = (register_fork_handlers(), true);
+
 std::shared_ptr<const error_reporter> load_reporter() {
+  register_fork_handlers();
   std::lock_guard lock(reporter_mutex);
   return current_reporter;
 }
@@ -27,6 +44,7 @@ std::shared_ptr<const error_reporter> load_reporter() {
 error_reporter set_error_reporter(error_reporter reporter) {
   auto next = reporter ? std::make_shared<const error_reporter>(std::move(reporter)) : nullptr;
   std::shared_ptr<const error_reporter> previous;
+  register_fork_handlers();
   {
     std::lock_guard lock(reporter_mutex);
     previous = std::exchange(current_reporter, std::move(next));

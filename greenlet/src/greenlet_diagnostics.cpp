@@ -2,6 +2,7 @@
 // a core file, and the blocking monitor's view of another thread's running
 // greenlet.
 #include <linux/membarrier.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -48,8 +49,47 @@ extern const std::uint64_t greenev_debug_layout[];
 namespace greenev::detail {
 
 namespace {
-std::mutex debug_mutex;  // guards greenev_debug_threads and the states' debug links
+std::mutex debug_mutex;       // guards greenev_debug_threads and the states' debug links
+fork_hooks inner_fork_hooks;  // set once by the hub layer, before any fork
+
+// Held across fork(2): a thread listing the registry (run info, the blocking
+// monitor) must not leave it locked in the child, where that thread is gone.
+void lock_registry_for_fork() noexcept {
+  debug_mutex.lock();
+  if (inner_fork_hooks.prepare != nullptr) inner_fork_hooks.prepare();
+}
+void unlock_registry_in_parent() noexcept {
+  if (inner_fork_hooks.parent != nullptr) inner_fork_hooks.parent();
+  debug_mutex.unlock();
+}
+// The child has one thread: the registry keeps only its state (the others'
+// threads do not exist here; their states are abandoned, never freed).
+void reset_registry_in_child() noexcept {
+  if (inner_fork_hooks.child != nullptr) inner_fork_hooks.child();
+  thread_state* self = tls_state;
+  greenev_debug_threads = self;
+  if (self != nullptr) {
+    self->debug_next = self->debug_prev = nullptr;
+    self->os_thread_id = static_cast<int>(::gettid());
+    self->inspected.store(false, std::memory_order_relaxed);
+  }
+  debug_mutex.unlock();
+}
+
+void register_fork_handlers() noexcept {
+  static const bool registered = [] {
+    ::pthread_atfork(lock_registry_for_fork, unlock_registry_in_parent, reset_registry_in_child);
+    return true;
+  }();
+  (void)registered;
+}
 }  // namespace
+
+void set_registry_fork_hooks(fork_hooks hooks) noexcept {
+  register_fork_handlers();
+  const std::lock_guard lock(debug_mutex);
+  inner_fork_hooks = hooks;
+}
 
 void set_diagnostic_hub(void* hub) noexcept {
   thread_state* ts = tls_state;
@@ -64,6 +104,7 @@ void for_each_thread_state(void (*visit)(thread_state& ts, void* context), void*
 }
 
 void register_thread_state(thread_state& ts) noexcept {
+  register_fork_handlers();
   ts.os_thread_id = static_cast<int>(::gettid());
   std::lock_guard lock(debug_mutex);
   ts.debug_next = greenev_debug_threads;

@@ -2,6 +2,8 @@
 // park/wake protocol greenlets use to wait in it.
 #include "hub_impl.hpp"
 
+#include "fork_internal.hpp"
+
 #include <greenev/error_reporter.hpp>
 
 #include <cxxabi.h>
@@ -53,6 +55,13 @@ discard_table& discarders() {
 
 }  // namespace
 
+void lock_discarders_for_fork() noexcept {
+  discarders_mutex.lock();
+}
+void unlock_discarders_after_fork() noexcept {
+  discarders_mutex.unlock();
+}
+
 void register_discard(void (*fn)(void*), ready_discard discard) {
   const std::lock_guard lock(discarders_mutex);
   for (const auto& entry : discarders()) {
@@ -100,6 +109,7 @@ std::atomic<bool> signals_taken{false};
 }  // namespace
 
 hub_impl::hub_impl() {
+  register_hub_fork_handlers();
   register_discard(run_heap_callback, run_heap_callback_discard);
   // Never libev's default loop: it installs a SIGCHLD handler that reaps
   // every child of the process, so the program's own waitpid() and pclose()
@@ -281,6 +291,50 @@ void hub_impl::run_threadsafe(std::function<void()> fn) {
   ev_async_send(loop_, &async_);
 }
 
+void hub_impl::add_foreign_guard() noexcept {
+  const std::lock_guard lock(async_mutex_);
+  ++foreign_guards_;
+  add_external_work();
+}
+
+// From any thread. On another thread than the hub's, the release reaches the
+// count through a callback, which wakes the hub (it may be waiting in its
+// loop because of this guard); queued under the same lock as the foreign
+// count changes, so that a fork sees both or neither.
+void hub_impl::release_foreign_guard() noexcept {
+  const bool here = pthread_equal(thread_, pthread_self());
+  std::function<void()> release;
+  if (!here) {
+    try {
+      release = [this] { finish_external_work(); };
+    } catch (...) {
+    }
+  }
+  const std::lock_guard lock(async_mutex_);
+  --foreign_guards_;
+  if (here || !release) {
+    finish_external_work();
+    return;
+  }
+  try {
+    async_queue_.push_back(std::move(release));
+  } catch (...) {  // no memory: released directly, seen at the hub's next wake-up
+    finish_external_work();
+    return;
+  }
+  add_external_work();  // the callback's own count, as run_threadsafe
+  ev_async_send(loop_, &async_);
+}
+
+void hub_impl::after_fork_in_child() noexcept {
+  ev_loop_fork(loop_);  // the next iteration makes a new epoll set and wake-up fd
+  polling_.store(false, std::memory_order_relaxed);
+  // Work guards held by threads the child does not have will never be
+  // released; callbacks already queued by other threads still run here.
+  external_work_.fetch_sub(std::exchange(foreign_guards_, 0), std::memory_order_relaxed);
+  if (!async_queue_.empty()) ev_feed_event(loop_, &async_, EV_ASYNC);
+}
+
 void hub_impl::on_async(struct ev_loop* loop, ev_async*, int) noexcept {
   auto* self = static_cast<hub_impl*>(ev_userdata(loop));
   std::vector<std::function<void()>> batch;
@@ -380,16 +434,23 @@ void hub::run_callback_threadsafe(std::function<void()> fn) {
   impl_->run_threadsafe(std::move(fn));
 }
 
-work_guard::work_guard(hub& h) noexcept : impl_(&h.impl()) {
-  impl_->add_external_work();
+work_guard::work_guard(hub& h) noexcept
+    : impl_(&h.impl()), foreign_(!pthread_equal(impl_->thread(), pthread_self())) {
+  if (foreign_) {
+    impl_->add_foreign_guard();
+  } else {
+    impl_->add_external_work();
+  }
 }
 
-work_guard::work_guard(work_guard&& other) noexcept : impl_(std::exchange(other.impl_, nullptr)) {}
+work_guard::work_guard(work_guard&& other) noexcept
+    : impl_(std::exchange(other.impl_, nullptr)), foreign_(other.foreign_) {}
 
 work_guard& work_guard::operator=(work_guard&& other) noexcept {
   if (this != &other) {
     reset();
     impl_ = std::exchange(other.impl_, nullptr);
+    foreign_ = other.foreign_;
   }
   return *this;
 }
@@ -401,6 +462,10 @@ work_guard::~work_guard() {
 void work_guard::reset() noexcept {
   detail::hub_impl* impl = std::exchange(impl_, nullptr);
   if (impl == nullptr) return;
+  if (foreign_) {
+    impl->release_foreign_guard();
+    return;
+  }
   if (pthread_equal(impl->thread(), pthread_self())) {
     impl->finish_external_work();  // the hub is not blocked: we are running on its thread
     return;

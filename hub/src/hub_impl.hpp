@@ -80,6 +80,20 @@ class hub_impl {
   // Refs the loop while work done elsewhere (another thread) will come back.
   void add_external_work() noexcept { external_work_.fetch_add(1, std::memory_order_relaxed); }
   void finish_external_work() noexcept { external_work_.fetch_sub(1, std::memory_order_relaxed); }
+  // A work_guard made or released on another thread: counted apart too, so
+  // that fork's child can drop what threads it does not have still hold.
+  // Both under async_mutex_, which fork holds (see lock_for_fork).
+  void add_foreign_guard() noexcept;
+  void release_foreign_guard() noexcept;
+
+  // fork(2) (fork.cpp): the calling thread's hub across a fork. Held from
+  // the prepare handler to the parent's or child's, so that the child never
+  // finds the cross-thread queue half-written.
+  void lock_for_fork() noexcept { async_mutex_.lock(); }
+  void unlock_after_fork() noexcept { async_mutex_.unlock(); }
+  // In the child, on this thread, from reinit(): a fresh epoll set and
+  // eventfd for the loop, and the count of work only others owed dropped.
+  void after_fork_in_child() noexcept;
 
   [[nodiscard]] std::string describe_blocked() const;
   // One line per greenlet of this thread (run_info.cpp): on this thread only.
@@ -188,7 +202,8 @@ class hub_impl {
   std::mutex async_mutex_;
   std::vector<std::function<void()>> async_queue_;  // guarded by async_mutex_
   std::atomic<std::size_t> external_work_{0};
-  std::size_t watchers_ = 0;  // see start()
+  std::size_t foreign_guards_ = 0;  // guarded by async_mutex_; part of external_work_
+  std::size_t watchers_ = 0;        // see start()
   std::unordered_map<void*, ready_discard> pending_cleanup_;
 
   // While the destructor unwinds the thread's greenlets: the greenlet running

@@ -17,6 +17,8 @@
 
 #include <greenev/error_reporter.hpp>
 
+#include "fork_internal.hpp"
+
 namespace greenev::detail {
 
 struct local_key::slot {
@@ -48,6 +50,19 @@ std::mutex& registry_mutex() {
   static auto* mutex = new std::mutex;
   return *mutex;
 }
+
+}  // namespace
+
+// Held across fork(2) (fork.cpp): a greenlet's values released on another
+// thread must not leave it locked in the child.
+void lock_locals_for_fork() noexcept {
+  registry_mutex().lock();
+}
+void unlock_locals_after_fork() noexcept {
+  registry_mutex().unlock();
+}
+
+namespace {
 
 std::atomic<std::uint64_t> next_key_id{1};
 

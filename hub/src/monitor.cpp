@@ -24,13 +24,16 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include <greenev/error_reporter.hpp>
 
+#include "fork_internal.hpp"
 #include "hub_impl.hpp"
 
 namespace greenev::detail {
@@ -271,7 +274,41 @@ void run_monitor() {
   }
 }
 
+bool restart_after_fork = false;  // set in fork's child: the monitor ran in the parent
+
 }  // namespace
+
+void lock_monitor_for_fork() noexcept {
+  monitor().mutex.lock();
+}
+void unlock_monitor_in_parent() noexcept {
+  monitor().mutex.unlock();
+}
+// The monitor thread does not exist in the child: its std::thread and the
+// condition variable it waited on are overwritten, never destroyed (that
+// would terminate, or wait for a waiter that is gone).
+void reset_monitor_in_child() noexcept {
+  monitor_state& m = monitor();
+  restart_after_fork = m.running;
+  ::new (static_cast<void*>(&m.thread)) std::thread;
+  ::new (static_cast<void*>(&m.wake)) std::condition_variable;
+  m.running = false;
+  m.stopping = false;
+  m.samples.clear();  // other threads' states; rebuilt from the registry
+  m.mutex.unlock();
+}
+// reinit(): the child watches its own hub as the parent did.
+void restart_monitor_after_fork() noexcept {
+  if (!std::exchange(restart_after_fork, false)) return;
+  monitor_state& m = monitor();
+  const std::lock_guard lock(m.mutex);
+  try {
+    m.thread = std::thread(run_monitor);
+    m.running = true;
+  } catch (...) {
+    report_error("greenev: the blocking monitor could not be started again after fork()");
+  }
+}
 
 void start_monitor_from_environment() {
   static const bool checked = [] {

@@ -104,6 +104,11 @@ thread_service& thread_runtime::add_service(const void* key, std::unique_ptr<thr
   return *services_.back().second;
 }
 
+void thread_runtime::services_after_fork_in_child() noexcept {
+  // By index: a hook may add a service (which then needs no fixing).
+  for (std::size_t i = 0, n = services_.size(); i < n; ++i) services_[i].second->after_fork_in_child();
+}
+
 thread_service* find_thread_service(const void* key) noexcept {
   thread_runtime* runtime = thread_runtime::find();
   return runtime != nullptr ? runtime->find_service(key) : nullptr;

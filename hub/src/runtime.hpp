@@ -34,6 +34,8 @@ class thread_runtime {
   [[nodiscard]] hub_impl& hub() noexcept { return *hub_; }
   [[nodiscard]] thread_service* find_service(const void* key) const noexcept;
   thread_service& add_service(const void* key, std::unique_ptr<thread_service> service);
+  // greenev::reinit(): every service's after_fork_in_child(), oldest first.
+  void services_after_fork_in_child() noexcept;
 
  private:
   thread_runtime() = default;

@@ -10,12 +10,18 @@
 // the hub, which may be gone by the time its function returns.
 #include <greenev/threadpool.hpp>
 
+#include <pthread.h>
+
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include <greenev/error_reporter.hpp>
+
+#include "fork_internal.hpp"
 #include "hub_impl.hpp"
 
 namespace greenev {
@@ -64,11 +70,18 @@ struct threadpool::shared_state {
     bool let_go = false;                        // guarded by mutex: detached, drops its job
   };
 
-  explicit shared_state(detail::hub_impl* target) : hub(target) {}
+  shared_state(detail::hub_impl* target, std::size_t threads) : hub(target), max_threads(threads) {}
 
   static void work(const std::shared_ptr<shared_state>& shared, worker* self) noexcept;
+  // Starts one more worker; called with mutex held. Throws std::system_error.
+  void start_worker(const std::shared_ptr<shared_state>& self);
+  // In fork's child, on the owner thread (see threadpools_after_fork_in_child).
+  void after_fork_in_child(const std::shared_ptr<shared_state>& self) noexcept;
 
   detail::hub_impl* const hub;  // used only by workers the destructor joins
+  const std::size_t max_threads;
+  const pthread_t owner = pthread_self();
+  std::weak_ptr<shared_state> self;  // for the fork registry, which holds plain pointers
   std::mutex mutex;
   std::condition_variable wake;
   std::deque<std::shared_ptr<detail::job_base>> queue;  // guarded by mutex
@@ -78,6 +91,18 @@ struct threadpool::shared_state {
 };
 
 namespace {
+
+// Every live threadpool of the process, for fork(2): the prepare handler
+// takes this lock, then each threadpool's, so that the child finds every
+// queue whole and no lock held by a worker it does not have.
+struct pool_registry {
+  std::mutex mutex;
+  std::vector<threadpool::shared_state*> pools;  // guarded by mutex
+};
+pool_registry& registry() {
+  static auto* r = new pool_registry;  // never destroyed: usable at exit
+  return *r;
+}
 
 void post(detail::hub_impl& hub, std::shared_ptr<detail::job_base> job) noexcept {
   // The callback owns the job from here: whatever it holds is released in
@@ -101,14 +126,58 @@ void threadpool::shared_state::work(const std::shared_ptr<shared_state>& shared,
       self->running = job;
     }
     job->run();
-    {
-      std::lock_guard lock(shared->mutex);
+    std::lock_guard lock(shared->mutex);
+    // Let go: nobody waits for the result, and the hub may be gone. The
+    // destructor already gave back the job's external work.
+    if (self->let_go) {
       self->running.reset();
-      // Let go: nobody waits for the result, and the hub may be gone. The
-      // destructor already gave back the job's external work.
-      if (self->let_go) return;
+      return;
     }
+    // Posted under the lock: a fork sees the job either running (its
+    // child fails it) or posted, never in between and lost.
     post(*shared->hub, std::move(job));
+    self->running.reset();
+  }
+}
+
+void threadpool::shared_state::start_worker(const std::shared_ptr<shared_state>& shared) {
+  workers.push_back(std::make_unique<worker>());
+  try {
+    workers.back()->thread = std::thread(&shared_state::work, shared, workers.back().get());
+  } catch (...) {
+    workers.pop_back();
+    throw;  // std::system_error
+  }
+}
+
+// The workers do not exist in the child. Their std::thread objects are
+// overwritten, not destroyed (destroying a joinable one terminates; join or
+// detach would act on a thread of another process), and so are the lock and
+// the condition variable, which count those workers as waiters. A job a
+// worker was running fails; queued ones run on new workers.
+void threadpool::shared_state::after_fork_in_child(const std::shared_ptr<shared_state>& shared) noexcept {
+  ::new (static_cast<void*>(&mutex)) std::mutex;
+  ::new (static_cast<void*>(&wake)) std::condition_variable;
+  std::vector<std::shared_ptr<detail::job_base>> lost;
+  for (const auto& w : workers) {
+    ::new (static_cast<void*>(&w->thread)) std::thread;
+    if (w->running && !w->let_go) lost.push_back(std::move(w->running));
+  }
+  workers.clear();
+  idle = 0;
+  for (auto& job : lost) {
+    job->error = std::make_exception_ptr(
+        threadpool_closed("greenev: threadpool: the worker thread running this job did not survive fork()"));
+    // On the hub's thread, with its count still held by the job: complete()
+    // runs as the post's callback would have.
+    hub->facade().run_callback([job = std::move(job)] { detail::complete(*job); });
+  }
+  try {
+    while (workers.size() < std::min(queue.size(), max_threads)) start_worker(shared);
+  } catch (...) {
+    detail::report_error(
+        "greenev: threadpool: no worker thread could be started after fork(); queued jobs wait for the "
+        "next submit");
   }
 }
 
@@ -116,11 +185,19 @@ threadpool::threadpool(std::size_t threads)
     : max_threads_(threads),
       owner_(std::this_thread::get_id()),
       hub_(&detail::local_hub()),
-      shared_(std::make_shared<shared_state>(hub_)) {
+      shared_(std::make_shared<shared_state>(hub_, threads)) {
   if (threads == 0) throw std::invalid_argument("greenev: a threadpool needs at least one thread");
+  detail::register_hub_fork_handlers();
+  shared_->self = shared_;
+  const std::lock_guard lock(registry().mutex);
+  registry().pools.push_back(shared_.get());
 }
 
 threadpool::~threadpool() {
+  {
+    const std::lock_guard lock(registry().mutex);
+    std::erase(registry().pools, shared_.get());
+  }
   std::deque<std::shared_ptr<detail::job_base>> cancelled;
   std::vector<std::thread> joined;
   std::size_t let_go = 0;
@@ -173,19 +250,38 @@ void threadpool::submit(std::shared_ptr<detail::job_base> job) {
   {
     std::lock_guard lock(shared_->mutex);
     auto& workers = shared_->workers;
-    if (shared_->idle <= shared_->queue.size() && workers.size() < max_threads_) {
-      workers.push_back(std::make_unique<shared_state::worker>());
-      try {
-        workers.back()->thread = std::thread(&shared_state::work, shared_, workers.back().get());
-      } catch (...) {
-        workers.pop_back();
-        throw;  // std::system_error: nothing submitted
-      }
-    }
+    if (shared_->idle <= shared_->queue.size() && workers.size() < max_threads_)
+      shared_->start_worker(shared_);  // throws std::system_error: nothing submitted
     shared_->queue.push_back(std::move(job));
   }
   hub_->add_external_work();
   shared_->wake.notify_one();
 }
+
+namespace detail {
+
+void lock_threadpools_for_fork() noexcept {
+  registry().mutex.lock();
+  for (threadpool::shared_state* pool : registry().pools) pool->mutex.lock();
+}
+
+void unlock_threadpools_after_fork() noexcept {
+  for (threadpool::shared_state* pool : registry().pools) pool->mutex.unlock();
+  registry().mutex.unlock();
+}
+
+void threadpools_after_fork_in_child() noexcept {
+  std::vector<std::shared_ptr<threadpool::shared_state>> mine;
+  {
+    const std::lock_guard lock(registry().mutex);
+    for (threadpool::shared_state* pool : registry().pools) {
+      if (!pthread_equal(pool->owner, pthread_self())) continue;  // another thread's: unusable here
+      if (auto held = pool->self.lock()) mine.push_back(std::move(held));
+    }
+  }
+  for (const auto& pool : mine) pool->after_fork_in_child(pool);
+}
+
+}  // namespace detail
 
 }  // namespace greenev

@@ -21,6 +21,7 @@
 #include <greenev/error_reporter.hpp>
 #include <greenev/errors.hpp>
 #include <greenev/event.hpp>
+#include <greenev/fork.hpp>
 #include <greenev/greenlet.hpp>
 #include <greenev/http_server.hpp>
 #include <greenev/hub.hpp>

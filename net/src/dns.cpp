@@ -5,6 +5,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -34,7 +36,15 @@ struct configuration {
 };
 
 configuration& config() {
+  // Held across fork(2): a thread reading or changing the configuration
+  // must not leave the lock held in the child (docs/design.md, "fork").
   static configuration instance;
+  static const bool fork_safe = [] {
+    ::pthread_atfork([] { instance.mutex.lock(); }, [] { instance.mutex.unlock(); },
+                     [] { instance.mutex.unlock(); });
+    return true;
+  }();
+  (void)fork_safe;
   return instance;
 }
 

@@ -551,6 +551,14 @@ struct thread_channels : greenev::detail::thread_service {
   std::shared_ptr<channel_state> current;
   std::vector<std::weak_ptr<channel_state>> all;
   void before_unwind() noexcept override { shutdown_all(); }
+  // The channels' UDP and TCP sockets (and their wake-up eventfd) are the
+  // parent's too: a reply could reach either process. The child shuts them
+  // down (lookups in flight fail, their sockets close here only) and makes
+  // a channel of its own on next use.
+  void after_fork_in_child() noexcept override {
+    shutdown_all();
+    current.reset();
+  }
   ~thread_channels() override { shutdown_all(); }  // made during the unwinding, say
   void shutdown_all() noexcept {
     for (const auto& weak : all) {

@@ -5,12 +5,19 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <exception>
 #include <mutex>
 #include <stdexcept>
@@ -22,8 +29,10 @@
 
 #include <greenev/error_reporter.hpp>
 #include <greenev/event.hpp>
+#include <greenev/fork.hpp>
 #include <greenev/io.hpp>
 #include <greenev/pool.hpp>
+#include <greenev/signal.hpp>
 #include <greenev/task.hpp>
 
 namespace greenev {
@@ -56,6 +65,20 @@ struct remote_worker {
   std::exception_ptr start_error;
 };
 
+// A child of a pre-fork parent, as the parent sees it.
+struct child_process {
+  pid_t pid = -1;
+  int pidfd = -1;  // -1 on a kernel without pidfds: looked at every 50 ms
+  unsigned slot = 0;
+  std::chrono::steady_clock::time_point started{};
+};
+
+// A slot whose child died abnormally, forked again at `due`.
+struct pending_restart {
+  unsigned slot = 0;
+  std::chrono::steady_clock::time_point due{};
+};
+
 }  // namespace
 
 namespace detail {
@@ -79,6 +102,19 @@ struct stream_server_state {
   bool given_socket = false;  // built on the caller's socket: closed by stop(), so no restart
   bool paused = false;        // stop_accepting() (every worker)
   wait_time stop_timeout = 1.0;
+
+  // Pre-fork serving (processes > 1). In the parent only: a child clears
+  // all of it first thing (see serve_as_child).
+  bool supervising = false;
+  std::vector<child_process> children;
+  std::vector<pending_restart> restarts;
+  std::vector<std::chrono::milliseconds> backoff;  // per slot
+  basic_task supervisor;
+  std::unique_ptr<signal_handler> on_term;
+  std::unique_ptr<signal_handler> on_int;
+  // In a child: set by its stop(); serve_as_child then exits the process.
+  bool is_child = false;
+  event child_stopped;
 };
 
 }  // namespace detail
@@ -229,6 +265,247 @@ void stop_remotes(server_state& s) {
 
 }  // namespace
 
+namespace {
+
+void serve_here(server_state& s);
+
+// ---- pre-fork serving ------------------------------------------------------
+//
+// The parent binds, forks the children and supervises them from one greenlet
+// that polls their pidfds (as subprocess does: no SIGCHLD handler, no
+// waitpid(-1), so the program's other children are its own business).
+
+int open_pidfd(pid_t pid) noexcept {
+#ifdef SYS_pidfd_open
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+#else
+  (void)pid;
+  return -1;
+#endif
+}
+
+void signal_child(const child_process& c, int signal) noexcept {
+#ifdef SYS_pidfd_send_signal
+  if (c.pidfd >= 0) {
+    (void)::syscall(SYS_pidfd_send_signal, c.pidfd, signal, nullptr, 0);
+    return;
+  }
+#endif
+  (void)::kill(c.pid, signal);
+}
+
+// SIGTERM and SIGINT run `on_stop`, where this thread's hub watches the
+// process's signals (the main thread's); elsewhere they keep their action.
+void watch_stop_signals(server_state& s, const std::function<void()>& on_stop) {
+  try {
+    s.on_term = std::make_unique<signal_handler>(SIGTERM, on_stop);
+    s.on_int = std::make_unique<signal_handler>(SIGINT, on_stop);
+  } catch (const greenlet_error&) {  // not the hub that watches signals
+    s.on_term.reset();
+  }
+}
+
+constexpr std::chrono::milliseconds first_backoff{100};
+constexpr std::chrono::milliseconds last_backoff{5000};
+// A child that served this long before dying starts its slot's pause afresh.
+constexpr std::chrono::seconds healthy_run{10};
+
+// In a child, from the start() or the supervisor greenlet that forked it:
+// forgets the parent's supervision, serves, and exits when stopped. Never
+// returns.
+[[noreturn]] void serve_as_child(server_state& s, pid_t parent) {
+  int status = 0;
+  try {
+    // Dies with the parent (SIGTERM: a graceful stop) rather than serving on
+    // unsupervised; the parent may already be gone.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(0);
+    for (child_process& c : s.children) {
+      if (c.pidfd >= 0) ::close(c.pidfd);  // nobody here waits on them (the supervisor is killed next)
+    }
+    s.children.clear();
+    s.restarts.clear();
+    s.supervising = false;
+    s.is_child = true;
+    // Forked from start(): the parent's supervisor was copied too. Forked by
+    // the supervisor: this is it, and it never goes back to supervising.
+    if (s.supervisor && !s.supervisor.ready() && greenlet::current() != s.supervisor.raw_greenlet()) {
+      s.supervisor.kill(std::make_exception_ptr(greenlet_exit{}), false);
+      s.supervisor = {};
+    }
+    s.on_term.reset();
+    s.on_int.reset();
+    serve_here(s);
+    watch_stop_signals(s, [&s] { s.child_stopped.set(); });
+    {
+      const work_guard serving;  // the acceptors' watchers may all be paused
+      s.child_stopped.wait();
+    }
+    s.on_term.reset();
+    s.on_int.reset();
+    if (!s.stopped) {
+      s.stopped = true;
+      stop_worker(s.own, s.stop_timeout);
+      stop_remotes(s);
+      s.own.acceptor = {};
+    }
+  } catch (...) {
+    detail::report_error("greenev: stream_server on " + s.local.to_string() + ": a pre-fork child failed");
+    status = 1;
+  }
+  std::fflush(nullptr);
+  ::_exit(status);
+}
+
+// Forks the child for `slot`; in the child, never returns.
+void fork_child(server_state& s, unsigned slot) {
+  std::fflush(nullptr);  // nothing buffered is written twice
+  const pid_t parent = ::getpid();
+  const pid_t pid = greenev::fork();
+  if (pid == 0) serve_as_child(s, parent);
+  s.children.push_back({pid, open_pidfd(pid), slot, std::chrono::steady_clock::now()});
+}
+
+// Reaps `c` (it exited) and says whether its slot is to be forked again.
+bool reap_and_judge(const child_process& c) {
+  int status = 0;
+  while (::waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (c.pidfd >= 0) ::close(c.pidfd);
+  if (WIFEXITED(status)) return WEXITSTATUS(status) != 0;
+  if (WIFSIGNALED(status)) return WTERMSIG(status) != SIGTERM && WTERMSIG(status) != SIGINT;
+  return false;
+}
+
+bool has_exited(const child_process& c) {
+  if (c.pidfd >= 0) {
+    pollfd entry{c.pidfd, POLLIN, 0};
+    return ::poll(&entry, 1, 0) == 1;
+  }
+  siginfo_t info{};
+  return ::waitid(P_PID, static_cast<id_t>(c.pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+         info.si_pid == c.pid;
+}
+
+void supervise(server_state& s) {
+  using clock = std::chrono::steady_clock;
+  while (!s.stopped) {
+    std::vector<pollfd> fds;
+    bool without_pidfd = false;
+    for (const child_process& c : s.children) {
+      if (c.pidfd >= 0) {
+        fds.push_back({c.pidfd, POLLIN, 0});
+      } else {
+        without_pidfd = true;
+      }
+    }
+    auto wait = std::chrono::nanoseconds(std::chrono::hours(24));
+    for (const pending_restart& r : s.restarts)
+      wait = std::min<std::chrono::nanoseconds>(wait, r.due - clock::now());
+    if (without_pidfd) wait = std::min<std::chrono::nanoseconds>(wait, std::chrono::milliseconds(50));
+    wait = std::max<std::chrono::nanoseconds>(wait, std::chrono::nanoseconds(0));
+    if (fds.empty()) {
+      if (s.restarts.empty()) break;  // every child exited by itself
+      sleep(wait);
+    } else {
+      (void)poll(fds, wait);
+    }
+    if (s.stopped) return;
+    for (std::size_t i = 0; i < s.children.size();) {
+      const child_process c = s.children[i];
+      if (!has_exited(c)) {
+        ++i;
+        continue;
+      }
+      s.children.erase(s.children.begin() + static_cast<std::ptrdiff_t>(i));
+      if (!reap_and_judge(c)) continue;
+      auto& pause = s.backoff[c.slot];
+      if (clock::now() - c.started >= healthy_run) pause = first_backoff;
+      detail::report_error("greenev: stream_server on " + s.local.to_string() + ": child " +
+                           std::to_string(c.pid) + " died; forking another in " +
+                           std::to_string(pause.count()) + " ms");
+      s.restarts.push_back({c.slot, clock::now() + pause});
+      pause = std::min(pause * 2, last_backoff);
+    }
+    for (std::size_t i = 0; i < s.restarts.size();) {
+      if (s.restarts[i].due > clock::now()) {
+        ++i;
+        continue;
+      }
+      const unsigned slot = s.restarts[i].slot;
+      s.restarts.erase(s.restarts.begin() + static_cast<std::ptrdiff_t>(i));
+      try {
+        fork_child(s, slot);  // the child never comes back here
+      } catch (const std::system_error& error) {
+        detail::report_error("greenev: stream_server on " + s.local.to_string() + ": fork failed (" +
+                             error.what() + "); trying again");
+        s.restarts.push_back({slot, clock::now() + s.backoff[slot]});
+        ++i;
+      }
+    }
+  }
+  if (!s.stopped) {  // all children stopped by themselves: the parent stops too
+    s.stopped = true;
+    s.own.listener.close();
+    s.on_term.reset();
+    s.on_int.reset();
+    s.stopped_event.set();
+  }
+}
+
+// SIGTERM to every child, up to `timeout` for them to exit, SIGKILL for
+// the rest; all reaped.
+void stop_children(server_state& s, wait_time timeout) {
+  if (s.supervisor && !s.supervisor.ready()) s.supervisor.kill();
+  s.supervisor = {};
+  s.restarts.clear();
+  if (s.on_term) s.on_term->cancel();
+  if (s.on_int) s.on_int->cancel();
+  s.own.listener.close();
+  for (const child_process& c : s.children) signal_child(c, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + timeout.duration();
+  for (const child_process& c : s.children) {
+    while (!has_exited(c)) {
+      const auto left = deadline - std::chrono::steady_clock::now();
+      if (left <= std::chrono::nanoseconds(0)) break;
+      if (c.pidfd >= 0) {
+        pollfd entry{c.pidfd, POLLIN, 0};
+        (void)poll(std::span<pollfd>(&entry, 1), left);
+      } else {
+        sleep(std::min<std::chrono::nanoseconds>(left, std::chrono::milliseconds(10)));
+      }
+    }
+    if (!has_exited(c)) signal_child(c, SIGKILL);
+    (void)reap_and_judge(c);
+  }
+  s.children.clear();
+  s.supervising = false;
+}
+
+void start_children(stream_server& server, server_state& s) {
+  s.supervising = true;
+  s.backoff.assign(s.options.processes, first_backoff);
+  try {
+    for (unsigned slot = 0; slot < s.options.processes; ++slot) fork_child(s, slot);
+  } catch (...) {
+    s.stopped = true;
+    stop_children(s, 0.0);
+    s.stopped_event.set();
+    throw;
+  }
+  watch_stop_signals(s, [&server] { server.stop(5.0); });
+  s.supervisor =
+      spawn_with({.name = "stream_server supervisor " + s.local.to_string()}, [&s] { supervise(s); });
+}
+
+}  // namespace
+
+std::vector<pid_t> stream_server::child_pids() const {
+  std::vector<pid_t> pids;
+  for (const child_process& c : state_->children) pids.push_back(c.pid);
+  return pids;
+}
+
 stream_server::stream_server(address local, handler_type handler, stream_server_options options)
     : state_(std::make_unique<detail::stream_server_state>()) {
   if (!handler) throw std::invalid_argument("greenev: stream_server needs a handler");
@@ -237,6 +514,7 @@ stream_server::stream_server(address local, handler_type handler, stream_server_
     throw std::invalid_argument("greenev: stream_server workers > 1 need a TCP address (SO_REUSEPORT), not " +
                                 local.to_string());
   }
+  if (options.processes == 0) throw std::invalid_argument("greenev: stream_server with 0 processes");
   if (options.max_connections && *options.max_connections == 0) {
     throw std::invalid_argument("greenev: stream_server max_connections must be at least 1");
   }
@@ -249,6 +527,8 @@ stream_server::stream_server(socket listener, handler_type handler, stream_serve
     : stream_server(listener.local_address(), std::move(handler), options) {
   if (options.workers != 1)
     throw std::invalid_argument("greenev: stream_server on a given socket: workers must be 1");
+  if (options.processes != 1)
+    throw std::invalid_argument("greenev: stream_server on a given socket: processes must be 1");
   state_->own.listener = std::move(listener);
   state_->given_socket = true;
 }
@@ -281,6 +561,17 @@ void stream_server::start() {
   s.home = &hub::current();
   s.started = true;
   s.paused = false;
+  if (s.options.processes > 1) {
+    start_children(*this, s);
+    return;
+  }
+  serve_here(s);
+}
+
+namespace {
+
+// Accepts on this thread and starts the worker threads.
+void serve_here(server_state& s) {
   resume_worker(s.own);
   begin_accepting(s, s.own);
   if (s.options.workers == 1) return;
@@ -290,11 +581,18 @@ void stream_server::start() {
   for (auto& r : s.remotes) {
     if (r->start_error) {
       const std::exception_ptr error = r->start_error;
-      stop(0.0);
+      s.own.listener.close();
+      stop_worker(s.own, 0.0);
+      stop_remotes(s);
+      s.own.acceptor = {};
+      s.stopped = true;
+      s.stopped_event.set();
       std::rethrow_exception(error);
     }
   }
 }
+
+}  // namespace
 
 void stream_server::serve_forever() {
   if (!state_->started) start();
@@ -306,9 +604,20 @@ void stream_server::stop(wait_time timeout) {
   if (!s.started || s.stopped) return;
   s.stopped = true;
   s.stop_timeout = timeout;
+  if (s.supervising) {
+    stop_children(s, timeout);
+    s.stopped_event.set();
+    return;
+  }
   stop_worker(s.own, timeout);
   stop_remotes(s);
   s.own.acceptor = {};
+  // A pre-fork child: serve_as_child exits (the parent's waiters, copied
+  // into the child, are not woken).
+  if (s.is_child) {
+    s.child_stopped.set();
+    return;
+  }
   s.stopped_event.set();
 }
 

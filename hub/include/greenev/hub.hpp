@@ -168,6 +168,7 @@ class work_guard {
 
  private:
   detail::hub_impl* impl_;
+  bool foreign_ = false;  // made on another thread than the hub's: dropped by fork's child
 };
 
 /// Suspends the calling greenlet for `duration`; other greenlets run

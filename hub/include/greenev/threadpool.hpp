@@ -14,6 +14,9 @@
 // threadpool before it exits. The functions run on the workers and must not
 // touch that thread's greenlets or hub except through
 // hub::run_callback_threadsafe().
+// fork (fork.hpp): in the child, the calling thread's threadpools start new
+// workers; a job that was running at the fork fails there with
+// threadpool_closed, queued jobs run.
 #pragma once
 
 #include <atomic>
@@ -191,10 +194,12 @@ class threadpool {
   void require_can_wait() const;
   void submit(std::shared_ptr<detail::job_base> job);
 
+ public:
   // The queue and the workers: shared with the workers, so that one let go
   // by the destructor can finish without this object (threadpool.cpp).
   struct shared_state;
 
+ private:
   const std::size_t max_threads_;
   const std::thread::id owner_;
   detail::hub_impl* const hub_;

@@ -13,6 +13,20 @@
 // server. Accept errors (EMFILE, ENOBUFS...) are reported and retried after a
 // growing pause (10 ms up to 1 s), so a full fd table does not spin the loop.
 //
+// Processes: with `processes = N > 1`, start() binds in this process, then
+// forks N children that share the listening socket (each accepts from it on
+// its own hub) and never return from start(): each serves until SIGTERM or
+// SIGINT (or a stop() reached through a copied signal handler), stops as
+// stop(1.0) does and exits with status 0 (_exit: the parent's atexit work is
+// not done twice). The parent accepts nothing; a child that dies otherwise
+// (a crash, an exit status other than 0, a signal other than SIGTERM/SIGINT)
+// is forked again after a pause growing from 0.1 s to 5 s. SIGTERM or SIGINT
+// to the parent (when its hub watches signals: the main thread's) is passed
+// on to the children, and serve_forever() returns once all have exited;
+// stop(timeout) sends SIGTERM, waits `timeout`, then SIGKILLs the rest. A
+// child also gets SIGTERM if the parent dies. Fork before starting other
+// work: the children get a copy of everything, other greenlets included.
+//
 // Threading: with `workers = N > 1`, start() runs N - 1 more threads, each
 // with its own hub and its own SO_REUSEPORT listener on the same address, so
 // the kernel spreads connections over every core; handlers then run on any of
@@ -20,10 +34,13 @@
 // member functions must be called on the thread that created the server.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include <greenev/address.hpp>
 #include <greenev/hub.hpp>
@@ -46,6 +63,11 @@ struct stream_server_options {
   unsigned workers = 1;
   /// TCP_NODELAY on accepted TCP connections (request/response traffic).
   bool no_delay = true;
+  /// Pre-fork serving (gunicorn's gevent worker): with N > 1, start() binds
+  /// the listener here, then forks N children (greenev::fork) that each
+  /// serve it with their own hub (and `workers` threads each); this process
+  /// only supervises (see the top of this file). 1: serve in this process.
+  unsigned processes = 1;
 };
 
 /// An accept loop running one greenlet per connection (see the top of this file).
@@ -56,9 +78,10 @@ class stream_server {
 
   /// A server that will listen on `local` (port 0: any free port). Nothing
   /// is bound until start(). Throws std::invalid_argument for an empty
-  /// handler, zero workers, or workers > 1 on a non-TCP address.
+  /// handler, zero workers or processes, or workers > 1 on a non-TCP address.
   stream_server(address local, handler_type handler, stream_server_options options = {});
-  /// A server on a socket that is already bound and listening (workers must be 1).
+  /// A server on a socket that is already bound and listening (workers and
+  /// processes must be 1: std::invalid_argument otherwise).
   stream_server(socket listener, handler_type handler, stream_server_options options = {});
 
   stream_server(const stream_server&) = delete;
@@ -72,7 +95,9 @@ class stream_server {
   /// a given socket: stop closed it). Throws std::system_error if binding
   /// fails (nothing is left running), greenlet_error if serving already or
   /// restarting a server on a given socket. Switches only while waiting for
-  /// worker threads to bind.
+  /// worker threads to bind. With processes > 1: forks the children (which
+  /// never return from it; std::system_error if a fork fails, after the
+  /// children already made were stopped) and starts supervising them.
   void start();
 
   /// start() unless started, then waits until stop() is called (from
@@ -81,14 +106,17 @@ class stream_server {
 
   /// Stops accepting (closes the listeners), waits up to `timeout` for
   /// running handlers to finish, then kills those left; with workers, does
-  /// the same on every thread and joins them. Idempotent. Switches.
+  /// the same on every thread and joins them. Idempotent. Switches. In a
+  /// pre-fork parent: SIGTERM to every child, waits up to `timeout` for them
+  /// to exit, SIGKILLs the rest and reaps them all.
   void stop(wait_time timeout = 1.0);
 
   /// gevent's stop_accepting(): stops calling accept() on every thread,
   /// keeping the listeners open (new connections wait in the backlog) and
   /// the running handlers going. start_accepting() resumes. Each returns
   /// once every worker thread has changed (switching while it waits for
-  /// them; never with workers = 1). Both do nothing unless serving.
+  /// them; never with workers = 1). Both do nothing unless serving, and
+  /// nothing in a pre-fork parent (which does not accept).
   ///@{
   void stop_accepting();
   void start_accepting();
@@ -102,10 +130,12 @@ class stream_server {
   [[nodiscard]] bool started() const noexcept;
   /// stop() was called (and start() not since).
   [[nodiscard]] bool stopped() const noexcept;
-  /// Connections being handled on this thread now.
+  /// Connections being handled on this thread now (0 in a pre-fork parent).
   [[nodiscard]] std::size_t connections() const noexcept;
-  /// Connections accepted so far on every thread.
+  /// Connections accepted so far on every thread (of this process).
   [[nodiscard]] std::size_t accepted() const noexcept;
+  /// The pids of the running children of a pre-fork parent (empty otherwise).
+  [[nodiscard]] std::vector<pid_t> child_pids() const;
 
  private:
   std::unique_ptr<detail::stream_server_state> state_;

@@ -303,6 +303,19 @@ void for_each_thread_state(void (*visit)(thread_state& ts, void* context), void*
 // Sets the calling thread's thread_state::hub under the registry's lock.
 void set_diagnostic_hub(void* hub) noexcept;
 
+// fork(2) support (docs/design.md, "fork"). The greenlet layer holds its
+// thread-state registry lock across a fork (pthread_atfork), so the child
+// never finds it held by a thread it does not have, and the child drops
+// every other thread's state from the registry. A layer above may hook in
+// code that must run while the registry lock is held (its own locks that
+// are taken under it elsewhere); set once, before any fork.
+struct fork_hooks {
+  void (*prepare)() noexcept = nullptr;  // after the registry lock is taken
+  void (*parent)() noexcept = nullptr;   // before it is released, in the parent
+  void (*child)() noexcept = nullptr;    // before it is released, in the child
+};
+void set_registry_fork_hooks(fork_hooks hooks) noexcept;
+
 // Initial-exec TLS, no wrapper function: read on every switch. (A dlopen'd
 // greenev is therefore unsupported; docs/design.md.)
 extern __thread thread_state* tls_state __attribute__((tls_model("initial-exec")));

@@ -9,7 +9,9 @@
 // per-thread runtime"): every service's before_unwind(), newest first; the
 // thread's greenlets are unwound; every service is destroyed, newest first;
 // then the hub's loop and the fd-wait table go. A service may use the hub
-// (cancel_wait, run_callback) in both steps but must not switch.
+// (cancel_wait, run_callback) in both steps but must not switch. After a
+// fork, greenev::reinit() calls after_fork_in_child() on the calling
+// thread's services, oldest first.
 #pragma once
 
 #include <memory>
@@ -27,6 +29,12 @@ class thread_service {
   // Runs before the thread's greenlets are unwound: the place to wake the
   // service's waiters with an error instead of leaving them to be killed.
   virtual void before_unwind() noexcept {}
+  // Runs in a forked child, on the thread that called fork(), from
+  // greenev::reinit() (after the hub and the thread's threadpools were made
+  // whole again): the place to drop what the child shares with the parent
+  // (sockets) or what lived on threads the child does not have. May use the
+  // hub; must not switch.
+  virtual void after_fork_in_child() noexcept {}
 };
 
 // The calling thread's service under `key`, or null. Never creates the runtime.
