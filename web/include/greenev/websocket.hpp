@@ -49,8 +49,8 @@ struct websocket_state;
 /// One message: its payload and whether it was sent as binary (else text,
 /// which is valid UTF-8).
 struct websocket_message {
-  std::string data;
-  bool binary = false;
+  std::string data;     ///< the payload
+  bool binary = false;  ///< sent as binary (else text)
 };
 
 /// How a websocket runs (designated initializers: `{.idle_timeout = 60.0}`).
@@ -95,6 +95,7 @@ class websocket_error : public std::runtime_error {
 /// protocol, e.g. a wrong Sec-WebSocket-Accept).
 class websocket_handshake_error : public websocket_error {
  public:
+  /// `status` is the server's HTTP answer (0 if none came).
   websocket_handshake_error(unsigned status, const std::string& message)
       : websocket_error(message), status_(status) {}
   /// The HTTP status of the answer, 0 if none.
@@ -145,8 +146,10 @@ class websocket {
   [[nodiscard]] static websocket connect(std::string_view url, websocket_options options = {});
 
   /// Moves the connection; the moved-from websocket may only be destroyed or assigned to.
+  ///@{
   websocket(websocket&& other) noexcept;
   websocket& operator=(websocket&& other) noexcept;
+  ///@}
   websocket(const websocket&) = delete;
   websocket& operator=(const websocket&) = delete;
   /// If still open: sends a close frame (1001) if that needs no wait, then
