@@ -17,10 +17,10 @@ GREENEV_PACKAGES=(
   openssl curl
 )
 # scripts/tour.sh: the libraries and the examples only (url_fetcher needs libcurl; the web
-# demos are driven by curl).
+# demos are driven by curl and a python3 WebSocket client).
 GREENEV_TOUR_PACKAGES=(
   g++ cmake ninja-build pkg-config
-  libboost-context-dev libboost-dev libev-dev libc-ares-dev libssl-dev libcurl4-openssl-dev curl
+  libboost-context-dev libboost-dev libev-dev libc-ares-dev libssl-dev libcurl4-openssl-dev curl python3
 )
 
 

@@ -69,6 +69,9 @@ server_pid=
 demo longpoll "long polling (the Tornado notes' cart): a held GET /cart/status per shopper, answered on every change" \
   "$GREENEV_ROOT/tests/examples/longpoll_cart_demo.sh" "$bin/longpoll_cart"
 
+demo websocket "the same cart over WebSockets: every change pushed to each open socket" \
+  python3 "$GREENEV_ROOT/tests/examples/websocket_cart_demo.py" "$bin/websocket_cart"
+
 demo dns "concurrent lookups on c-ares (/etc/hosts and numeric names: no network needed)" \
   "$bin/resolve" localhost 127.0.0.1 ::1
 demo monkey "plain POSIX sockets, sleep_for and getaddrinfo in 100 greenlets: unpatched, then after patch_all()" \
