@@ -207,6 +207,17 @@ areas = [
              ("blocking C loop over OpenSSL", "tls_sendall_baseline", "raw", "tls_sendall_ratio", "blocking C OpenSSL")],
          goal=("≥ 0.8× the blocking C loop, same run", "tls_sendall_ratio", ">=", 0.8, "×",
                "cooperative waits around OpenSSL may cost at most 20% of its throughput")),
+    dict(title="WebSocket echo: 100 connections × 64 B", note="bench/web_bench.sh (bench/ws_bench): the same "
+         "greenev clients against a WebSocket echo on http_server and against examples/echo_server over plain "
+         "TCP; the ratio of round trips per second, same run.", unit="×", lower=False, chart=None, rows=[
+             ("WebSocket / plain TCP round trips", "ws_echo_ratio_tcp", None, None)],
+         goal=("≥ 0.8× the plain TCP echo server, same run", "ws_echo_ratio_tcp", ">=", 0.8, "×",
+               "WebSocket framing and the HTTP upgrade may cost at most 20% of a raw socket's echo")),
+    dict(title="WebSocket broadcast to 10,000 clients", note="bench/web_bench.sh: one message sent by one "
+         "greenlet to 10,000 connected clients; ms until the last one has it.", unit="ms", lower=True, chart=None,
+         rows=[("greenev", "ws_broadcast_ms", None, None)],
+         goal=("≤ 300 ms", "ws_broadcast_ms", "<=", 300, " ms",
+               "the websocket cart's push must reach ten thousand shoppers within a third of a second")),
     dict(title="Subprocess: 100 × sleep 0.2 at once", note="bench/subprocess_bench.sh via "
          "examples/parallel_commands; wall seconds (0.2 s of it is the sleep).", unit="s", lower=True, chart=None,
          rows=[("greenev", "subprocess_sleep100_wall", None, None)],

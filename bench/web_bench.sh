@@ -4,7 +4,10 @@
 #              them all: p99 release latency <= 300 ms; server RSS per held connection
 #              <= 16 KiB (bench/longpoll_load);
 #   TLS        1 GiB sendall over loopback TLS >= 0.8x a blocking C loop over OpenSSL,
-#              same receiver, alternating in each run (bench/tls_sendall).
+#              same receiver, alternating in each run (bench/tls_sendall);
+#   WebSocket  100 connections x 64-byte echo >= 0.8x the plain TCP echo server's round
+#              trips/s (examples/echo_server), same clients, same run; one broadcast to
+#              10,000 websocket clients delivered in <= 300 ms (bench/ws_bench).
 # hello_http against Go, nginx and pywsgi is bench/http_bench.sh.
 set -euo pipefail
 
@@ -46,7 +49,7 @@ done
 bench_positive_integers web_bench.sh "--runs, --connections and --mib" "$runs" "$connections" "$mib"
 cd "$bench_root"
 build=$(realpath -m "$build")
-((do_build)) && bench_build "$build" longpoll_load longpoll_cart tls_sendall >/dev/null
+((do_build)) && bench_build "$build" longpoll_load longpoll_cart tls_sendall ws_bench echo_server >/dev/null
 ulimit -n "$(ulimit -Hn)"  # both sides hold one fd per connection
 
 work=$(mktemp -d)
@@ -63,6 +66,25 @@ openssl x509 -req -in "$work/server.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key
   -extfile "$work/san.ext" -out "$work/server.pem" 2>/dev/null
 
 result() { sed -n "s/^result $1 = \\([0-9.]*\\) .*/\\1/p" "$2"; }
+# start NAME COMMAND...: starts a server printing "listening on HOST:PORT"; sets server_pid, port.
+start() {
+  local log=$work/$1.txt
+  shift
+  "$@" >"$log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do
+    grep -q '^listening on ' "$log" && break
+    sleep 0.1
+  done
+  port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$log")
+  [[ -n $port ]] || { echo "web_bench.sh: $1 did not start: $(cat "$log")" >&2; exit 1; }
+}
+stop() {
+  kill -TERM "$server_pid"
+  wait "$server_pid" || { echo "web_bench.sh: a server did not exit 0" >&2; exit 1; }
+  server_pid=""
+}
+ws_ratios=() broadcasts=()
 p99s=() rss=() baseline=() greenev=() ratios=()
 for ((run = 1; run <= runs; run++)); do
   "$build/examples/longpoll_cart" --port 0 >"$work/server.txt" 2>&1 &
@@ -85,6 +107,18 @@ for ((run = 1; run <= runs; run++)); do
   baseline+=("$(result tls_sendall_baseline "$work/tls-baseline.txt")")
   greenev+=("$(result tls_sendall_greenev "$work/tls-greenev.txt")")
   ratios+=("$(awk -v g="${greenev[-1]}" -v b="${baseline[-1]}" 'BEGIN { printf "%.3f", g / b }')")
+  start ws "$build/bench/ws_bench" server --port 0
+  ws_port=$port ws_pid=$server_pid
+  start tcp "$build/examples/echo_server" --port 0
+  tcp_port=$port tcp_pid=$server_pid
+  "$build/bench/ws_bench" echo --port "$ws_port" --mode ws >"$work/ws-echo.txt"
+  "$build/bench/ws_bench" echo --port "$tcp_port" --mode tcp >"$work/tcp-echo.txt"
+  server_pid=$tcp_pid stop
+  ws_ratios+=("$(awk -v w="$(result ws_echo_rps "$work/ws-echo.txt")" -v t="$(result tcp_echo_rps "$work/tcp-echo.txt")" 'BEGIN { printf "%.3f", w / t }')")
+  "$build/bench/ws_bench" broadcast --port "$ws_port" --clients "$connections" >"$work/broadcast.txt"
+  broadcasts+=("$(result broadcast_ms "$work/broadcast.txt")")
+  server_pid=$ws_pid stop
+  echo "== run $run of $runs: websocket echo ${ws_ratios[-1]}x TCP's, broadcast to $connections in ${broadcasts[-1]} ms"
   echo "== run $run of $runs: long poll p99 ${p99s[-1]} ms, ${rss[-1]} KiB per held connection;" \
     "TLS sendall greenev ${greenev[-1]} MiB/s, blocking C ${baseline[-1]} MiB/s"
 done
@@ -97,6 +131,9 @@ printf 'long poll, %d held, release p99      %8s ms   (goal <= 300 ms: %s)\n' "$
 printf 'long poll, server RSS per connection %8s KiB  (goal <= 16 KiB: %s)\n' "$m_rss" "$(verdict "$m_rss" 16 "<=")"
 printf 'TLS sendall %d MiB: greenev %s MiB/s, blocking C %s MiB/s: %sx  (goal >= 0.8x: %s)\n' "$mib" \
   "$(median "${greenev[@]}")" "$(median "${baseline[@]}")" "$m_ratio" "$(verdict "$m_ratio" 0.8 ">=")"
+m_ws=$(median "${ws_ratios[@]}") m_broadcast=$(median "${broadcasts[@]}")
+printf 'websocket echo, 100 x 64 B: %sx the TCP echo server  (goal >= 0.8x: %s)\n' "$m_ws" "$(verdict "$m_ws" 0.8 ">=")"
+printf 'websocket broadcast to %d clients: %s ms  (goal <= 300 ms: %s)\n' "$connections" "$m_broadcast" "$(verdict "$m_broadcast" 300 "<=")"
 if [[ -n $results_file ]]; then
   {
     echo "longpoll_release_p99 $m_p99 ms"
@@ -104,6 +141,8 @@ if [[ -n $results_file ]]; then
     echo "tls_sendall_greenev $(median "${greenev[@]}") MiB/s"
     echo "tls_sendall_baseline $(median "${baseline[@]}") MiB/s"
     echo "tls_sendall_ratio $m_ratio x"
+    echo "ws_echo_ratio_tcp $m_ws x"
+    echo "ws_broadcast_ms $m_broadcast ms"
   } >"$results_file"
   echo "medians written to $results_file"
 fi
