@@ -5,25 +5,9 @@
 # 10 s. Usage: hello_http_demo.sh HELLO_HTTP WORKERS
 set -euo pipefail
 server=$1 workers=$2
-out=$(mktemp)
-trap 'kill -KILL "$pid" 2>/dev/null || true; rm -f "$out"' EXIT
-"$server" --port 0 --workers "$workers" >"$out" &
-pid=$!
-for _ in $(seq 100); do
-  grep -q '^listening on ' "$out" && break
-  sleep 0.1
-done
-port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
-[[ -n $port ]] || { echo "no listening line: $(cat "$out")" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/server.sh"
+server_start "$server" --port 0 --workers "$workers"
 curl -sS --max-time 10 -w 'connects=%{num_connects} status=%{http_code}\n' \
   "http://127.0.0.1:$port/" "http://127.0.0.1:$port/any/path?x=1"
 curl -sS --max-time 10 --http1.0 -w 'http1.0 status=%{http_code}\n' "http://127.0.0.1:$port/old"
-kill -TERM "$pid"
-for _ in $(seq 100); do
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-status=0
-wait "$pid" || status=$?
-echo "server exit=$status"
-[[ $status -eq 0 ]]
+server_stop

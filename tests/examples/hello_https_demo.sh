@@ -6,8 +6,8 @@
 set -euo pipefail
 server=$1
 dir=$(mktemp -d)
-pid=""
-trap '[[ -z $pid ]] || kill -KILL "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
+on_exit() { rm -rf "$dir"; }
+source "$(dirname "${BASH_SOURCE[0]}")/server.sh"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
   -subj "/CN=greenev demo CA" -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
@@ -15,23 +15,7 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=l
 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$dir/san.ext"
 openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
   -days 2 -extfile "$dir/san.ext" -out "$dir/server.pem" 2>/dev/null
-"$server" --port 0 --cert "$dir/server.pem" --key "$dir/server.key" >"$dir/out" &
-pid=$!
-for _ in $(seq 100); do
-  grep -q '^listening on ' "$dir/out" && break
-  sleep 0.1
-done
-port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$dir/out")
-[[ -n $port ]] || { echo "no listening line: $(cat "$dir/out")" >&2; exit 1; }
+server_start "$server" --port 0 --cert "$dir/server.pem" --key "$dir/server.key"
 curl -sS --max-time 10 --cacert "$dir/ca.pem" -w 'connects=%{num_connects} status=%{http_code}\n' \
   "https://127.0.0.1:$port/" "https://127.0.0.1:$port/secure"
-kill -TERM "$pid"
-for _ in $(seq 100); do
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-status=0
-wait "$pid" || status=$?
-pid=""
-echo "server exit=$status"
-[[ $status -eq 0 ]]
+server_stop

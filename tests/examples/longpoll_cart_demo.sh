@@ -5,17 +5,10 @@
 # Then SIGTERM; fails unless the server exited with status 0. Usage: longpoll_cart_demo.sh SERVER
 set -euo pipefail
 server=$1
-out=$(mktemp)
-pid=""
-trap '[[ -z $pid ]] || kill -KILL "$pid" 2>/dev/null || true; rm -f "$out" "$out".*' EXIT
-"$server" --port 0 >"$out" &
-pid=$!
-for _ in $(seq 100); do
-  grep -q '^listening on ' "$out" && break
-  sleep 0.1
-done
-port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
-[[ -n $port ]] || { echo "no listening line: $(cat "$out")" >&2; exit 1; }
+held_out=$(mktemp)
+on_exit() { rm -f "$held_out"; }
+source "$(dirname "${BASH_SOURCE[0]}")/server.sh"
+server_start "$server" --port 0
 url=http://127.0.0.1:$port
 get() { curl -sS --max-time 10 "$@"; }
 page=$(get "$url/")
@@ -26,21 +19,13 @@ post() { get -o /dev/null -w '%{http_code}' -d "$1" "$url/cart"; }
 # server only after the change (a slow curl start on a loaded machine) answers at once.
 known=10
 for step in add remove; do
-  get "$url/cart/status?count=$known" >"$out.held" &
+  get "$url/cart/status?count=$known" >"$held_out" &
   held=$!
   sleep 0.3
-  [[ ! -s $out.held ]] || { echo "status answered before any change" >&2; exit 1; }
-  echo "$step: $(post "action=$step&session=$session") $(wait "$held"; cat "$out.held")"
+  [[ ! -s $held_out ]] || { echo "status answered before any change" >&2; exit 1; }
+  echo "$step: $(post "action=$step&session=$session") $(wait "$held"; cat "$held_out")"
   [[ $step == add ]] && known=9 || known=10
 done
 echo "stale: $(get "$url/cart/status?count=7")"
 echo "no session: $(post 'action=add') unknown action: $(post "action=steal&session=$session")"
-kill -TERM "$pid"
-for _ in $(seq 100); do
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-status=0
-wait "$pid" || status=$?
-pid=""
-echo "server exit=$status"
+server_stop

@@ -4,17 +4,8 @@
 # the server exited with status 0. Usage: udp_echo_demo.sh UDP_ECHO
 set -euo pipefail
 server=$1
-out=$(mktemp)
-pid=""
-trap '[[ -z $pid ]] || kill -KILL "$pid" 2>/dev/null || true; rm -f "$out"' EXIT
-"$server" --port 0 >"$out" &
-pid=$!
-for _ in $(seq 100); do
-  grep -q '^listening on ' "$out" && break
-  sleep 0.1
-done
-port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
-[[ -n $port ]] || { echo "no listening line: $(cat "$out")" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/server.sh"
+server_start "$server" --port 0
 python3 - "$port" <<'PY'
 import socket, sys
 port = int(sys.argv[1])
@@ -28,12 +19,4 @@ for i in range(100):
         echoed += 1
 print(f"datagrams=100 echoed={echoed}")
 PY
-kill -TERM "$pid"
-for _ in $(seq 100); do
-  kill -0 "$pid" 2>/dev/null || break
-  sleep 0.1
-done
-status=0
-wait "$pid" || status=$?
-pid=""
-echo "server exit=$status"
+server_stop
