@@ -17,7 +17,7 @@ usage: bench/http_bench.sh [--runs N] [--connections N] [--seconds S] [--warmup 
 
   --runs N          runs of each server, medians reported (default 3)
   --connections N   wrk's keep-alive connections (default 100)
-  --seconds S       measured seconds per run (default 5), after --warmup S (default 1)
+  --seconds S       measured whole seconds per run (default 5), after --warmup S (default 1)
   --servers LIST    comma-separated subset of greenev,go,nginx,gevent (default: all that
                     are installed; each missing one is named and skipped)
   --build-dir DIR   build tree (default $GREENEV_BENCH_BUILD or build/bench); configured
@@ -57,7 +57,7 @@ while (($#)); do
     *) echo "http_bench.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
-bench_positive_integers http_bench.sh "--runs, --connections and --seconds" "$runs" "$connections" "$seconds"
+bench_positive_integers http_bench.sh "--runs, --connections, --seconds and --warmup (wrk takes whole seconds)" "$runs" "$connections" "$seconds" "$warmup"
 command -v wrk >/dev/null || { echo "http_bench.sh: needs wrk (apt-get install wrk)" >&2; exit 1; }
 
 root=$bench_root

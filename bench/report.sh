@@ -143,7 +143,7 @@ run_all() {
   step url_fetcher bench/url_fetcher_bench.sh --runs "$runs" --no-build --build-dir "$build"
   result_lines "$report/url_fetcher.log" >"$report/url_fetcher.results"
   http_args=(--runs "$runs" --no-build --build-dir "$build" --results "$report/http.results")
-  ((quick)) && http_args+=(--seconds 2 --warmup 0.5)
+  ((quick)) && http_args+=(--seconds 2 --warmup 1)
   step http bench/http_bench.sh "${http_args[@]}"
   web_args=(--runs "$runs" --no-build --build-dir "$build" --results "$report/web.results")
   ((quick)) && web_args+=(--connections 2000 --mib 256)
