@@ -70,7 +70,7 @@ fi
 work=$(mktemp -d)
 server_pid=""
 # A server still running here means the script was interrupted mid-run.
-trap '[[ -z $server_pid ]] || kill -KILL "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'if [[ -n $server_pid ]]; then kill -KILL "$server_pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
 servers=()
 notes=()

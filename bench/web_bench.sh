@@ -53,8 +53,9 @@ build=$(realpath -m "$build")
 ulimit -n "$(ulimit -Hn)"  # both sides hold one fd per connection
 
 work=$(mktemp -d)
-server_pid=""
-trap '[[ -z $server_pid ]] || kill -KILL "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
+# Servers started and not yet stopped: killed if the script ends early.
+running=()
+trap 'for pid in "${running[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 
 # A CA and a localhost certificate for the TLS runs.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=bench CA" \
@@ -72,6 +73,7 @@ start() {
   shift
   "$@" >"$log" 2>&1 &
   server_pid=$!
+  running+=("$server_pid")
   for _ in $(seq 100); do
     grep -q '^listening on ' "$log" && break
     sleep 0.1
@@ -79,25 +81,20 @@ start() {
   port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$log")
   [[ -n $port ]] || { echo "web_bench.sh: $1 did not start: $(cat "$log")" >&2; exit 1; }
 }
+# stop PID: SIGTERM to a server started here; it must exit 0.
 stop() {
-  kill -TERM "$server_pid"
-  wait "$server_pid" || { echo "web_bench.sh: a server did not exit 0" >&2; exit 1; }
-  server_pid=""
+  local pid=$1 left=() other
+  kill -TERM "$pid"
+  wait "$pid" || { echo "web_bench.sh: a server did not exit 0" >&2; exit 1; }
+  for other in "${running[@]}"; do [[ $other == "$pid" ]] || left+=("$other"); done
+  running=("${left[@]}")
 }
 ws_ratios=() broadcasts=()
 p99s=() rss=() baseline=() greenev=() ratios=()
 for ((run = 1; run <= runs; run++)); do
-  "$build/examples/longpoll_cart" --port 0 >"$work/server.txt" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 100); do
-    grep -q '^listening on ' "$work/server.txt" && break
-    sleep 0.1
-  done
-  port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$work/server.txt")
+  start server "$build/examples/longpoll_cart" --port 0
   "$build/bench/longpoll_load" --port "$port" --connections "$connections" --server-pid "$server_pid" >"$work/load.txt"
-  kill -TERM "$server_pid"
-  wait "$server_pid" || { echo "web_bench.sh: longpoll_cart did not exit 0" >&2; exit 1; }
-  server_pid=""
+  stop "$server_pid"
   p99s+=("$(result release_p99 "$work/load.txt")")
   rss+=("$(result server_rss_per_connection "$work/load.txt")")
   for sender in baseline greenev; do
@@ -113,11 +110,11 @@ for ((run = 1; run <= runs; run++)); do
   tcp_port=$port tcp_pid=$server_pid
   "$build/bench/ws_bench" echo --port "$ws_port" --mode ws >"$work/ws-echo.txt"
   "$build/bench/ws_bench" echo --port "$tcp_port" --mode tcp >"$work/tcp-echo.txt"
-  server_pid=$tcp_pid stop
+  stop "$tcp_pid"
   ws_ratios+=("$(awk -v w="$(result ws_echo_rps "$work/ws-echo.txt")" -v t="$(result tcp_echo_rps "$work/tcp-echo.txt")" 'BEGIN { printf "%.3f", w / t }')")
   "$build/bench/ws_bench" broadcast --port "$ws_port" --clients "$connections" >"$work/broadcast.txt"
   broadcasts+=("$(result broadcast_ms "$work/broadcast.txt")")
-  server_pid=$ws_pid stop
+  stop "$ws_pid"
   echo "== run $run of $runs: websocket echo ${ws_ratios[-1]}x TCP's, broadcast to $connections in ${broadcasts[-1]} ms"
   echo "== run $run of $runs: long poll p99 ${p99s[-1]} ms, ${rss[-1]} KiB per held connection;" \
     "TLS sendall greenev ${greenev[-1]} MiB/s, blocking C ${baseline[-1]} MiB/s"

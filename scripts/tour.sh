@@ -26,7 +26,7 @@ trap - EXIT
 bin="$build/examples"
 out=$(mktemp -d)
 server_pid=
-trap '[[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null; rm -rf "$out"' EXIT
+trap 'if [[ -n $server_pid ]]; then kill "$server_pid" 2>/dev/null || true; fi; rm -rf "$out"' EXIT
 
 # demo NAME TITLE COMMAND...: prints the title and the command, runs it, keeps its output.
 demo() {
