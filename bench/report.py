@@ -302,7 +302,9 @@ lines = ["# Benchmarks", "",
          "this page (`bench/report.sh --runs 5`, about 4 minutes; `--quick` for a smoke test). "
          "Every figure is a median over the runs of the benchmark scripts in `bench/` (each script's "
          "header says what it measures); the baselines run in the same script run, most in the same "
-         "process.", "",
+         "process. The baselines come from Debian packages, which the scripts use where installed "
+         "and otherwise name and skip: `golang-go`, `nginx-light`, `wrk`, `python3-gevent`, "
+         "`libboost-fiber-dev`, and `gnuplot-nox` for the chart.", "",
          "**greenev's advantage** is how many times better greenev does than that row: the baseline's "
          "time divided by greenev's, or greenev's throughput divided by the baseline's. Above 1× greenev "
          "is faster (or leaner); below 1× it is slower. *(same run)* marks a ratio the benchmark computed "
