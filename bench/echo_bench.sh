@@ -126,13 +126,6 @@ server_pid=""
 # A server still running here means the script was interrupted mid-run.
 trap 'if [[ -n $server_pid ]]; then kill -KILL "$server_pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
-# True while PID runs; a zombie (exited, not yet waited for) counts as gone.
-alive() {
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ $state != Z* ]]
-}
-
 # start_server NAME LOG: sets server_pid and server_port, or prints why and returns 1.
 start_server() {
   local name=$1 log=$2 attempt
@@ -150,7 +143,7 @@ start_server() {
   for ((attempt = 0; attempt < 100; attempt++)); do
     server_port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$log")
     [[ -n $server_port ]] && return 0
-    alive "$server_pid" || break
+    bench_alive "$server_pid" || break
     sleep 0.1
   done
   echo "echo_bench.sh: $name did not print 'listening on HOST:PORT' within 10 s; its output:" >&2
@@ -161,25 +154,10 @@ start_server() {
 
 # stop_server NAME: SIGTERM, then expects exit status 0 within 5 s.
 stop_server() {
-  local name=$1 attempt code=0
-  kill -TERM "$server_pid" 2>/dev/null || true
-  for ((attempt = 0; attempt < 50; attempt++)); do
-    alive "$server_pid" || break
-    sleep 0.1
-  done
-  if alive "$server_pid"; then
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-    echo "echo_bench.sh: $name did not exit within 5 s of SIGTERM" >&2
-    return 1
-  fi
-  wait "$server_pid" || code=$?
+  local code=0
+  bench_stop_server echo_bench.sh "$1" "$server_pid" || code=$?
   server_pid=""
-  if ((code != 0)); then
-    echo "echo_bench.sh: $name exited with status $code after SIGTERM" >&2
-    return 1
-  fi
+  return "$code"
 }
 
 status=0

@@ -114,13 +114,6 @@ if wants gevent; then
 fi
 ((${#servers[@]})) || { echo "http_bench.sh: no server to measure" >&2; for n in "${notes[@]}"; do echo "  $n" >&2; done; exit 1; }
 
-# True while PID runs; a zombie (exited, not yet waited for) counts as gone.
-alive() {
-  local state
-  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [[ $state != Z* ]]
-}
-
 # A free loopback port for nginx, which cannot report the one port 0 gave it.
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -173,7 +166,7 @@ NGINX
     if [[ -n $server_port ]] && curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$server_port/" 2>/dev/null; then
       return 0
     fi
-    alive "$server_pid" || break
+    bench_alive "$server_pid" || break
     sleep 0.1
   done
   echo "http_bench.sh: $name did not answer on 127.0.0.1:${server_port:-?} within 10 s; its output:" >&2
@@ -184,25 +177,10 @@ NGINX
 
 # stop_server NAME: SIGTERM (nginx: SIGQUIT, its graceful stop), then expects exit 0 in 5 s.
 stop_server() {
-  local name=$1 attempt code=0
-  kill "-$([[ $name == nginx ]] && echo QUIT || echo TERM)" "$server_pid" 2>/dev/null || true
-  for ((attempt = 0; attempt < 50; attempt++)); do
-    alive "$server_pid" || break
-    sleep 0.1
-  done
-  if alive "$server_pid"; then
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-    echo "http_bench.sh: $name did not exit within 5 s of SIGTERM" >&2
-    return 1
-  fi
-  wait "$server_pid" || code=$?
+  local code=0
+  bench_stop_server http_bench.sh "$1" "$server_pid" "$([[ $1 == nginx ]] && echo QUIT || echo TERM)" || code=$?
   server_pid=""
-  if ((code != 0)); then
-    echo "http_bench.sh: $name exited with status $code after SIGTERM" >&2
-    return 1
-  fi
+  return "$code"
 }
 
 # CPU time (utime + stime, in clock ticks) of PID.

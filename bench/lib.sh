@@ -60,3 +60,33 @@ bench_positive_integers() {
     fi
   done
 }
+
+# bench_alive PID: true while PID runs; a zombie (exited, not yet waited for) counts as gone.
+bench_alive() {
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ $state != Z* ]]
+}
+
+# bench_stop_server SCRIPT NAME PID [SIGNAL]: sends SIGNAL (default TERM) to the server PID
+# (a child of this shell), waits up to 5 s, then kills it; returns 1, saying why on stderr
+# as SCRIPT, unless it exited 0 in time.
+bench_stop_server() {
+  local script=$1 name=$2 pid=$3 signal=${4:-TERM} attempt code=0
+  kill "-$signal" "$pid" 2>/dev/null || true
+  for ((attempt = 0; attempt < 50; attempt++)); do
+    bench_alive "$pid" || break
+    sleep 0.1
+  done
+  if bench_alive "$pid"; then
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    echo "$script: $name did not exit within 5 s of SIG$signal" >&2
+    return 1
+  fi
+  wait "$pid" || code=$?
+  if ((code != 0)); then
+    echo "$script: $name exited with status $code after SIG$signal" >&2
+    return 1
+  fi
+}

@@ -84,8 +84,7 @@ start() {
 # stop PID: SIGTERM to a server started here; it must exit 0.
 stop() {
   local pid=$1 left=() other
-  kill -TERM "$pid"
-  wait "$pid" || { echo "web_bench.sh: a server did not exit 0" >&2; exit 1; }
+  bench_stop_server web_bench.sh "server $pid" "$pid" || exit 1
   for other in "${running[@]}"; do [[ $other == "$pid" ]] || left+=("$other"); done
   running=("${left[@]}")
 }
