@@ -28,6 +28,7 @@
 #include "support/leak_check.hpp"
 #include "support/process.hpp"
 #include "support/sanitizers.hpp"
+#include "support/tsan_forked_children.hpp"
 
 namespace {
 
@@ -476,9 +477,6 @@ char thread_state_of(const std::string& name) {
 // helper asleep at the fork, so each round waits for it to be. Several
 // rounds, each child bounded by an alarm so a hang fails the test.
 TEST_F(stack_prefault, a_forked_child_gets_its_own_helper) {
-  if (greenev::testing::thread_sanitizer) {
-    GTEST_SKIP() << "ThreadSanitizer does not support starting threads after a multi-threaded fork";
-  }
   if (greenev::testing::under_valgrind()) {
     GTEST_SKIP() << "memcheck reports what the parent's threads held at the fork as the child's leaks";
   }

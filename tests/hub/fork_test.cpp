@@ -31,15 +31,7 @@
 #include "../support/dns_server.hpp"
 #include "../support/sanitizers.hpp"
 #include "../support/socket_pair.hpp"
-
-#ifdef GREENEV_DETAIL_TU_TSAN
-// The children below start threads (threadpool workers) after a fork of a
-// process that had threads: TSan supports that with this flag, and by default
-// dies instead.
-extern "C" const char* __tsan_default_options() {
-  return "die_after_fork=0";
-}
-#endif
+#include "../support/tsan_forked_children.hpp"
 
 namespace {
 
@@ -96,12 +88,8 @@ template <class F>
 class fork_test : public ::testing::Test {
  protected:
   void SetUp() override {
-    // TSan models each greenlet as a fiber; in a forked child it loses the
-    // ordering its fiber switches gave (it reports a race between the main
-    // greenlet and the hub on the same OS thread at the child's first
-    // switch), so it cannot follow these children.
-    if (greenev::testing::thread_sanitizer)
-      GTEST_SKIP() << "ThreadSanitizer does not follow greenlet (fiber) switches into a forked child";
+    // Under TSan the children run with its reports dropped (it cannot follow
+    // fiber switches across a fork): support/tsan_forked_children.hpp.
     GTEST_FLAG_SET(death_test_style, "threadsafe");
   }
 };

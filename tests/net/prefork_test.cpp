@@ -21,11 +21,7 @@
 #include <greenev/socket.hpp>
 #include <greenev/task.hpp>
 
-#ifdef GREENEV_DETAIL_TU_TSAN
-extern "C" const char* __tsan_default_options() {
-  return "die_after_fork=0";
-}
-#endif
+#include "../support/tsan_forked_children.hpp"
 
 namespace {
 
