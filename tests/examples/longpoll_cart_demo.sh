@@ -23,7 +23,9 @@ for step in add remove; do
   held=$!
   sleep 0.3
   [[ ! -s $held_out ]] || { echo "status answered before any change" >&2; exit 1; }
-  echo "$step: $(post "action=$step&session=$session") $(wait "$held"; cat "$held_out")"
+  code=$(post "action=$step&session=$session")
+  wait "$held"  # here, not inside $(...): a subshell cannot wait for this shell's job
+  echo "$step: $code $(cat "$held_out")"
   [[ $step == add ]] && known=9 || known=10
 done
 echo "stale: $(get "$url/cart/status?count=7")"
