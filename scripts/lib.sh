@@ -14,7 +14,7 @@ GREENEV_PACKAGES=(
   libgtest-dev libbenchmark-dev valgrind python3 clang-format
   dnsmasq-base libcurl4-openssl-dev gdb doxygen postgresql libpq-dev
   chromium nodejs
-  openssl curl
+  openssl curl ccache
 )
 # scripts/tour.sh: the libraries and the examples only (url_fetcher needs libcurl; the web
 # demos are driven by curl and a python3 WebSocket client).
@@ -56,6 +56,17 @@ greenev_install_packages() {
     echo "apt-get failed; the whole log: $log" >&2
     exit 1
   fi
+}
+
+# greenev_use_ccache: compiles through ccache where it is installed (Debian's ccache) and no
+# compiler launcher is set already. The cache keys on paths relative to the checkout and not
+# on the build directory (CCACHE_BASEDIR, CCACHE_NOHASHDIR), so every clone of the
+# repository shares it; the debug info of a cached object names the clone that compiled it.
+greenev_use_ccache() {
+  command -v ccache >/dev/null || return 0
+  [[ -z ${CMAKE_CXX_COMPILER_LAUNCHER:-} ]] || return 0
+  export CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$GREENEV_ROOT} CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-1}
 }
 
 # --- stages ---------------------------------------------------------------------------

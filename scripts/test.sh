@@ -25,6 +25,7 @@ greenev_install_packages "${GREENEV_PACKAGES[@]}"
 # The browser test's puppeteer-core comes from the npm registry (tests/browser/package-lock.json):
 # nodesource's nodejs carries npm, Debian's does not.
 command -v npm >/dev/null || greenev_install_packages npm
+greenev_use_ccache
 greenev_stages_init summary
 cd "$GREENEV_ROOT"
 

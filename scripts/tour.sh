@@ -11,6 +11,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 greenev_install_packages "${GREENEV_TOUR_PACKAGES[@]}"
+greenev_use_ccache
 build="$GREENEV_ROOT/build/tour"
 greenev_stages_init
 if [[ ! -f $build/build.ninja ]]; then
