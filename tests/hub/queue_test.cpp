@@ -521,7 +521,7 @@ TEST_F(queue_test, item_handed_to_a_killed_getter_goes_to_the_next) {
   auto first = spawn([&] { return q.get(); });
   auto second = spawn([&] { return q.get(); });
   ASSERT_TRUE(yield_until([&] { return q.getters() == 2; }));
-  first.kill(std::make_exception_ptr(greenlet_exit{}), false);  // queued before the wake-up
+  first.kill({.block = false});  // queued before the wake-up
   q.put(42);
   EXPECT_EQ(second.get(5s), 42);
   EXPECT_TRUE(first.join(5s));
@@ -533,7 +533,7 @@ TEST_F(queue_test, item_handed_to_a_killed_last_getter_goes_back_first) {
   greenev::queue<int> q;
   auto only = spawn([&] { return q.get(); });
   ASSERT_TRUE(yield_until([&] { return q.getters() == 1; }));
-  only.kill(std::make_exception_ptr(greenlet_exit{}), false);
+  only.kill({.block = false});
   q.put(1);
   q.put(2);  // no getter is waiting any more: stored
   EXPECT_TRUE(only.join(5s));
@@ -546,7 +546,7 @@ TEST_F(queue_test, channel_item_handed_to_a_killed_getter_is_not_lost) {
   channel<int> ch;
   auto getter = spawn([&] { return ch.get(); });
   ASSERT_TRUE(yield_until([&] { return ch.getters() == 1; }));
-  getter.kill(std::make_exception_ptr(greenlet_exit{}), false);
+  getter.kill({.block = false});
   ch.put(9);  // handed over; waits until the getter ran — it died instead
   EXPECT_TRUE(getter.join(5s));
   EXPECT_EQ(ch.get_nowait(), 9);
@@ -558,7 +558,7 @@ TEST_F(queue_test, putter_interrupted_after_its_item_was_taken_leaves_it_in) {
   q.put(1);
   auto putter = spawn([&] { q.put(2); });
   ASSERT_TRUE(yield_until([&] { return q.putters() == 1; }));
-  putter.kill(std::make_exception_ptr(greenlet_exit{}), false);
+  putter.kill({.block = false});
   EXPECT_EQ(q.get(), 1);  // takes the putter's item in, then the kill lands
   EXPECT_TRUE(putter.join(5s));
   EXPECT_TRUE(putter.killed());

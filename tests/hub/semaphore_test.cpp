@@ -139,7 +139,7 @@ TEST_F(semaphore_test, unit_handed_to_a_killed_waiter_goes_to_the_next) {
   ASSERT_TRUE(yield_until([&] { return s.waiters() == 2; }));
   // Queue the kill before the wake-up release() schedules: the first waiter is
   // killed holding a unit it never received.
-  first.kill(std::make_exception_ptr(greenlet_exit{}), false);
+  first.kill({.block = false});
   s.release();
   EXPECT_TRUE(second.join(5s));
   EXPECT_TRUE(first.join(5s));
@@ -153,7 +153,7 @@ TEST_F(semaphore_test, unit_handed_to_a_killed_last_waiter_returns_to_the_count)
   semaphore s(0);
   auto only = spawn([&] { (void)s.acquire(); });
   ASSERT_TRUE(yield_until([&] { return s.waiters() == 1; }));
-  only.kill(std::make_exception_ptr(greenlet_exit{}), false);
+  only.kill({.block = false});
   s.release();
   EXPECT_TRUE(only.join(5s));
   EXPECT_TRUE(only.killed());
