@@ -190,23 +190,21 @@ class basic_queue {
                                    : maxsize) {}
   /// A queue holding at most `maxsize` items (0: unbounded) that starts with
   /// `items`, as if each was put() in order (gevent's Queue(maxsize,
-  /// items)); `items` is an initializer list or any input range whose
-  /// elements convert to T. Never switches. Throws std::invalid_argument if
-  /// there are more items than `maxsize` allows. Not for channels, which
-  /// hold nothing.
-  ///@{
+  /// items)). Never switches. Throws std::invalid_argument if there are more
+  /// items than `maxsize` allows. Not for channels, which hold nothing.
   basic_queue(std::size_t maxsize, std::initializer_list<T> items) requires(!Storage::rendezvous &&
                                                                             std::is_copy_constructible_v<T>)
       : basic_queue(maxsize) {
     put_initial(items);
   }
+  /// As above, from any input range whose elements convert to T (moved from
+  /// if the range yields rvalues).
   template <std::ranges::input_range Range>
   requires(!Storage::rendezvous && std::convertible_to<std::ranges::range_reference_t<Range>, T>)
       basic_queue(std::size_t maxsize, Range&& items)
       : basic_queue(maxsize) {
     put_initial(std::forward<Range>(items));
   }
-  ///@}
   basic_queue(const basic_queue&) = delete;
   basic_queue& operator=(const basic_queue&) = delete;
 
@@ -504,14 +502,13 @@ class joinable_queue : public basic_queue<T, detail::fifo_storage<T>> {
   explicit joinable_queue(std::size_t maxsize = 0) : basic_queue<T, detail::fifo_storage<T>>(maxsize) {}
   /// Starts with `items`, each unfinished until task_done() (gevent's
   /// JoinableQueue(maxsize, items)); as basic_queue's constructor.
-  ///@{
   joinable_queue(std::size_t maxsize, std::initializer_list<T> items) requires std::is_copy_constructible_v<T>
       : basic_queue<T, detail::fifo_storage<T>>(maxsize, items) {}
+  /// As above, from any input range whose elements convert to T.
   template <std::ranges::input_range Range>
   requires std::convertible_to<std::ranges::range_reference_t<Range>, T> joinable_queue(std::size_t maxsize,
                                                                                         Range&& items)
       : basic_queue<T, detail::fifo_storage<T>>(maxsize, std::forward<Range>(items)) {}
-  ///@}
 
   /// basic_queue::shutdown(); with `immediate`, the dropped items count as
   /// done, so join()ers waiting only for them are woken. Never switches.
