@@ -179,6 +179,7 @@ void create_task_greenlet(task_state& state, std::string name, const void* spawn
       greenlet([raw] { raw->execute(); }, hub.hub_greenlet(), greenlet_options{.name = std::move(name)});
   // Resolved with dladdr only when run info or the monitor asks.
   state.greenlet_.get()->hub.spawn_site = spawn_site;
+  state.greenlet_.get()->hub.spawner_id = current_greenlet()->id;
 }
 
 void create_unstarted(task_state& state) {
