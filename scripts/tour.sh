@@ -52,20 +52,35 @@ demo tasks "ten tasks sleeping 0.5 s: one after another, then spawned together" 
 demo urls "unmodified libcurl fetching 10 slow pages (0.2 s each, from an embedded server): in turn, then patched" \
   "$bin/url_fetcher"
 
-printf '\n\033[1;36m--- %s\033[0m\n' "one greenlet per connection: the echo server and the seed's 100 concurrent clients"
-"$bin/echo_server" --port 0 >"$out/server.txt" &
-server_pid=$!
-for _ in $(seq 50); do
-  grep -q '^listening on ' "$out/server.txt" && break
-  sleep 0.1
-done
-cat "$out/server.txt"
-port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out/server.txt")
-printf '$ echo_clients --port %s --clients 100 --messages 200\n' "$port"
-"$bin/echo_clients" --port "$port" --clients 100 --messages 200 | tee "$out/echo.txt"
-kill -TERM "$server_pid"
-wait "$server_pid"
-server_pid=
+demo commands "ten child processes of \`sleep 0.2\`, each waited for by its own greenlet (gevent.subprocess)" \
+  "$bin/parallel_commands" --count 10 -- sleep 0.2
+
+# echo_demo NAME TITLE SERVER_ARGS...: starts echo_server on a free loopback port, runs the
+# seed's 100 clients against it, then stops it (SIGTERM) and waits for it.
+echo_demo() {
+  local name=$1 title=$2
+  shift 2
+  printf '\n\033[1;36m--- %s\033[0m\n' "$title"
+  printf '$ echo_server --port 0%s\n' "${*:+ $*}"
+  "$bin/echo_server" --port 0 "$@" >"$out/$name-server.txt" &
+  server_pid=$!
+  for _ in $(seq 50); do
+    grep -q '^listening on ' "$out/$name-server.txt" && break
+    sleep 0.1
+  done
+  cat "$out/$name-server.txt"
+  local port
+  port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out/$name-server.txt")
+  printf '$ echo_clients --port %s --clients 100 --messages 200\n' "$port"
+  "$bin/echo_clients" --port "$port" --clients 100 --messages 200 | tee "$out/$name.txt"
+  kill -TERM "$server_pid"
+  wait "$server_pid"
+  server_pid=
+}
+
+echo_demo echo "one greenlet per connection: the echo server and the seed's 100 concurrent clients"
+echo_demo echo_processes "the same server in two forked processes sharing the listener (gunicorn's -w 2)" \
+  --processes 2
 
 demo longpoll "long polling (the Tornado notes' cart): a held GET /cart/status per shopper, answered on every change" \
   "$GREENEV_ROOT/tests/examples/longpoll_cart_demo.sh" "$bin/longpoll_cart"
@@ -82,5 +97,7 @@ printf '\n\033[1m%-44s %12s %12s\033[0m\n' "demo" "sync" "async"
 printf '%-44s %12s %12s\n' "sync_vs_async: 10 tasks x sleep(0.5 s)" "$(last_field tasks sync)" "$(last_field tasks async)"
 printf '%-44s %12s %12s\n' "url_fetcher: 10 pages x 0.2 s, libcurl" "$(last_field urls sync)" "$(last_field urls async)"
 printf '%-44s %12s %12s\n' "monkey_patch: 100 plain POSIX clients" "$(last_field monkey unpatched)" "$(last_field monkey patched)"
+printf '%-44s %25s\n' "parallel_commands: 10 x sleep 0.2 s" "$(last_field commands wall) in all"
 printf '%-44s %25s\n' "echo: 100 clients x 200 round trips" "$(last_field echo rate) round trips"
+printf '%-44s %25s\n' "echo, 2 processes: the same clients" "$(last_field echo_processes rate) round trips"
 printf '\n\033[1mtour done.\033[0m\n'

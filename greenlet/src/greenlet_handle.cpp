@@ -134,7 +134,7 @@ greenlet_impl* greenlet::require() const {
   return impl_;
 }
 
-std::any greenlet::throw_into(std::exception_ptr error) {
+std::any greenlet::throw_into(std::exception_ptr error) const {
   greenlet_impl* target = require();
   detail::thread_state& ts = local_state();
   detail::checked(target, ts, "throw into");

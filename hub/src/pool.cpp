@@ -98,7 +98,7 @@ void group::insert_member(const basic_task& task) {
   } catch (...) {
     index_.erase(task.state());
     members_.erase(position);
-    task.kill(std::make_exception_ptr(greenlet_exit{}), false);  // unstarted: it never runs
+    task.kill({.block = false});  // unstarted: it never runs
     throw;
   }
 }
@@ -162,10 +162,11 @@ bool group::join(wait_time timeout, bool raise_error) {
   return emptied;
 }
 
-void group::kill(std::exception_ptr error, bool block, wait_time timeout) {
+void group::kill(kill_options options) {
   require_own_thread("kill");
-  if (!error) throw greenlet_error("greenev: group::kill with a null exception_ptr");
-  const steady::time_point deadline = deadline_after(timeout);
+  if (!options.error) throw greenlet_error("greenev: group::kill with a null exception_ptr");
+  const std::exception_ptr& error = options.error;
+  const steady::time_point deadline = deadline_after(options.timeout);
   const detail::greenlet_impl* self = greenlet::current().get();
   for (;;) {
     // Kill whoever has not been killed yet (members added meanwhile too);
@@ -181,11 +182,11 @@ void group::kill(std::exception_ptr error, bool block, wait_time timeout) {
         victims.push_back(m.task);
       }
     }
-    for (const basic_task& t : victims) t.kill(error, false);
-    if (calling_member) calling_member.kill(error, false);  // throws here and now
-    if (!block || members_.empty()) return;
+    for (const basic_task& t : victims) t.kill({.error = error, .block = false});
+    if (calling_member) calling_member.kill({.error = error, .block = false});  // throws here and now
+    if (!options.block || members_.empty()) return;
     // Members leave through their links, in the hub: wait for the next one.
-    const wait_time left = remaining(timeout, deadline);
+    const wait_time left = remaining(options.timeout, deadline);
     if (left.is_poll()) return;
     detail::waiter w("group kill");
     discard_waiters_.push_back(w);
@@ -193,18 +194,18 @@ void group::kill(std::exception_ptr error, bool block, wait_time timeout) {
   }
 }
 
-void group::killone(const basic_task& task, std::exception_ptr error, bool block, wait_time timeout) {
+void group::killone(const basic_task& task, kill_options options) {
   require_own_thread("killone");
-  if (!error) throw greenlet_error("greenev: group::killone with a null exception_ptr");
+  if (!options.error) throw greenlet_error("greenev: group::killone with a null exception_ptr");
   const auto found = index_.find(task.state());
   if (!task || found == index_.end()) return;
   // Raising again into a member already dying would cut its cleanup short
   // (gevent's killone skips its `dying` set as kill() does).
   if (!found->second->dying) {
     found->second->dying = true;
-    task.kill(std::move(error), false);
+    task.kill({.error = std::move(options.error), .block = false});
   }
-  if (block) (void)task.join(timeout);
+  if (options.block) (void)task.join(options.timeout);
 }
 
 std::size_t group::wait_available(wait_time timeout) {
@@ -240,7 +241,7 @@ void group::finish_map(map_run& run) noexcept {
 }
 
 void group::stop_all(const std::vector<basic_task>& tasks) {
-  killall(tasks, std::make_exception_ptr(greenlet_exit{}), true);
+  killall(tasks);
 }
 
 bool group::called_from_member() const noexcept {
@@ -261,7 +262,7 @@ group::imap_engine::~imap_engine() {
     if (e.done) continue;
     detail::remove_user_link(*e.call.state(), e.link_id);
     try {
-      e.call.kill(std::make_exception_ptr(greenlet_exit{}), false);
+      e.call.kill({.block = false});
     } catch (...) {
       detail::print_failure("imap (killing a call in flight)", std::current_exception());
     }
@@ -292,7 +293,7 @@ void group::imap_engine::started(const basic_task& call) {
     position->link_id = call.link([this, position](const basic_task& done) { on_done(position, done); });
   } catch (...) {
     running_.erase(position);
-    owner_.killone(call, std::make_exception_ptr(greenlet_exit{}), false);  // unstarted: never runs
+    owner_.killone(call, {.block = false});  // unstarted: never runs
     throw;
   }
 }

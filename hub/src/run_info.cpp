@@ -12,12 +12,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <greenev/error_reporter.hpp>
@@ -54,8 +56,11 @@ std::string describe_code_address(const void* address) {
   return text;
 }
 
-std::string describe_greenlet(const greenlet_impl& g, const thread_state& ts, struct ev_loop* loop) {
-  std::string line = "  greenlet " + std::to_string(g.id) + " \"" + g.display_name() + "\": ";
+namespace {
+
+// What `g` is doing: "running", "suspended on ...".
+std::string describe_state(const greenlet_impl& g, const thread_state& ts, struct ev_loop* loop) {
+  std::string line;
   if (&g == ts.current) {
     line += "running";
   } else if (loop != nullptr && &g == static_cast<const hub_impl*>(ts.hub)->hub_greenlet().get()) {
@@ -72,6 +77,14 @@ std::string describe_greenlet(const greenlet_impl& g, const thread_state& ts, st
   } else {
     line += "suspended (switched away directly, or queued to resume)";
   }
+  return line;
+}
+
+}  // namespace
+
+std::string describe_greenlet(const greenlet_impl& g, const thread_state& ts, struct ev_loop* loop) {
+  std::string line = "  greenlet " + std::to_string(g.id) + " \"" + g.display_name() + "\": ";
+  line += describe_state(g, ts, loop);
   if (g.parent != nullptr) line += "; parent " + g.parent->display_name();
   if (g.hub.spawn_site != nullptr) line += "; spawned at " + describe_code_address(g.hub.spawn_site);
   return line;
@@ -131,9 +144,92 @@ std::string hub_impl::describe_greenlets() const {
   return text;
 }
 
+namespace {
+
+// The tree's nodes: this thread's live greenlets, in creation (id) order.
+struct tree_node {
+  const greenlet_impl* greenlet;
+  const greenlet_impl* spawner = nullptr;  // live, else null
+  std::vector<std::size_t> children;
+  bool drawn = false;
+};
+
+using node_index = std::unordered_map<const greenlet_impl*, std::size_t>;
+
+// Where a greenlet hangs in the tree: under its spawner while that lives
+// (gevent's spawning_greenlet), else under its nearest live ancestor.
+const greenlet_impl* tree_parent(const tree_node& node, const node_index& live) {
+  if (node.spawner != nullptr) return node.spawner;
+  for (const greenlet_impl* up = node.greenlet->parent; up != nullptr; up = up->parent)
+    if (live.contains(up)) return up;
+  return nullptr;
+}
+
+void draw(std::vector<tree_node>& nodes, std::size_t index, const std::string& prefix, bool root, bool last,
+          const thread_state& ts, struct ev_loop* loop, std::string& out) {
+  tree_node& node = nodes[index];
+  node.drawn = true;
+  const greenlet_impl& g = *node.greenlet;
+  out += root ? prefix : prefix + " +--- ";
+  out += g.display_name() + " (id " + std::to_string(g.id) + "): " + describe_state(g, ts, loop);
+  if (g.parent != nullptr) out += "; parent " + g.parent->display_name();
+  if (node.spawner != nullptr) out += "; spawned by " + node.spawner->display_name();
+  if (g.hub.spawn_site != nullptr) out += " at " + describe_code_address(g.hub.spawn_site);
+  out += "\n";
+  const std::string below = root ? prefix : prefix + (last ? "      " : " |    ");
+  const std::vector<std::size_t> children = node.children;
+  for (std::size_t i = 0; i < children.size(); ++i) {
+    if (nodes[children[i]].drawn) continue;  // reached already through a cycle of reparenting
+    draw(nodes, children[i], below, false, i + 1 == children.size(), ts, loop, out);
+  }
+}
+
+}  // namespace
+
 }  // namespace greenev::detail
 
 namespace greenev {
+
+std::string format_greenlet_tree() {
+  using detail::tree_node;
+  const detail::thread_state* ts = detail::tls_state;
+  if (ts == nullptr) return "no greenlets on this thread\n";
+  const auto* hub = static_cast<const detail::hub_impl*>(ts->hub);
+  struct ev_loop* loop = hub != nullptr ? hub->loop() : nullptr;
+  std::vector<tree_node> nodes{{ts->main}};
+  for (const detail::greenlet_impl* g = ts->active_head; g != nullptr; g = g->active_next)
+    nodes.push_back({g});
+  std::sort(nodes.begin(), nodes.end(),
+            [](const tree_node& a, const tree_node& b) { return a.greenlet->id < b.greenlet->id; });
+  detail::node_index live;
+  std::unordered_map<std::uint64_t, const detail::greenlet_impl*> by_id;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    live.emplace(nodes[i].greenlet, i);
+    by_id.emplace(nodes[i].greenlet->id, nodes[i].greenlet);
+  }
+  for (tree_node& node : nodes) {
+    const auto spawner = by_id.find(node.greenlet->hub.spawner_id);
+    if (spawner != by_id.end() && spawner->second != node.greenlet) node.spawner = spawner->second;
+  }
+  std::vector<std::size_t> roots;
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    const detail::greenlet_impl* up = detail::tree_parent(nodes[i], live);
+    if (up == nullptr) {
+      roots.push_back(i);
+    } else {
+      nodes[live.at(up)].children.push_back(i);
+    }
+  }
+  std::string text;
+  for (std::size_t root : roots) detail::draw(nodes, root, "", true, true, *ts, loop, text);
+  // Greenlets whose spawner and parent point at each other (set_parent can
+  // do that) hang from no root: draw each such cycle from its oldest member.
+  for (std::size_t i = 0; i < nodes.size(); ++i)
+    if (!nodes[i].drawn) detail::draw(nodes, i, "", true, true, *ts, loop, text);
+  if (hub != nullptr && hub->pending_callbacks() != 0)
+    text += "(" + std::to_string(hub->pending_callbacks()) + " callbacks queued, e.g. tasks to start)\n";
+  return text;
+}
 
 std::string format_run_info(std::chrono::milliseconds per_thread_timeout) {
   std::vector<detail::asked_thread> asked;

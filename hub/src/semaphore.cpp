@@ -34,7 +34,7 @@ void semaphore::give() noexcept {
     detail::schedule_wake(*w);
     return;
   }
-  ++value_;
+  count_up();
 }
 
 bool rlock::acquire(wait_time timeout) {

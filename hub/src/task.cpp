@@ -179,6 +179,7 @@ void create_task_greenlet(task_state& state, std::string name, const void* spawn
       greenlet([raw] { raw->execute(); }, hub.hub_greenlet(), greenlet_options{.name = std::move(name)});
   // Resolved with dladdr only when run info or the monitor asks.
   state.greenlet_.get()->hub.spawn_site = spawn_site;
+  state.greenlet_.get()->hub.spawner_id = current_greenlet()->id;
 }
 
 void create_unstarted(task_state& state) {
@@ -421,12 +422,13 @@ std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time 
   return shared.finished;
 }
 
-void killall(const std::vector<basic_task>& tasks, std::exception_ptr error, bool block, wait_time timeout) {
-  if (!error) throw greenlet_error("greenev: killall with a null exception_ptr");
+void killall(const std::vector<basic_task>& tasks, kill_options options) {
+  if (!options.error) throw greenlet_error("greenev: killall with a null exception_ptr");
   require_usable(tasks, "killall");
-  for (const basic_task& t : tasks) t.kill(error, false);
+  for (const basic_task& t : tasks) t.kill({.error = options.error, .block = false});
   // gevent raises Timeout here too: the caller asked for them to be gone.
-  if (block && joinall(tasks, timeout).size() < tasks.size()) throw timeout_error(&tasks, timeout.duration());
+  if (options.block && joinall(tasks, options.timeout).size() < tasks.size())
+    throw timeout_error(&tasks, options.timeout.duration());
 }
 
 }  // namespace greenev

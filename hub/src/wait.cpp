@@ -16,8 +16,24 @@ waitable::waitable(const basic_task& task) : task_(task), object_(task.state()) 
 
 waitable::waitable(event& e) noexcept : object_(&e), observers_(&e.observers_), ready_(&event_ready) {}
 
+waitable::waitable(semaphore& s) noexcept
+    : object_(&s), observers_(&s.observers_), ready_(&semaphore_ready) {}
+
+waitable::waitable(rlock& r) noexcept : object_(&r), observers_(&r.block_.observers_), ready_(&rlock_ready) {}
+
 bool waitable::event_ready(const void* object) {
   return static_cast<const event*>(object)->is_set();
+}
+
+bool waitable::semaphore_ready(const void* object) {
+  return !static_cast<const semaphore*>(object)->locked();
+}
+
+// Read by the waiting greenlet (ready_watch's constructor): its own rlock
+// would not make it wait. Later, a notification means the lock became free.
+bool waitable::rlock_ready(const void* object) {
+  const auto* r = static_cast<const rlock*>(object);
+  return !r->locked() || r->owned_by_current();
 }
 
 bool waitable::ready() const {

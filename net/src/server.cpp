@@ -216,8 +216,7 @@ void resume_worker(worker& w) {
 void stop_worker(worker& w, wait_time timeout) {
   w.listener.close();
   if (w.acceptor) w.acceptor.kill();  // it may be waiting for a pool slot
-  if (w.handlers && !w.handlers->join(timeout))
-    w.handlers->kill(std::make_exception_ptr(greenlet_exit{}), true, 1.0);
+  if (w.handlers && !w.handlers->join(timeout)) w.handlers->kill({.timeout = 1.0});
 }
 
 void run_remote(server_state& s, remote_worker& r) {
@@ -330,7 +329,7 @@ constexpr std::chrono::seconds healthy_run{10};
     // Forked from start(): the parent's supervisor was copied too. Forked by
     // the supervisor: this is it, and it never goes back to supervising.
     if (s.supervisor && !s.supervisor.ready() && greenlet::current() != s.supervisor.raw_greenlet()) {
-      s.supervisor.kill(std::make_exception_ptr(greenlet_exit{}), false);
+      s.supervisor.kill({.block = false});
       s.supervisor = {};
     }
     s.on_term.reset();

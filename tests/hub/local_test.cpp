@@ -1,15 +1,19 @@
 // Tests for greenev/local.hpp: a value per greenlet (main, tasks, raw
 // greenlets, the hub), created on first access, destroyed when its greenlet
 // dies (on that greenlet) or when the greenlet_local goes, reset(), an init
-// function, destructors that touch locals, and several threads. Ports the
+// function (which needs no default constructor), destructors that touch
+// locals, and several threads. Ports the
 // contracts of gevent's test__local.py (test_local_dicts_for_greenlets,
 // test_local_with_dead_greenlet / deleted local, subclass __init__).
 #include <greenev/local.hpp>
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -198,6 +202,26 @@ TEST_F(local_test, an_init_function_makes_each_value) {
   EXPECT_EQ(greenev::spawn([&] { return *name; }).get(), "greenlet #2");
   EXPECT_EQ(*name, "greenlet #1");
   EXPECT_EQ(calls, 2);
+}
+
+// No default constructor, no copy, no move: made in place from init's result.
+struct no_default {
+  explicit no_default(int v) : value(v) {}
+  no_default(const no_default&) = delete;
+  no_default& operator=(const no_default&) = delete;
+  int value;
+};
+
+TEST_F(local_test, an_init_function_needs_no_default_constructor) {
+  static_assert(!std::is_default_constructible_v<greenlet_local<no_default>>,
+                "without an init function there is nothing to make the value with");
+  int next = 0;
+  greenlet_local<no_default> local([&] { return no_default(++next); });
+  EXPECT_EQ(local->value, 1);
+  EXPECT_EQ(greenev::spawn([&] { return local->value; }).get(), 2);
+  EXPECT_EQ(local.get().value, 1);
+  EXPECT_THROW([] { greenlet_local<no_default> empty{std::function<no_default()>{}}; }(),
+               std::invalid_argument);
 }
 
 TEST_F(local_test, a_constructor_that_throws_stores_nothing) {

@@ -145,7 +145,7 @@ TEST_F(group_test, join_without_raise_error_ignores_failures_and_kills_are_not_f
   (void)testing::internal::GetCapturedStderr();
   event never;
   g.spawn([&] { never.wait(); });
-  g.kill(std::make_exception_ptr(greenev::greenlet_exit{}), false);
+  g.kill({.block = false});
   EXPECT_TRUE(g.join({}, true));  // a kill is not a failure
 }
 
@@ -180,7 +180,7 @@ TEST_F(group_test, kill_without_block_returns_before_members_died) {
   event never;
   auto t = g.spawn([&] { never.wait(); });
   settle();
-  g.kill(std::make_exception_ptr(greenev::greenlet_exit{}), false);
+  g.kill({.block = false});
   EXPECT_FALSE(t.ready());
   EXPECT_TRUE(g.join(1s));
   EXPECT_TRUE(t.killed());
@@ -203,7 +203,7 @@ TEST_F(group_test, kill_also_kills_members_added_while_killing) {
     never.wait();
   });
   settle();
-  g.kill(std::make_exception_ptr(greenev::greenlet_exit{}), true, 2s);
+  g.kill({.timeout = 2s});
   ASSERT_TRUE(second);
   EXPECT_TRUE(second.ready());
   EXPECT_TRUE(second.killed());
@@ -222,11 +222,33 @@ TEST_F(group_test, kill_with_timeout_returns_while_a_member_still_dies) {
   });
   settle();
   const auto start = steady::now();
-  g.kill(std::make_exception_ptr(greenev::greenlet_exit{}), true, 50ms);
+  g.kill({.timeout = 50ms});
   EXPECT_LT(since(start), 400ms);
   EXPECT_FALSE(t.ready());
   EXPECT_TRUE(g.join(2s));
   EXPECT_TRUE(t.killed());
+}
+
+// kill() and killone() take an exception object and kill_options.
+TEST_F(group_test, kill_and_killone_take_an_exception_object) {
+  struct stop_work {};
+  group g;
+  event never;
+  auto a = g.spawn([&] { never.wait(); });
+  auto b = g.spawn([&] { never.wait(); });
+  settle();
+  ::testing::internal::CaptureStderr();  // a custom error is reported as a failure
+  g.killone(a, stop_work{}, {.block = false});
+  EXPECT_FALSE(a.ready()) << "killone({.block = false}) must not wait";
+  g.kill(stop_work{});
+  (void)::testing::internal::GetCapturedStderr();
+  EXPECT_TRUE(a.ready());
+  EXPECT_TRUE(b.ready());
+  for (const basic_task& t : {a, b}) {
+    EXPECT_FALSE(t.killed());
+    EXPECT_THROW(std::rethrow_exception(t.exception()), stop_work);
+  }
+  EXPECT_THROW(g.kill({.error = nullptr}), greenev::greenlet_error);
 }
 
 TEST_F(group_test, killone_kills_only_that_member) {
@@ -263,7 +285,7 @@ TEST_F(group_test, killone_does_not_raise_again_into_a_dying_member) {
 
   auto killed_by_group = g.spawn(cleans_up_slowly);
   settle();
-  g.kill(std::make_exception_ptr(greenev::greenlet_exit{}), false);
+  g.kill({.block = false});
   settle();  // the kill landed: its cleanup is under way
   ASSERT_EQ(steps, std::vector<std::string>{"caught"});
   g.killone(killed_by_group);
@@ -274,7 +296,7 @@ TEST_F(group_test, killone_does_not_raise_again_into_a_dying_member) {
   steps.clear();
   auto killed_twice = g.spawn(cleans_up_slowly);
   settle();
-  g.killone(killed_twice, std::make_exception_ptr(greenev::greenlet_exit{}), false);
+  g.killone(killed_twice, {.block = false});
   settle();
   ASSERT_EQ(steps, std::vector<std::string>{"caught"});
   g.killone(killed_twice);
@@ -441,7 +463,7 @@ TEST_F(pool_test, a_waiter_killed_after_it_was_handed_a_slot_passes_it_on) {
   settle();
   // The kill is queued before the wake-up that hands `a` the slot: `a` dies
   // owning a slot it never used.
-  a.kill(std::make_exception_ptr(greenev::greenlet_exit{}), false);
+  a.kill({.block = false});
   EXPECT_TRUE(p.discard(holder));
   EXPECT_TRUE(b.join(2s));
   EXPECT_TRUE(a.killed());
@@ -549,7 +571,7 @@ TEST_F(pool_test, operations_from_another_thread_throw_greenlet_error) {
       {"add to a group", [&] { plain.add(outsider); }},
       {"join", [&] { (void)p.join(10ms); }},
       {"kill", [&] { p.kill(); }},
-      {"kill without block", [&] { plain.kill(std::make_exception_ptr(greenev::greenlet_exit{}), false); }},
+      {"kill without block", [&] { plain.kill({.block = false}); }},
       {"killone", [&] { p.killone(member); }},
       {"wait_available", [&] { (void)p.wait_available(10ms); }},
       {"map", [&] { (void)plain.map([](int n) { return n; }, items); }},

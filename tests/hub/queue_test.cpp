@@ -3,15 +3,20 @@
 // TestChannel, TestJoinableQueue, TestNoWait, TestJoinEmpty) and adds
 // greenev's own contracts: FIFO order of waiting getters and putters, direct
 // hand-off (no barging), items never lost when a greenlet is interrupted
-// after a hand-over, peek, and move-only items. Timing-based checks of every
-// blocking call are in blocking_contract_test.cpp.
+// after a hand-over, peek, move-only items, queues built from items, and
+// shutdown() as Python 3.13's Queue.shutdown (test_queue's shutdown tests).
+// Timing-based checks of every blocking call are in blocking_contract_test.cpp.
 #include <greenev/queue.hpp>
 
 #include <chrono>
 #include <functional>
+#include <iterator>
+#include <list>
 #include <memory>
 #include <optional>
+#include <ranges>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +42,7 @@ using greenev::greenlet_exit;
 using greenev::joinable_queue;
 using greenev::queue_empty;
 using greenev::queue_full;
+using greenev::queue_shut_down;
 using greenev::spawn;
 using greenev::testing::throws_with;
 
@@ -515,7 +521,7 @@ TEST_F(queue_test, item_handed_to_a_killed_getter_goes_to_the_next) {
   auto first = spawn([&] { return q.get(); });
   auto second = spawn([&] { return q.get(); });
   ASSERT_TRUE(yield_until([&] { return q.getters() == 2; }));
-  first.kill(std::make_exception_ptr(greenlet_exit{}), false);  // queued before the wake-up
+  first.kill({.block = false});  // queued before the wake-up
   q.put(42);
   EXPECT_EQ(second.get(5s), 42);
   EXPECT_TRUE(first.join(5s));
@@ -527,7 +533,7 @@ TEST_F(queue_test, item_handed_to_a_killed_last_getter_goes_back_first) {
   greenev::queue<int> q;
   auto only = spawn([&] { return q.get(); });
   ASSERT_TRUE(yield_until([&] { return q.getters() == 1; }));
-  only.kill(std::make_exception_ptr(greenlet_exit{}), false);
+  only.kill({.block = false});
   q.put(1);
   q.put(2);  // no getter is waiting any more: stored
   EXPECT_TRUE(only.join(5s));
@@ -540,7 +546,7 @@ TEST_F(queue_test, channel_item_handed_to_a_killed_getter_is_not_lost) {
   channel<int> ch;
   auto getter = spawn([&] { return ch.get(); });
   ASSERT_TRUE(yield_until([&] { return ch.getters() == 1; }));
-  getter.kill(std::make_exception_ptr(greenlet_exit{}), false);
+  getter.kill({.block = false});
   ch.put(9);  // handed over; waits until the getter ran — it died instead
   EXPECT_TRUE(getter.join(5s));
   EXPECT_EQ(ch.get_nowait(), 9);
@@ -552,7 +558,7 @@ TEST_F(queue_test, putter_interrupted_after_its_item_was_taken_leaves_it_in) {
   q.put(1);
   auto putter = spawn([&] { q.put(2); });
   ASSERT_TRUE(yield_until([&] { return q.putters() == 1; }));
-  putter.kill(std::make_exception_ptr(greenlet_exit{}), false);
+  putter.kill({.block = false});
   EXPECT_EQ(q.get(), 1);  // takes the putter's item in, then the kill lands
   EXPECT_TRUE(putter.join(5s));
   EXPECT_TRUE(putter.killed());
@@ -614,6 +620,130 @@ TEST_F(queue_test, move_only_items) {
   auto sender = spawn([&] { ch.put(std::make_unique<int>(3)); });
   EXPECT_EQ(*ch.get(), 3);
   greenev::joinall({putter, sender});
+}
+
+// --- construction from items ------------------------------------------------
+
+TEST_F(queue_test, starts_with_the_items_given_in_put_order) {
+  greenev::queue<std::string> fifo(0, {"a", "b", "c"});
+  EXPECT_EQ(fifo.size(), 3u);
+  EXPECT_EQ(fifo.get(), "a");
+  EXPECT_EQ(fifo.get(), "b");
+  greenev::lifo_queue<int> lifo(0, std::vector<int>{1, 2, 3});
+  EXPECT_EQ(lifo.get(), 3);
+  greenev::priority_queue<int> smallest_first(0, std::list<int>{5, 1, 3});
+  EXPECT_EQ(smallest_first.get(), 1);
+  EXPECT_EQ(smallest_first.get(), 3);
+  std::vector<std::unique_ptr<int>> owned;
+  owned.push_back(std::make_unique<int>(7));
+  greenev::queue<std::unique_ptr<int>> moved(
+      1, std::ranges::subrange(std::make_move_iterator(owned.begin()), std::make_move_iterator(owned.end())));
+  EXPECT_EQ(*moved.get(), 7);
+}
+
+TEST_F(queue_test, a_bounded_queue_starts_full_and_refuses_too_many_items) {
+  greenev::queue<int> full(2, {1, 2});
+  EXPECT_TRUE(full.full());
+  EXPECT_THROW(full.put_nowait(3), queue_full);
+  EXPECT_TRUE(throws_with<std::invalid_argument>([] { greenev::queue<int> q(2, {1, 2, 3}); }, "maxsize 2"));
+  EXPECT_TRUE(throws_with<std::invalid_argument>([] { greenev::queue<int> q(1, std::views::iota(0, 5)); },
+                                                 "more items"));
+}
+
+TEST_F(queue_test, a_joinable_queue_counts_its_initial_items_unfinished) {
+  joinable_queue<int> q(0, {1, 2});
+  EXPECT_EQ(q.unfinished_tasks(), 2u);
+  EXPECT_FALSE(q.join(0.0));
+  q.get();
+  q.task_done();
+  q.get();
+  q.task_done();
+  EXPECT_TRUE(q.join(0.0));
+}
+
+// --- shutdown (Python 3.13's Queue.shutdown) ---------------------------------
+
+TEST_F(queue_test, after_shutdown_put_throws_and_get_drains_then_throws) {
+  greenev::queue<int> q(0, {1, 2});
+  EXPECT_FALSE(q.is_shut_down());
+  q.shutdown();
+  EXPECT_TRUE(q.is_shut_down());
+  EXPECT_TRUE(throws_with<queue_shut_down>([&] { q.put(3); }, "shut down"));
+  EXPECT_THROW(q.put_nowait(3), queue_shut_down);
+  EXPECT_EQ(q.get(), 1);
+  EXPECT_EQ(q.peek(), 2);
+  EXPECT_EQ(q.get_nowait(), 2);
+  EXPECT_THROW(q.get(), queue_shut_down) << "an empty shut-down queue must not wait";
+  EXPECT_THROW(q.get_nowait(), queue_shut_down);
+  EXPECT_THROW(q.peek(), queue_shut_down);
+  EXPECT_EQ(q.try_get(), std::nullopt);
+}
+
+TEST_F(queue_test, shutdown_wakes_waiting_getters_peekers_and_putters_with_queue_shut_down) {
+  greenev::queue<int> empty;
+  auto getter = spawn([&] { return empty.get(); });
+  auto peeker = spawn([&] { return empty.peek(); });
+  greenev::queue<int> full(1, {1});
+  auto putter = spawn([&] { full.put(2); });
+  ASSERT_TRUE(yield_until([&] { return empty.getters() == 1 && full.putters() == 1; }));
+  empty.shutdown();
+  full.shutdown();  // not immediate: its item stays, the waiting putter's is refused
+  EXPECT_THROW(getter.get(5s), queue_shut_down);
+  EXPECT_THROW(peeker.get(5s), queue_shut_down);
+  EXPECT_THROW(putter.get(5s), queue_shut_down);
+  EXPECT_EQ(full.get(), 1);
+  EXPECT_THROW(full.get(), queue_shut_down) << "the refused putter's item got in";
+}
+
+TEST_F(queue_test, shutdown_immediate_drops_the_items_and_releases_join) {
+  joinable_queue<int> q(2, {1, 2});
+  auto putter = spawn([&] { q.put(3); });
+  auto joiner = spawn([&] { return q.join(); });
+  ASSERT_TRUE(yield_until([&] { return q.putters() == 1 && q.joiners() == 1; }));
+  q.shutdown(true);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.unfinished_tasks(), 0u);
+  EXPECT_THROW(q.get(), queue_shut_down);
+  EXPECT_THROW(putter.get(5s), queue_shut_down);
+  EXPECT_TRUE(joiner.get(5s));
+}
+
+TEST_F(queue_test, shutdown_in_the_hub_wakes_a_waiting_getter) {
+  greenev::queue<int> q;
+  auto getter = spawn([&] { return q.get(); });
+  ASSERT_TRUE(yield_until([&] { return q.getters() == 1; }));
+  in_hub([&] { q.shutdown(true); });
+  EXPECT_THROW(getter.get(5s), queue_shut_down);
+}
+
+// Every kind of queue shuts down the same way: waiting getters are woken with
+// queue_shut_down, later puts are refused.
+template <class Queue>
+class queue_shutdown_test : public greenev::testing::hub_test {};
+using queue_kinds = ::testing::Types<greenev::queue<int>, greenev::lifo_queue<int>,
+                                     greenev::priority_queue<int>, joinable_queue<int>, channel<int>>;
+TYPED_TEST_SUITE(queue_shutdown_test, queue_kinds);
+
+TYPED_TEST(queue_shutdown_test, wakes_waiting_getters_and_refuses_puts) {
+  TypeParam q;
+  auto first = spawn([&] { return q.get(); });
+  auto second = spawn([&] { return q.get(5s); });
+  ASSERT_TRUE(yield_until([&] { return q.getters() == 2; }));
+  q.shutdown();
+  EXPECT_EQ(q.getters(), 0u);
+  EXPECT_THROW(q.put(1), queue_shut_down);
+  EXPECT_THROW(first.get(5s), queue_shut_down);
+  EXPECT_THROW(second.get(5s), queue_shut_down);
+  EXPECT_THROW(q.get(), queue_shut_down);
+}
+
+TEST_F(queue_test, channel_shutdown_refuses_a_waiting_putter) {
+  channel<int> ch;
+  auto putter = spawn([&] { ch.put(1); });
+  ASSERT_TRUE(yield_until([&] { return ch.putters() == 1; }));
+  ch.shutdown();
+  EXPECT_THROW(putter.get(5s), queue_shut_down);
+  EXPECT_THROW(ch.get_nowait(), queue_shut_down);
 }
 
 }  // namespace

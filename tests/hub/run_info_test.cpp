@@ -1,6 +1,7 @@
 // Tests for greenev/run_info.hpp: run info lists every greenlet with what it
 // waits on (sleep with the time left, fd N read, event), on this thread and
-// on another thread's hub; loop_exit's message uses the same lines.
+// on another thread's hub; loop_exit's message uses the same lines. The
+// greenlet tree: tasks under their spawner, raw greenlets under their parent.
 #include <greenev/run_info.hpp>
 
 #include <sys/socket.h>
@@ -11,10 +12,12 @@
 #include <csignal>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
 #include <greenev/event.hpp>
+#include <greenev/greenlet.hpp>
 #include <greenev/hub.hpp>
 #include <greenev/io.hpp>
 #include <greenev/task.hpp>
@@ -95,6 +98,71 @@ TEST(run_info_signal, sigusr1_prints_the_run_info_to_stderr) {
   }
   napper.kill();
   EXPECT_TRUE(contains(text, expected)) << text;
+}
+
+// The tree's shape: each line cut to its drawing and the greenlet's name.
+std::vector<std::string> shape(const std::string& tree) {
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  while (start < tree.size()) {
+    const std::size_t end = tree.find('\n', start);
+    const std::string line = tree.substr(start, end - start);
+    lines.push_back(line.substr(0, line.find(" (id ")));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return lines;
+}
+
+TEST_F(run_info, greenlet_tree_puts_tasks_under_their_spawner_and_raw_greenlets_under_their_parent) {
+  greenev::event never;
+  greenev::basic_task inner;
+  greenev::basic_task sibling;
+  auto outer = greenev::spawn_with({.name = "outer"}, [&] {
+    // A raw greenlet whose parent is outer, suspended after switching back.
+    greenev::greenlet raw([] { greenev::switch_to_parent(); }, greenev::greenlet_options{.name = "raw"});
+    raw.switch_to();
+    inner = greenev::spawn_with({.name = "inner"}, [&] { (void)never.wait(); });
+    (void)never.wait();
+  });
+  sibling = greenev::spawn_with({.name = "sibling"}, [&] { (void)never.wait(); });
+  greenev::sleep(0.01);  // everything started and waits
+  const std::string tree = greenev::format_greenlet_tree();
+  EXPECT_EQ(shape(tree), (std::vector<std::string>{
+                             "main",
+                             " +--- hub",
+                             " +--- outer",
+                             " |     +--- raw",
+                             " |     +--- inner",
+                             " +--- sibling",
+                         }))
+      << tree;
+  EXPECT_TRUE(contains(tree, "main (id ")) << tree;
+  EXPECT_TRUE(contains(tree, "): running")) << tree;
+  EXPECT_TRUE(contains(tree, "): suspended on event; parent hub; spawned by outer at ")) << tree;
+  EXPECT_TRUE(contains(tree, "; parent outer\n")) << "a raw greenlet has no spawner: " << tree;
+  greenev::killall({outer, inner, sibling});
+}
+
+TEST_F(run_info, greenlet_tree_puts_a_task_whose_spawner_died_under_its_parent) {
+  greenev::event never;
+  greenev::basic_task orphan;
+  auto spawner = greenev::spawn_with({.name = "spawner"}, [&] {
+    orphan = greenev::spawn_with({.name = "orphan"}, [&] { (void)never.wait(); });
+  });
+  spawner.join();
+  greenev::sleep(0.0);  // the orphan starts
+  const std::string tree = greenev::format_greenlet_tree();
+  EXPECT_EQ(shape(tree), (std::vector<std::string>{"main", " +--- hub", "       +--- orphan"})) << tree;
+  orphan.kill();
+}
+
+TEST_F(run_info, greenlet_tree_counts_tasks_not_started_yet) {
+  auto later = greenev::spawn_with({.name = "later"}, [] {});
+  const std::string tree = greenev::format_greenlet_tree();
+  EXPECT_FALSE(contains(tree, "later")) << tree;
+  EXPECT_TRUE(contains(tree, "callbacks queued")) << tree;
+  later.join();
 }
 
 }  // namespace

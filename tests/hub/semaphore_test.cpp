@@ -3,7 +3,8 @@
 // timeout, the fairness test of issue #1487) and the lock/RLock contracts of
 // gevent's lock_tests (ownership, re-entrancy, releasing from the wrong
 // greenlet), plus greenev's own: FIFO hand-off, a unit handed to a waiter that
-// is killed before it runs is passed on, and locks work with std::lock_guard.
+// is killed before it runs is passed on, and every semaphore and lock works
+// with std::lock_guard and std::unique_lock.
 // Timing-based checks come in blocking_contract_test.cpp.
 #include <greenev/semaphore.hpp>
 
@@ -138,7 +139,7 @@ TEST_F(semaphore_test, unit_handed_to_a_killed_waiter_goes_to_the_next) {
   ASSERT_TRUE(yield_until([&] { return s.waiters() == 2; }));
   // Queue the kill before the wake-up release() schedules: the first waiter is
   // killed holding a unit it never received.
-  first.kill(std::make_exception_ptr(greenlet_exit{}), false);
+  first.kill({.block = false});
   s.release();
   EXPECT_TRUE(second.join(5s));
   EXPECT_TRUE(first.join(5s));
@@ -152,7 +153,7 @@ TEST_F(semaphore_test, unit_handed_to_a_killed_last_waiter_returns_to_the_count)
   semaphore s(0);
   auto only = spawn([&] { (void)s.acquire(); });
   ASSERT_TRUE(yield_until([&] { return s.waiters() == 1; }));
-  only.kill(std::make_exception_ptr(greenlet_exit{}), false);
+  only.kill({.block = false});
   s.release();
   EXPECT_TRUE(only.join(5s));
   EXPECT_TRUE(only.killed());
@@ -314,6 +315,29 @@ TEST_F(semaphore_test, lock_works_with_unique_lock_and_timed_try_lock) {
   });
   EXPECT_TRUE(second.get(5s));
   EXPECT_FALSE(m.locked());
+}
+
+TEST_F(semaphore_test, semaphores_work_with_lock_guard_and_unique_lock) {
+  semaphore s(2);
+  {
+    std::lock_guard first(s);
+    std::unique_lock second(s);
+    EXPECT_EQ(s.value(), 0u);
+    auto contender = spawn([&] {
+      std::unique_lock attempt(s, 20ms);  // try_lock_for: times out
+      std::unique_lock poll(s, std::try_to_lock);
+      return attempt.owns_lock() || poll.owns_lock();
+    });
+    EXPECT_FALSE(contender.get(5s));
+  }
+  EXPECT_EQ(s.value(), 2u) << "the guards did not release their units";
+  bounded_semaphore b(1);
+  {
+    std::lock_guard hold(b);
+    EXPECT_TRUE(b.locked());
+  }
+  EXPECT_FALSE(b.locked());
+  EXPECT_THROW(b.unlock(), greenlet_error) << "a bounded semaphore released above its bound";
 }
 
 TEST_F(semaphore_test, lock_is_not_owned_and_unlocking_a_free_lock_throws) {

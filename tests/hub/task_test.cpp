@@ -7,6 +7,7 @@
 #include <greenev/wait.hpp>
 
 #include <algorithm>
+#include <any>
 #include <chrono>
 #include <cstddef>
 #include <exception>
@@ -19,6 +20,7 @@
 #include <string_view>
 #include <thread>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -27,6 +29,7 @@
 #include <greenev/detail/scope_exit.hpp>
 #include <greenev/error_reporter.hpp>
 #include <greenev/event.hpp>
+#include <greenev/greenlet.hpp>
 #include <greenev/hub.hpp>
 #include <greenev/timeout.hpp>
 
@@ -369,7 +372,7 @@ TEST_P(task_kill, kill) {
     ran = true;
     if (c.when == kill_when::while_running) {
       try {
-        self.kill(error, c.block);
+        self.kill({.error = error, .block = c.block});
       } catch (...) {
         kill_threw_in_task = true;
         throw;
@@ -385,13 +388,13 @@ TEST_P(task_kill, kill) {
   ::testing::internal::CaptureStderr();  // custom errors are reported as failures
   switch (c.when) {
     case kill_when::before_start:
-      t.kill(error, c.block);
+      t.kill({.error = error, .block = c.block});
       EXPECT_TRUE(t.ready()) << "a task killed before it started is finished at once";
       break;
     case kill_when::while_waiting:
       greenev::sleep(0.0);
       ASSERT_TRUE(t.started());
-      t.kill(error, c.block);
+      t.kill({.error = error, .block = c.block});
       if (c.block) {
         EXPECT_TRUE(t.ready()) << "kill(block) returns once the task finished";
       }
@@ -423,7 +426,7 @@ TEST_P(task_kill, kill) {
   EXPECT_TRUE(linked[0] == t);
 
   // Killing again does not hurt.
-  t.kill(error, c.block);
+  t.kill({.error = error, .block = c.block});
   greenev::sleep(0.0);
   EXPECT_TRUE(t.ready());
   EXPECT_EQ(t.successful(), !c.custom);
@@ -441,6 +444,58 @@ std::vector<kill_case> all_kill_cases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(matrix, task_kill, ::testing::ValuesIn(all_kill_cases()), kill_case_name);
+
+// kill_options instead of positional booleans, and an exception object
+// instead of an exception_ptr.
+TEST_F(task_spawn, kill_takes_options_and_an_exception_object) {
+  auto waiting = [] { greenev::sleep(10.0); };
+  auto quiet = spawn(waiting);
+  greenev::sleep(0.0);
+  quiet.kill({.block = false});
+  EXPECT_FALSE(quiet.ready()) << "kill({.block = false}) must not wait";
+  EXPECT_TRUE(quiet.join(5s));
+  EXPECT_TRUE(quiet.killed());
+
+  ::testing::internal::CaptureStderr();  // custom errors are reported as failures
+  auto custom = spawn(waiting);
+  greenev::sleep(0.0);
+  custom.kill(custom_error{}, {.block = false});
+  EXPECT_FALSE(custom.ready());
+  EXPECT_TRUE(custom.join(5s));
+  EXPECT_TRUE(holds<custom_error>(custom.exception()));
+  auto blocking = spawn(waiting);
+  greenev::sleep(0.0);
+  blocking.kill(custom_error{});  // blocks by default
+  EXPECT_TRUE(blocking.ready());
+  auto by_pointer = spawn(waiting);
+  greenev::sleep(0.0);
+  by_pointer.kill({.error = std::make_exception_ptr(custom_error{}), .timeout = 5s});
+  EXPECT_TRUE(by_pointer.ready());
+  EXPECT_TRUE(holds<custom_error>(by_pointer.exception()));
+  (void)::testing::internal::GetCapturedStderr();
+
+  auto untouched = spawn(waiting);
+  EXPECT_TRUE(throws_with<greenlet_error>([&] { untouched.kill({.error = nullptr}); }, "null"));
+  EXPECT_TRUE(
+      throws_with<greenlet_error>([&] { greenev::killall({untouched}, {.error = nullptr}); }, "null"));
+  EXPECT_FALSE(untouched.ready());
+  untouched.kill();
+}
+
+// A task's greenlet is switched to through the const reference raw_greenlet()
+// returns, without copying the handle.
+TEST_F(task_spawn, raw_greenlet_can_be_switched_to_without_a_copy) {
+  static_assert(
+      std::is_same_v<decltype(std::declval<basic_task&>().raw_greenlet()), const greenev::greenlet&>);
+  task<int> t;
+  t = spawn([&]() -> int {
+    // A raw child that switches straight back to the task's greenlet.
+    greenev::greenlet child([&] { (void)t.raw_greenlet().switch_to(std::any(5)); });
+    return std::any_cast<int>(child.switch_to());
+  });
+  EXPECT_EQ(&t.raw_greenlet(), &t.raw_greenlet());
+  EXPECT_EQ(t.get(5s), 5);
+}
 
 // A task waiting in a try block that catches the kill still ends when the
 // handler returns; kill(block) waits for the handler (which may block).
@@ -475,7 +530,7 @@ TEST_F(task_spawn, kill_with_timeout_returns_when_the_task_does_not_die) {
   });
   greenev::sleep(0.0);
   const auto start = steady::now();
-  t.kill(std::make_exception_ptr(greenlet_exit{}), true, 20ms);
+  t.kill({.timeout = 20ms});
   EXPECT_GE(since(start), 15ms);
   EXPECT_FALSE(t.ready());
   release.set();
@@ -889,7 +944,7 @@ TEST_F(task_join, killall_raises_timeout_error_when_a_task_outlives_the_timeout)
   greenev::sleep(0.0);
   const auto start = steady::now();
   try {
-    greenev::killall(tasks, std::make_exception_ptr(greenlet_exit{}), true, 20ms);
+    greenev::killall(tasks, {.timeout = 20ms});
     ADD_FAILURE() << "killall returned while a task still ran";
   } catch (const greenev::timeout_error& error) {
     EXPECT_EQ(error.after(), std::chrono::nanoseconds(20ms));
@@ -903,7 +958,7 @@ TEST_F(task_join, killall_raises_timeout_error_when_a_task_outlives_the_timeout)
   // Tasks that all die in time: no exception.
   std::vector<basic_task> more{spawn([] { greenev::sleep(10.0); }), spawn([] { greenev::sleep(10.0); })};
   greenev::sleep(0.0);
-  EXPECT_NO_THROW(greenev::killall(more, std::make_exception_ptr(greenlet_exit{}), true, 5s));
+  EXPECT_NO_THROW(greenev::killall(more, {.timeout = 5s}));
   for (const basic_task& t : more) EXPECT_TRUE(t.killed());
 }
 
@@ -912,7 +967,7 @@ TEST_F(task_join, killall_without_block_and_with_a_custom_error) {
   for (int i = 0; i < 3; ++i) tasks.push_back(spawn([] { greenev::sleep(10.0); }));
   greenev::sleep(0.0);
   ::testing::internal::CaptureStderr();
-  greenev::killall(tasks, std::make_exception_ptr(custom_error{}), false);
+  greenev::killall(tasks, custom_error{}, {.block = false});
   EXPECT_FALSE(tasks[0].ready()) << "killall(block=false) does not switch";
   EXPECT_EQ(greenev::joinall(tasks, 5s).size(), 3u);
   (void)::testing::internal::GetCapturedStderr();
@@ -984,7 +1039,7 @@ TEST_F(task_threads, every_operation_from_another_thread_throws_greenlet_error) 
   const std::vector<std::pair<std::string, std::function<void()>>> operations{
       {"kill a finished task", [&] { finished.kill(); }},
       {"kill a waiting task", [&] { waiting.kill(); }},
-      {"kill without block", [&] { waiting.kill(std::make_exception_ptr(greenlet_exit{}), false); }},
+      {"kill without block", [&] { waiting.kill({.block = false}); }},
       {"join a finished task", [&] { (void)finished.join(); }},
       {"join a waiting task", [&] { (void)waiting.join(10ms); }},
       {"get a finished task", [&] { (void)finished.get(); }},

@@ -363,7 +363,7 @@ std::vector<blocking_call> blocking_calls() {
          });
          greenev::sleep(0.0);
          try {
-           t.kill(std::make_exception_ptr(greenev::greenlet_exit{}), true, limit);
+           t.kill({.timeout = limit});
          } catch (...) {
            release.set();
            t.join();

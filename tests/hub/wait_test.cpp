@@ -1,5 +1,5 @@
-// Tests for greenev/wait.hpp: wait / iwait over tasks, events and
-// async_results mixed — readiness order, count, timeouts, nothing consumed,
+// Tests for greenev/wait.hpp: wait / iwait over tasks, events,
+// async_results, semaphores and locks mixed — readiness order, count, timeouts, nothing consumed,
 // and no observer left behind when a wait ends early (ASan would see a later
 // set() touch a dead node).
 #include <greenev/wait.hpp>
@@ -13,6 +13,7 @@
 
 #include <greenev/event.hpp>
 #include <greenev/hub.hpp>
+#include <greenev/semaphore.hpp>
 #include <greenev/task.hpp>
 #include <greenev/timeout.hpp>
 
@@ -113,6 +114,61 @@ TEST_F(wait_any, a_killed_waiter_leaves_no_observer) {
 TEST_F(wait_any, empty_task_handles_are_refused) {
   greenev::basic_task empty;
   EXPECT_TRUE(throws_with<greenev::greenlet_error>([&] { (void)waitable(empty); }, "empty task handle"));
+}
+
+TEST_F(wait_any, a_semaphore_is_ready_once_it_could_be_acquired_and_is_not_acquired) {
+  greenev::semaphore s(1);
+  EXPECT_EQ(greenev::wait({s}, 0.0).size(), 1u) << "a free semaphore is ready at once";
+  EXPECT_EQ(s.value(), 1u) << "wait must not acquire it";
+  s.acquire();
+  EXPECT_TRUE(greenev::wait({s}, 0.01).empty()) << "a semaphore without a free unit is not ready";
+  auto releaser = spawn([&] {
+    greenev::sleep(0.01);
+    s.release();
+  });
+  const auto start = steady::now();
+  const auto ready = greenev::wait({s}, 5.0);
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready.front(), waitable(s));
+  EXPECT_LT(since(start), 4s);
+  EXPECT_EQ(s.value(), 1u);
+  releaser.get(1.0);
+}
+
+TEST_F(wait_any, a_unit_handed_to_a_waiting_acquirer_does_not_make_a_semaphore_ready) {
+  greenev::bounded_semaphore s(1);
+  s.acquire();
+  auto acquirer = spawn([&] { return s.acquire(); });
+  auto observer = spawn([&] { return greenev::wait({s}, 0.05).size(); });
+  greenev::yield();  // both wait now
+  s.release();       // handed to the acquirer: still no free unit
+  EXPECT_TRUE(acquirer.get(1.0));
+  EXPECT_EQ(observer.get(1.0), 0u);
+  s.release();
+}
+
+TEST_F(iwait_any, locks_are_yielded_as_they_become_free) {
+  greenev::lock plain;
+  greenev::rlock reentrant;
+  plain.lock();
+  auto holder = spawn([&] {
+    std::lock_guard hold(reentrant);
+    greenev::sleep(0.02);
+  });
+  greenev::yield();  // the holder takes the rlock
+  ASSERT_TRUE(reentrant.locked());
+  std::vector<waitable> order;
+  auto unlocker = spawn([&] {
+    greenev::sleep(0.05);
+    plain.unlock();
+  });
+  for (greenev::iwait each({plain, reentrant}, 5.0); auto item = each.next();) order.push_back(*item);
+  EXPECT_EQ(order, (std::vector<waitable>{reentrant, plain}));
+  greenev::rlock mine;
+  mine.lock();
+  EXPECT_EQ(greenev::wait({mine}, 0.0).size(), 1u) << "an rlock the waiter holds would not make it wait";
+  mine.unlock();
+  greenev::joinall({holder, unlocker});
 }
 
 TEST_F(iwait_any, yields_mixed_items_as_they_become_ready) {

@@ -101,8 +101,10 @@ class greenlet {
   /// `value` at once. Throws whatever exception is delivered to the caller
   /// (an exception escaping a child whose parent is the caller, or
   /// throw_into() aimed at the caller); greenlet_error for an empty handle
-  /// or a greenlet of another thread (before switching).
-  std::any switch_to(std::any value = {});  // inline fast path below
+  /// or a greenlet of another thread (before switching). Const, as every
+  /// operation that leaves the handle itself alone: a `const greenlet&`
+  /// (basic_task::raw_greenlet()) can be switched to without a copy.
+  std::any switch_to(std::any value = {}) const;  // inline fast path below
 
   /// Switches to this greenlet and raises `error` at its suspension point
   /// (default: greenlet_exit). If it does not catch it, it dies and the
@@ -111,10 +113,10 @@ class greenlet {
   /// a dead greenlet does nothing and returns an empty std::any. Returns and
   /// throws like switch_to().
   ///@{
-  std::any throw_into(std::exception_ptr error);
-  std::any throw_into() { return throw_into(std::make_exception_ptr(greenlet_exit{})); }
+  std::any throw_into(std::exception_ptr error) const;
+  std::any throw_into() const { return throw_into(std::make_exception_ptr(greenlet_exit{})); }
   template <class E, class = std::enable_if_t<!std::is_same_v<std::decay_t<E>, std::exception_ptr>>>
-  std::any throw_into(E&& error) {
+  std::any throw_into(E&& error) const {
     return throw_into(std::make_exception_ptr(std::forward<E>(error)));
   }
   ///@}
@@ -131,6 +133,10 @@ class greenlet {
   [[nodiscard]] bool is_main() const;
 
   /// The greenlet that receives this one's result; empty for a main greenlet.
+  /// Never switches. To switch to the calling greenlet's parent, call
+  /// switch_to_parent(): `current().parent().switch_to()` keeps a handle to
+  /// the caller on the caller's own stack while it is suspended (see
+  /// current()).
   [[nodiscard]] greenlet parent() const;
   /// Reparents. Throws greenlet_error if `new_parent` is empty, belongs to
   /// another thread, or would make the parent chain a cycle.
@@ -211,7 +217,7 @@ std::any switch_to_parent_slow(std::any&& value);
   return detail::switch_to_parent_slow(std::move(value));
 }
 
-[[gnu::always_inline]] inline std::any greenlet::switch_to(std::any value) {
+[[gnu::always_inline]] inline std::any greenlet::switch_to(std::any value) const {
 #if GREENEV_DETAIL_INLINE_SWITCH
   detail::thread_state* ts = detail::tls_state;
   if (detail::can_switch_inline(ts, impl_)) [[likely]] {

@@ -24,6 +24,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
+#include <type_traits>
 #include <utility>
 
 #include <greenev/greenlet.hpp>
@@ -65,11 +67,18 @@ class local_key {
 template <class T>
 class greenlet_local {
  public:
-  /// Values are default-constructed on first access.
-  greenlet_local() = default;
+  /// Values are default-constructed on first access (so T must be default
+  /// constructible; otherwise give an init function).
+  greenlet_local() requires std::is_default_constructible_v<T>
+  = default;
   /// Values are made by `init()` on first access (gevent's local subclass
-  /// with an __init__); `init` runs in the accessing greenlet.
-  explicit greenlet_local(std::function<T()> init) : init_(std::move(init)) {}
+  /// with an __init__); `init` runs in the accessing greenlet. T needs no
+  /// default constructor then (nor a copy or a move: the value is made in
+  /// place from what `init` returns). Throws
+  /// std::invalid_argument for an empty `init`.
+  explicit greenlet_local(std::function<T()> init) : init_(std::move(init)) {
+    if (!init_) throw std::invalid_argument("greenev: greenlet_local with an empty init function");
+  }
   greenlet_local(const greenlet_local&) = delete;
   greenlet_local& operator=(const greenlet_local&) = delete;
   /// Destroys every greenlet's value (see the threading note on top).
@@ -96,7 +105,12 @@ class greenlet_local {
 
  private:
   T& create() {
-    T* value = init_ ? new T(init_()) : new T();
+    T* value = nullptr;
+    if constexpr (std::is_default_constructible_v<T>) {
+      value = init_ ? new T(init_()) : new T();
+    } else {
+      value = new T(init_());  // the only constructor this type has
+    }
     return *static_cast<T*>(key_.insert(value, &destroy));
   }
   static void destroy(void* value) noexcept { delete static_cast<T*>(value); }

@@ -139,25 +139,36 @@ class group {
   /// another thread than the group's.
   bool join(wait_time timeout = {}, bool raise_error = false);
 
-  /// Raises `error` (default greenlet_exit) in every member (gevent's
-  /// Group.kill); members not yet started never run. With `block`, waits
-  /// until the group is empty, killing members added meanwhile too, or until
-  /// `timeout` passed (then returns quietly). A member already being killed
-  /// (by kill() or killone()) is not raised into again. Switches if `block`
-  /// and members remain. If the calling greenlet is a member, it is killed
-  /// last: `error` is thrown at once. Throws greenlet_error for a null
-  /// `error` and on another thread than the group's.
-  void kill(std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}), bool block = true,
-            wait_time timeout = {});
+  /// Raises `options.error` (default greenlet_exit) in every member
+  /// (gevent's Group.kill); members not yet started never run. With
+  /// `options.block` (the default), waits until the group is empty, killing
+  /// members added meanwhile too, or until `options.timeout` passed (then
+  /// returns quietly). A member already being killed (by kill() or
+  /// killone()) is not raised into again. Switches if `block` and members
+  /// remain. If the calling greenlet is a member, it is killed last: the
+  /// error is thrown at once. Throws greenlet_error for a null error and on
+  /// another thread than the group's.
+  void kill(kill_options options = {});
+  /// kill() raising a copy of `error`; it replaces `options.error`.
+  template <detail::kill_error E>
+  void kill(E&& error, kill_options options = {}) {
+    options.error = std::make_exception_ptr(std::forward<E>(error));
+    kill(std::move(options));
+  }
 
   /// Kills one member like basic_task::kill(); does nothing if `task` is not
   /// a member. A member already being killed (by kill() or killone()) is
   /// not raised into again, so its cleanup runs undisturbed; with `block`,
-  /// this still waits (up to `timeout`, then returns quietly) until it
-  /// finished. Switches if `block` and it runs. Throws greenlet_error for a
-  /// null `error` and on another thread than the group's.
-  void killone(const basic_task& task, std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}),
-               bool block = true, wait_time timeout = {});
+  /// this still waits (up to `options.timeout`, then returns quietly) until
+  /// it finished. Switches if `block` and it runs. Throws greenlet_error for
+  /// a null error and on another thread than the group's.
+  void killone(const basic_task& task, kill_options options = {});
+  /// killone() raising a copy of `error`; it replaces `options.error`.
+  template <detail::kill_error E>
+  void killone(const basic_task& task, E&& error, kill_options options = {}) {
+    options.error = std::make_exception_ptr(std::forward<E>(error));
+    killone(task, std::move(options));
+  }
 
   /// gevent's Group.map: spawns `f(item)` as a member for every item (on a
   /// pool, waiting for room as spawn() does), waits for all, and returns

@@ -6,6 +6,10 @@
 //   greenev::spawn([&] { for (;;) handle(jobs.get()); });  // waits while empty
 //   jobs.put(42);                                         // waits only while full
 //
+//   greenev::queue<std::string> todo(0, {"a", "b"});      // starts with two items
+//   todo.shutdown();                                      // no more puts; get() drains, then
+//                                                         // throws queue_shut_down
+//
 // Getters and putters wait in FIFO order and items are handed over directly:
 // a put() while greenlets wait in get() gives the item to the first of them,
 // and a get() from a full queue takes the first waiting putter's item in, so
@@ -15,15 +19,22 @@
 // the head of the queue; a putter whose item was taken leaves it in. Own
 // timeouts raise queue_empty (get, peek) and queue_full (put) — gevent's Empty
 // and Full; the *_nowait forms and try_get() never switch, so they also work
-// in hub callbacks. Threading: one thread (the hub's).
+// in hub callbacks. shutdown() ends a queue's use as Python 3.13's
+// Queue.shutdown does: every later put() and every waiting putter throws
+// queue_shut_down, get() drains what is left and then throws it too.
+// Threading: one thread (the hub's).
 #pragma once
 
 #include <algorithm>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <initializer_list>
+#include <iterator>
 #include <optional>
+#include <ranges>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -47,6 +58,14 @@ class queue_empty : public std::runtime_error {
 class queue_full : public std::runtime_error {
  public:
   queue_full() : std::runtime_error("greenev: put to a full queue") {}
+};
+
+/// Raised by put() after shutdown(), by get() once a shut-down queue is
+/// empty, and into every greenlet waiting in put(), get() or peek() when
+/// shutdown() comes (Python 3.13's queue.ShutDown).
+class queue_shut_down : public std::runtime_error {
+ public:
+  queue_shut_down() : std::runtime_error("greenev: the queue was shut down") {}
 };
 
 namespace detail {
@@ -86,6 +105,7 @@ class fifo_storage {
   }
   [[nodiscard]] const T& next() const { return items_.front(); }
   void give_back(T&& item) { items_.push_front(std::move(item)); }
+  void clear() noexcept { items_.clear(); }
   [[nodiscard]] std::size_t size() const noexcept { return items_.size(); }
   [[nodiscard]] bool empty() const noexcept { return items_.empty(); }
 
@@ -105,6 +125,7 @@ class lifo_storage {
   }
   [[nodiscard]] const T& next() const { return items_.back(); }
   void give_back(T&& item) { push(std::move(item)); }
+  void clear() noexcept { items_.clear(); }
   [[nodiscard]] std::size_t size() const noexcept { return items_.size(); }
   [[nodiscard]] bool empty() const noexcept { return items_.empty(); }
 
@@ -129,6 +150,7 @@ class priority_storage {
   }
   [[nodiscard]] const T& next() const { return items_.front(); }
   void give_back(T&& item) { push(std::move(item)); }
+  void clear() noexcept { items_.clear(); }
   [[nodiscard]] std::size_t size() const noexcept { return items_.size(); }
   [[nodiscard]] bool empty() const noexcept { return items_.empty(); }
 
@@ -166,6 +188,23 @@ class basic_queue {
         limit_(Storage::rendezvous ? 0
                : maxsize == 0      ? static_cast<std::size_t>(-1)
                                    : maxsize) {}
+  /// A queue holding at most `maxsize` items (0: unbounded) that starts with
+  /// `items`, as if each was put() in order (gevent's Queue(maxsize,
+  /// items)). Never switches. Throws std::invalid_argument if there are more
+  /// items than `maxsize` allows. Not for channels, which hold nothing.
+  basic_queue(std::size_t maxsize, std::initializer_list<T> items) requires(!Storage::rendezvous &&
+                                                                            std::is_copy_constructible_v<T>)
+      : basic_queue(maxsize) {
+    put_initial(items);
+  }
+  /// As above, from any input range whose elements convert to T (moved from
+  /// if the range yields rvalues).
+  template <std::ranges::input_range Range>
+  requires(!Storage::rendezvous && std::convertible_to<std::ranges::range_reference_t<Range>, T>)
+      basic_queue(std::size_t maxsize, Range&& items)
+      : basic_queue(maxsize) {
+    put_initial(std::forward<Range>(items));
+  }
   basic_queue(const basic_queue&) = delete;
   basic_queue& operator=(const basic_queue&) = delete;
 
@@ -173,10 +212,12 @@ class basic_queue {
   /// straight to the first waiting getter if there is one; a channel's put
   /// then also waits until that getter has run with it (except in the hub
   /// and for put_nowait). Switches only if it must wait. Throws queue_full if
-  /// `timeout` passed first (the item is dropped), greenlet_error if it must
-  /// wait in the hub; interrupting exceptions (kill, outer timeout)
-  /// propagate.
+  /// `timeout` passed first (the item is dropped), queue_shut_down if the
+  /// queue is shut down (at the call or while it waits; the item is
+  /// dropped), greenlet_error if it must wait in the hub; interrupting
+  /// exceptions (kill, outer timeout) propagate.
   void put(T item, wait_time timeout = {}) {
+    if (shut_down_) throw queue_shut_down();
     if (!getters_.empty()) {
       const bool wait_until_received =
           Storage::rendezvous && !timeout.is_poll() && !detail::calling_from_hub();
@@ -194,25 +235,30 @@ class basic_queue {
   }
 
   /// put() without waiting: throws queue_full at once if there is no room
-  /// (for a channel: no getter waiting). Never switches.
+  /// (for a channel: no getter waiting), queue_shut_down after shutdown().
+  /// Never switches.
   void put_nowait(T item) { put(std::move(item), wait_time(std::chrono::nanoseconds(0))); }
 
   /// Removes and returns the next item, waiting up to `timeout` while there
   /// is none. Taking an item from a full queue lets the first waiting putter
   /// in. Switches only if it must wait. Throws queue_empty if `timeout`
-  /// passed first, greenlet_error if it must wait in the hub; interrupting
-  /// exceptions (kill, outer timeout) propagate.
+  /// passed first, queue_shut_down if the queue is shut down and empty (at
+  /// the call or while it waits), greenlet_error if it must wait in the hub;
+  /// interrupting exceptions (kill, outer timeout) propagate.
   T get(wait_time timeout = {}) {
     if (std::optional<T> item = try_get()) return std::move(*item);
+    if (shut_down_) throw queue_shut_down();
     if (timeout.is_poll()) throw queue_empty();
     return wait_for_item(timeout);
   }
 
-  /// get() without waiting: throws queue_empty at once. Never switches.
+  /// get() without waiting: throws queue_empty at once (queue_shut_down if
+  /// the queue is shut down and empty). Never switches.
   T get_nowait() { return get(wait_time(std::chrono::nanoseconds(0))); }
 
   /// The next item if one is ready (stored, or offered by a waiting putter),
-  /// else empty. Never switches, never throws queue_empty.
+  /// else empty. Never switches, never throws queue_empty or
+  /// queue_shut_down.
   std::optional<T> try_get() {
     if (!storage_.empty()) {
       std::optional<T> item(storage_.pop());
@@ -226,21 +272,27 @@ class basic_queue {
   /// A copy of the next item, left in the queue; if the queue is empty,
   /// waits up to `timeout` and returns a copy of the first item to arrive
   /// (which a waiting getter may already have taken). Switches only if empty.
-  /// Throws queue_empty if `timeout` passed first, greenlet_error if it must
-  /// wait in the hub. Not for channels, which hold nothing.
+  /// Throws queue_empty if `timeout` passed first, queue_shut_down if the
+  /// queue is shut down and empty, greenlet_error if it must wait in the
+  /// hub. Not for channels, which hold nothing.
   T peek(wait_time timeout = {}) requires(!Storage::rendezvous && std::is_copy_constructible_v<T>) {
     if (!storage_.empty()) return storage_.next();
+    if (shut_down_) throw queue_shut_down();
     if (timeout.is_poll()) throw queue_empty();
     detail::waiter w("queue peek");
     std::optional<T> copy;
     w.payload = &copy;
     peekers_.push_back(w);
     detail::park(w, timeout);
-    if (!copy) throw queue_empty();
+    if (!copy) {
+      if (shut_down_) throw queue_shut_down();
+      throw queue_empty();
+    }
     return std::move(*copy);
   }
 
-  /// peek() without waiting: throws queue_empty at once. Never switches.
+  /// peek() without waiting: throws queue_empty at once (queue_shut_down if
+  /// shut down and empty). Never switches.
   T peek_nowait() requires(!Storage::rendezvous && std::is_copy_constructible_v<T>) {
     return peek(wait_time(std::chrono::nanoseconds(0)));
   }
@@ -259,6 +311,30 @@ class basic_queue {
   /// Greenlets waiting in put().
   [[nodiscard]] std::size_t putters() const noexcept { return putters_.size(); }
 
+  /// Python 3.13's Queue.shutdown: from now on put() throws
+  /// queue_shut_down, and so does every greenlet waiting in put() (its item
+  /// is not added) or, the queue being empty, in get() and peek(): they are
+  /// all woken with it. get() still returns the items stored, then throws it.
+  /// With `immediate`, the stored items are dropped first (for a
+  /// joinable_queue, each counts as done), so get() throws at once; items
+  /// already handed to a getter that has not run yet stay its own. Calling it
+  /// again does nothing more, except that `immediate` still drops the items.
+  /// Never switches (the woken greenlets run later), so it works in hub
+  /// callbacks.
+  void shutdown(bool immediate = false) noexcept {
+    shut_down_ = true;
+    if (immediate) {
+      const std::size_t dropped = storage_.size();
+      storage_.clear();
+      unfinished_ -= std::min(dropped, unfinished_);
+    }
+    detail::wake_all(getters_);
+    detail::wake_all(putters_);
+    detail::wake_all(peekers_);
+  }
+  /// True once shutdown() was called.
+  [[nodiscard]] bool is_shut_down() const noexcept { return shut_down_; }
+
  protected:
   /// Items accepted (stored or handed to a getter) and not yet marked done;
   /// joinable_queue exposes it.
@@ -269,6 +345,22 @@ class basic_queue {
   using put_slot = detail::queue_put_slot<T>;
   static get_slot& slot_of_getter(detail::waiter& w) noexcept { return *static_cast<get_slot*>(w.payload); }
   static put_slot& slot_of_putter(detail::waiter& w) noexcept { return *static_cast<put_slot*>(w.payload); }
+
+  template <class Range>
+  void put_initial(Range&& items) {
+    if constexpr (std::ranges::sized_range<Range>) {
+      if (maxsize_ != 0 && std::ranges::size(items) > maxsize_) throw_too_many_items();
+    }
+    for (auto&& item : items) {
+      if (storage_.size() >= limit_) throw_too_many_items();
+      storage_.push(T(std::forward<decltype(item)>(item)));
+      ++unfinished_;
+    }
+  }
+  [[noreturn]] void throw_too_many_items() const {
+    throw std::invalid_argument("greenev: a queue of maxsize " + std::to_string(maxsize_) +
+                                " constructed with more items than that");
+  }
 
   // Peekers wait for the next item to arrive; each gets a copy.
   void show_to_peekers(const T& item) {
@@ -328,8 +420,12 @@ class basic_queue {
     slot.item.emplace(std::move(item));
     w.payload = &slot;
     putters_.push_back(w);
-    // Putters are only ever woken by take_from(): woken means accepted.
-    if (!detail::park(w, timeout)) throw queue_full();
+    // Putters are woken by take_from() (which accepts the item) and by
+    // shutdown() (which leaves it in the slot).
+    detail::park(w, timeout);
+    if (!slot.item) return;
+    if (shut_down_) throw queue_shut_down();
+    throw queue_full();
   }
 
   T wait_for_item(wait_time timeout) {
@@ -345,7 +441,10 @@ class basic_queue {
     } guard{*this, slot};
     getters_.push_back(w);
     detail::park(w, timeout);
-    if (!slot.item) throw queue_empty();
+    if (!slot.item) {
+      if (shut_down_) throw queue_shut_down();
+      throw queue_empty();
+    }
     T item = std::move(*slot.item);
     slot.item.reset();
     if (slot.putter != nullptr) release_putter(slot);
@@ -376,6 +475,7 @@ class basic_queue {
   detail::wait_list getters_;
   detail::wait_list putters_;
   detail::wait_list peekers_;
+  bool shut_down_ = false;
 };
 
 /// First in, first out (gevent.queue.Queue).
@@ -400,6 +500,22 @@ class joinable_queue : public basic_queue<T, detail::fifo_storage<T>> {
  public:
   /// A queue holding at most `maxsize` items; 0 means unbounded.
   explicit joinable_queue(std::size_t maxsize = 0) : basic_queue<T, detail::fifo_storage<T>>(maxsize) {}
+  /// Starts with `items`, each unfinished until task_done() (gevent's
+  /// JoinableQueue(maxsize, items)); as basic_queue's constructor.
+  joinable_queue(std::size_t maxsize, std::initializer_list<T> items) requires std::is_copy_constructible_v<T>
+      : basic_queue<T, detail::fifo_storage<T>>(maxsize, items) {}
+  /// As above, from any input range whose elements convert to T.
+  template <std::ranges::input_range Range>
+  requires std::convertible_to<std::ranges::range_reference_t<Range>, T> joinable_queue(std::size_t maxsize,
+                                                                                        Range&& items)
+      : basic_queue<T, detail::fifo_storage<T>>(maxsize, std::forward<Range>(items)) {}
+
+  /// basic_queue::shutdown(); with `immediate`, the dropped items count as
+  /// done, so join()ers waiting only for them are woken. Never switches.
+  void shutdown(bool immediate = false) noexcept {
+    basic_queue<T, detail::fifo_storage<T>>::shutdown(immediate);
+    if (this->unfinished_ == 0) detail::wake_all(joiners_);
+  }
 
   /// Marks one item processed; at zero, wakes every join()er. Never
   /// switches. Throws greenlet_error if called more often than items were

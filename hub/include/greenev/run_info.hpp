@@ -1,5 +1,6 @@
 // greenev/run_info.hpp — every live greenlet of every hub, with what each
-// waits on (gevent.util.print_run_info / format_run_info).
+// waits on (gevent.util.print_run_info / format_run_info), and the calling
+// thread's greenlets as a tree (gevent.util.GreenletTree).
 //
 //   greenev::print_run_info();                    // to the error reporter (stderr)
 //   greenev::install_run_info_signal(SIGUSR1);    // kill -USR1 <pid> prints it
@@ -25,6 +26,22 @@ namespace greenev {
 /// a loop callback. Throws std::bad_alloc only.
 [[nodiscard]] std::string format_run_info(
     std::chrono::milliseconds per_thread_timeout = std::chrono::milliseconds(1000));
+
+/// gevent.util.GreenletTree: the calling thread's live greenlets as a tree,
+/// one line each — name, id, state (as in format_run_info), parent, the
+/// spawning greenlet and spawn site:
+///
+///   main (id 1): running
+///    +--- hub (id 2): the hub: runs its loop when the running greenlet waits; parent main
+///    +--- server (id 3): suspended on fd 5 read; parent hub; spawned by main at ...
+///          +--- handler (id 4): suspended on event; parent hub; spawned by server at ...
+///
+/// A task hangs under the greenlet that spawned it while that one lives,
+/// otherwise (and a raw greenlet always) under its parent; children in the
+/// order they were made. Tasks spawned but not started yet are not live:
+/// they are counted on a last line. Never switches; usable in a loop
+/// callback and on a thread without a hub. Throws std::bad_alloc only.
+[[nodiscard]] std::string format_greenlet_tree();
 
 /// Writes format_run_info() through the error reporter (stderr by default;
 /// greenev/error_reporter.hpp), as one message. Same rules.

@@ -12,7 +12,10 @@
 // (timeout, kill) before it resumes passes the unit on. Acquiring switches
 // only when it must wait; releasing never switches, so it may be done from
 // hub callbacks. Misuse (releasing too often, releasing an rlock one does not
-// hold) throws greenlet_error and changes nothing.
+// hold) throws greenlet_error and changes nothing. Every type here is
+// Lockable (lock/try_lock/unlock, and try_lock_for), so std::lock_guard and
+// std::unique_lock work with all of them, and greenev::wait / iwait accept
+// them: ready when acquire() would not wait (nothing is acquired).
 // Threading: one thread (the hub's); greenlets of other threads must not touch
 // these objects.
 #pragma once
@@ -21,13 +24,18 @@
 #include <cstddef>
 #include <string>
 
+#include <greenev/detail/observer.hpp>
 #include <greenev/detail/waiter.hpp>
 #include <greenev/hub.hpp>
 
 namespace greenev {
 
+class waitable;
+
 /// A counter greenlets wait on (gevent.lock.Semaphore): acquire() takes one
-/// unit, waiting while there is none; release() returns one. Not copyable.
+/// unit, waiting while there is none; release() returns one. Lockable, so
+/// `std::lock_guard hold(sem);` holds a unit for a scope (gevent's `with
+/// sem:`). Not copyable.
 class semaphore {
  public:
   /// Starts with `initial` units (gevent's default is 1).
@@ -61,6 +69,19 @@ class semaphore {
   /// greenlet_error for a bounded_semaphore already at its initial value.
   void release();
 
+  /// The Lockable spellings: lock() is acquire() waiting forever, try_lock()
+  /// is try_acquire(), try_lock_for(duration) is acquire(duration), unlock()
+  /// is release(); they switch and throw the same way.
+  ///@{
+  void lock() { (void)acquire(); }
+  bool try_lock() noexcept { return try_acquire(); }
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& duration) {
+    return acquire(duration);
+  }
+  void unlock() { release(); }
+  ///@}
+
   /// Free units (0 while greenlets wait). Never switches.
   [[nodiscard]] std::size_t value() const noexcept { return value_; }
   /// True if acquire() would wait.
@@ -73,12 +94,17 @@ class semaphore {
   semaphore(std::size_t initial, std::size_t bound) noexcept : value_(initial), bound_(bound) {}
 
  private:
+  friend class waitable;
   bool acquire_slow(wait_time timeout);
   void give() noexcept;  // the hand-off (or count) behind release()
+  void count_up() noexcept {
+    if (value_++ == 0) detail::notify_all(observers_);
+  }
 
   std::size_t value_;
   std::size_t bound_ = static_cast<std::size_t>(-1);  // release() above this is misuse
   detail::wait_list waiters_;
+  detail::observer_list observers_;  // greenev::wait / iwait: told when a unit becomes free
 };
 
 /// A semaphore that may not be released above its initial value
@@ -91,30 +117,16 @@ class bounded_semaphore : public semaphore {
 };
 
 /// A non-recursive lock (gevent.lock.Lock, a bounded_semaphore of 1) that
-/// satisfies the standard Lockable and TimedLockable requirements, so
-/// std::lock_guard, std::unique_lock and std::scoped_lock work with it. It is
-/// not owned: any greenlet may unlock it; locking it twice from the same
-/// greenlet waits forever (loop_exit if nothing else can unlock it).
-/// Named mutex because a class cannot have a member named like itself;
-/// greenev::lock is the same type.
+/// satisfies the standard Lockable and TimedLockable requirements (lock,
+/// try_lock, try_lock_for, unlock: semaphore's), so std::lock_guard,
+/// std::unique_lock and std::scoped_lock work with it; unlock() of a free
+/// lock throws greenlet_error. It is not owned: any greenlet may unlock it;
+/// locking it twice from the same greenlet waits forever (loop_exit if
+/// nothing else can unlock it). Named mutex because a class cannot have a
+/// member named like itself; greenev::lock is the same type.
 class mutex : public bounded_semaphore {
  public:
   mutex() noexcept : bounded_semaphore(1) {}
-
-  /// Waits until the lock is free and takes it. Switches only if it is held.
-  /// Throws like semaphore::acquire().
-  void lock() { (void)acquire(); }
-  /// Takes the lock if free. Never switches, never throws.
-  bool try_lock() noexcept { return try_acquire(); }
-  /// Waits up to `duration`; false if the lock stayed held. Switches only if
-  /// it is held.
-  template <class Rep, class Period>
-  bool try_lock_for(const std::chrono::duration<Rep, Period>& duration) {
-    return acquire(duration);
-  }
-  /// Releases it, waking the first waiter. Never switches. Throws
-  /// greenlet_error if it is not locked.
-  void unlock() { release(); }
 };
 
 /// gevent's name for mutex.
@@ -166,6 +178,7 @@ class rlock {
   [[nodiscard]] std::size_t waiters() const noexcept { return block_.waiters(); }
 
  private:
+  friend class waitable;
   mutex block_;
   detail::greenlet_impl* owner_ = nullptr;  // identity only (null when free); never dereferenced
   std::size_t depth_ = 0;
@@ -177,7 +190,7 @@ inline void semaphore::release() {
       throw greenlet_error("greenev: a bounded semaphore released too many times (bound " +
                            std::to_string(bound_) + "; for a lock: unlocked while not locked)");
     }
-    ++value_;
+    count_up();
     return;
   }
   give();

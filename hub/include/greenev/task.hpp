@@ -48,6 +48,27 @@
 
 namespace greenev {
 
+/// How kill(), killall() and group::kill() kill (gevent's `exception`,
+/// `block` and `timeout` arguments):
+/// `t.kill({.block = false})`, `t.kill({.timeout = 1.0})`,
+/// `t.kill(my_error{}, {.block = false})`.
+struct kill_options {
+  /// Raised in the task; must not be null (greenlet_error).
+  std::exception_ptr error = std::make_exception_ptr(greenlet_exit{});
+  /// Wait until the task (every task) finished.
+  bool block = true;
+  /// With `block`: wait at most this long.
+  wait_time timeout{};
+};
+
+namespace detail {
+// An exception object kill() and friends accept directly: a class type other
+// than kill_options and exception_ptr (which say more, or are the same).
+template <class E>
+concept kill_error = std::is_class_v<std::decay_t<E>> && !std::is_same_v<std::decay_t<E>, kill_options> &&
+                     !std::is_same_v<std::decay_t<E>, std::exception_ptr>;
+}  // namespace detail
+
 /// What get() throws for a task that was killed with greenlet_exit (gevent
 /// returns the GreenletExit instance; C++ has no value to return).
 class task_killed : public std::runtime_error {
@@ -89,15 +110,22 @@ class basic_task {
   /// thread.
   bool join(wait_time timeout = {}) const { return detail::join_task(require("join"), timeout); }
 
-  /// Raises `error` (default greenlet_exit) in the task. A task not yet
-  /// started never runs: it is finished at once and its links fire. With
-  /// `block`, waits (up to `timeout`, then returns quietly) until it
-  /// finished, as join() does. Killing the calling task throws `error` at
-  /// once. Switches if `block` and the task runs. Throws greenlet_error for
-  /// a null `error` and on another thread (before raising anything).
-  void kill(std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}), bool block = true,
-            wait_time timeout = {}) const {
-    detail::kill_task(require("kill"), std::move(error), block, timeout);
+  /// Raises `options.error` (default greenlet_exit) in the task. A task not
+  /// yet started never runs: it is finished at once and its links fire.
+  /// With `options.block` (the default), waits (up to `options.timeout`,
+  /// then returns quietly) until it finished, as join() does. Killing the
+  /// calling task throws the error at once. Switches if `block` and the task
+  /// runs. Throws greenlet_error for a null error and on another thread
+  /// (before raising anything).
+  void kill(kill_options options = {}) const {
+    detail::kill_task(require("kill"), std::move(options.error), options.block, options.timeout);
+  }
+  /// kill() raising a copy of `error` (`t.kill(my_error{}, {.block =
+  /// false})`); it replaces `options.error`. Same switches and throws.
+  template <detail::kill_error E>
+  void kill(E&& error, kill_options options = {}) const {
+    options.error = std::make_exception_ptr(std::forward<E>(error));
+    kill(std::move(options));
   }
 
   /// Finished (returned, failed or killed). Never switches.
@@ -344,13 +372,20 @@ std::vector<basic_task> joinall(const std::vector<basic_task>& tasks, wait_time 
 
 // gevent.wait / gevent.iwait over tasks and other waitables: wait.hpp.
 
-/// gevent.killall: kills every task (as kill() without `block`); with
-/// `block`, waits up to `timeout` for all of them to finish and throws
-/// timeout_error (whose source() is `&tasks`) if some still run then.
-/// Switches if `block`. Throws greenlet_error for an empty handle, a task of
-/// another thread (before killing any) and a null `error`.
-void killall(const std::vector<basic_task>& tasks,
-             std::exception_ptr error = std::make_exception_ptr(greenlet_exit{}), bool block = true,
-             wait_time timeout = {});
+/// gevent.killall: raises `options.error` in every task (as kill() without
+/// `block`); with `options.block` (the default), waits up to
+/// `options.timeout` for all of them to finish and throws timeout_error
+/// (whose source() is `&tasks`) if some still run then. Switches if `block`.
+/// Throws greenlet_error for an empty handle, a task of another thread
+/// (before killing any) and a null error.
+void killall(const std::vector<basic_task>& tasks, kill_options options = {});
+
+/// killall() raising a copy of `error` in each task; it replaces
+/// `options.error`. Same switches and throws.
+template <detail::kill_error E>
+void killall(const std::vector<basic_task>& tasks, E&& error, kill_options options = {}) {
+  options.error = std::make_exception_ptr(std::forward<E>(error));
+  killall(tasks, std::move(options));
+}
 
 }  // namespace greenev

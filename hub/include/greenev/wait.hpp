@@ -1,5 +1,5 @@
 // Waiting for the first of several things (gevent.wait / gevent.iwait): tasks,
-// events and async_results, mixed freely.
+// events, async_results, semaphores and locks, mixed freely.
 //
 //   greenev::event stop;
 //   auto worker = greenev::spawn(work);
@@ -12,9 +12,12 @@
 //   greenev::wait();   // main: until nothing is left to run (gevent.wait())
 //
 // "Ready" means: a task finished (any way), an event is set, an async_result
-// has a value or an exception. Nothing is consumed: waiting on an event does
-// not clear it. Threading: the calling thread's hub; every object must belong
-// to it.
+// has a value or an exception, a semaphore (bounded_semaphore, mutex) has a
+// free unit, an rlock is free or held by the waiting greenlet — as gevent's
+// wait on a Semaphore. Nothing is consumed: waiting on an event does not
+// clear it, waiting on a semaphore does not acquire it (another greenlet may
+// take the unit before the waiter runs: try_acquire() it). Threading: the calling thread's hub; every object
+// must belong to it.
 #pragma once
 
 #include <algorithm>
@@ -29,22 +32,27 @@
 
 #include <greenev/event.hpp>
 #include <greenev/hub.hpp>
+#include <greenev/semaphore.hpp>
 #include <greenev/task.hpp>
 
 namespace greenev {
 
 /// Something a greenlet can wait for: a task (the waitable holds a handle to
-/// it), an event or an async_result (referenced: they must outlive the
-/// waitable). Cheap to copy. Compares equal to another waitable of the same
+/// it), an event, an async_result, a semaphore or an rlock (referenced: they
+/// must outlive the waitable). Cheap to copy. Compares equal to another waitable of the same
 /// object, so results of wait() can be told apart.
 class waitable {
  public:
   /// Implicit on purpose, like gevent's duck typing: wait({task, event}).
-  /// A task is held by handle (throws greenlet_error if empty); an event or
-  /// async_result by reference. Never switch.
+  /// A task is held by handle (throws greenlet_error if empty); anything
+  /// else by reference. A semaphore (or bounded_semaphore, mutex) is ready
+  /// while it has a free unit; an rlock while it is free or held by the
+  /// greenlet that waits. Never switch.
   ///@{
   waitable(const basic_task& task);  // NOLINT(google-explicit-constructor)
   waitable(event& e) noexcept;       // NOLINT(google-explicit-constructor)
+  waitable(semaphore& s) noexcept;   // NOLINT(google-explicit-constructor)
+  waitable(rlock& r) noexcept;       // NOLINT(google-explicit-constructor)
   template <class T>
   waitable(async_result<T>& result) noexcept  // NOLINT(google-explicit-constructor)
       : object_(&result), observers_(&result.observers_), ready_(&result_ready<T>) {}
@@ -68,6 +76,8 @@ class waitable {
     return static_cast<const async_result<T>*>(object)->ready();
   }
   static bool event_ready(const void* object);
+  static bool semaphore_ready(const void* object);
+  static bool rlock_ready(const void* object);
 
   basic_task task_;
   const void* object_ = nullptr;

@@ -176,11 +176,14 @@ class greenlet_impl {
     // read on the owning thread only: where it was spawned (a return address
     // inside the spawning function, resolved lazily), and what it is
     // suspended on (a static string, an fd or -1, a deadline on the hub
-    // loop's clock or 0).
+    // loop's clock or 0). For format_greenlet_tree: the id of the greenlet
+    // that spawned it (0 if not spawned) — an id, not a pointer, since the
+    // spawner may die first.
     const void* spawn_site = nullptr;
     const char* wait_what = nullptr;
     int wait_fd = -1;
     double wait_until = 0;
+    std::uint64_t spawner_id = 0;
   } hub;
 
   template <class Body, class F>
