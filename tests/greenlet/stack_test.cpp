@@ -3,6 +3,7 @@
 // report, 100,000 compact stacks live at once, and background prefaulting.
 #include <greenev/stack.hpp>
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,8 @@
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -629,6 +632,33 @@ int use_the_start_of_a_256_kib_buffer(int seed) {
   return buffer[0];
 }
 
+// True if nothing accessible is mapped anywhere in [low, high): nothing at
+// all, or only inaccessible mappings (a guard). Reads /proc/self/maps into a
+// static buffer: it runs on a small greenlet stack.
+bool nothing_accessible_between(std::uintptr_t low, std::uintptr_t high) {
+  static char maps[1 << 20];
+  const int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  std::size_t size = 0;
+  for (ssize_t n = 0; (n = ::read(fd, maps + size, sizeof maps - 1 - size)) > 0;)
+    size += static_cast<std::size_t>(n);
+  ::close(fd);
+  maps[size] = '\0';
+  for (const char* line = maps; *line != '\0';) {
+    unsigned long start = 0;
+    unsigned long end = 0;
+    char permissions[5] = {};
+    if (std::sscanf(line, "%lx-%lx %4s", &start, &end, permissions) == 3 && start < high && end > low &&
+        std::strcmp(permissions, "---p") != 0) {
+      return false;
+    }
+    const char* next = std::strchr(line, '\n');
+    if (next == nullptr) break;
+    line = next + 1;
+  }
+  return true;
+}
+
 TEST_F(guard_page_DeathTest, an_unprobed_frame_skipping_the_whole_guard_is_reported_as_an_overflow) {
   if (greenev::testing::address_sanitizer) {
     GTEST_SKIP() << "AddressSanitizer instruments this frame itself; its first write did not land in the "
@@ -641,19 +671,30 @@ TEST_F(guard_page_DeathTest, an_unprobed_frame_skipping_the_whole_guard_is_repor
   ::testing::FLAGS_gtest_death_test_style = "threadsafe";
   EXPECT_DEATH(
       {
-        greenlet big(
-            [] {
-              // Where the write lands is inaccessible, unless something else is mapped there.
-              const std::size_t page = greenev::testing::page_size();
-              const auto bottom = reinterpret_cast<std::uintptr_t>(greenev::current().get()->stack.bottom);
-              for (std::uintptr_t at = (bottom - 512 * kib) / page * page; at < bottom; at += page) {
-                (void)::mmap(reinterpret_cast<void*>(at), page, PROT_NONE,
-                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-              }
-              return use_the_start_of_a_256_kib_buffer(1);
-            },
-            greenlet_options{.name = "huge-frame", .stack_size = 16 * kib, .kind = stack_kind::guarded});
-        big.switch_to();
+        // The write must land in inaccessible memory. Where something
+        // accessible is mapped within 512 KiB below a new stack (the kernel
+        // chose a hole between mappings), that greenlet stays suspended on its
+        // stack and another is tried on a new one.
+        std::vector<greenlet> tried;
+        for (int attempt = 0; attempt < 32; ++attempt) {
+          tried.emplace_back(
+              [] {
+                const std::size_t page = greenev::testing::page_size();
+                const auto bottom = reinterpret_cast<std::uintptr_t>(greenev::current().get()->stack.bottom);
+                const std::uintptr_t low = (bottom - 512 * kib) / page * page;
+                if (!nothing_accessible_between(low, bottom)) {
+                  for (;;) greenev::switch_to_parent();  // keeps its stack: the next try maps a new one
+                }
+                for (std::uintptr_t at = low; at < bottom; at += page) {  // fills the holes; the guard stays
+                  (void)::mmap(reinterpret_cast<void*>(at), page, PROT_NONE,
+                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+                }
+                return use_the_start_of_a_256_kib_buffer(1);
+              },
+              greenlet_options{.name = "huge-frame", .stack_size = 16 * kib, .kind = stack_kind::guarded});
+          tried.back().switch_to();
+        }
+        std::fputs("no new stack had 512 KiB of unmapped or inaccessible memory below it\n", stderr);
         std::exit(0);
       },
       "stack overflow in greenlet huge-frame \\(16 KiB stack\\)");
