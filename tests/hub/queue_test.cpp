@@ -708,6 +708,18 @@ TEST_F(queue_test, shutdown_immediate_drops_the_items_and_releases_join) {
   EXPECT_TRUE(joiner.get(5s));
 }
 
+// The base class's shutdown() is the only one: called through a reference to
+// it, it still releases join().
+TEST_F(queue_test, shutdown_through_the_base_class_releases_join) {
+  joinable_queue<int> q(0, {1});
+  auto joiner = spawn([&] { return q.join(); });
+  ASSERT_TRUE(yield_until([&] { return q.joiners() == 1; }));
+  greenev::queue<int>& base = q;
+  base.shutdown(true);
+  EXPECT_TRUE(joiner.get(5s));
+  EXPECT_EQ(q.joiners(), 0u);
+}
+
 TEST_F(queue_test, shutdown_in_the_hub_wakes_a_waiting_getter) {
   greenev::queue<int> q;
   auto getter = spawn([&] { return q.get(); });

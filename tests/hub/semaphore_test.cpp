@@ -1,6 +1,6 @@
 // Tests for greenev/semaphore.hpp: semaphore, bounded_semaphore, mutex/lock
 // and rlock. Ports gevent's test__semaphore (acquire returns False after a
-// timeout, the fairness test of issue #1487) and the lock/RLock contracts of
+// timeout, its fairness test against starving waiters) and the lock/RLock contracts of
 // gevent's lock_tests (ownership, re-entrancy, releasing from the wrong
 // greenlet), plus greenev's own: FIFO hand-off, a unit handed to a waiter that
 // is killed before it runs is passed on, and every semaphore and lock works

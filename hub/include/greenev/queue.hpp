@@ -316,7 +316,8 @@ class basic_queue {
   /// is not added) or, the queue being empty, in get() and peek(): they are
   /// all woken with it. get() still returns the items stored, then throws it.
   /// With `immediate`, the stored items are dropped first (for a
-  /// joinable_queue, each counts as done), so get() throws at once; items
+  /// joinable_queue, each counts as done, and join() returns once none is
+  /// left unfinished), so get() throws at once; items
   /// already handed to a getter that has not run yet stay its own. Calling it
   /// again does nothing more, except that `immediate` still drops the items.
   /// Never switches (the woken greenlets run later), so it works in hub
@@ -331,6 +332,7 @@ class basic_queue {
     detail::wake_all(getters_);
     detail::wake_all(putters_);
     detail::wake_all(peekers_);
+    if (unfinished_ == 0) detail::wake_all(joiners_);
   }
   /// True once shutdown() was called.
   [[nodiscard]] bool is_shut_down() const noexcept { return shut_down_; }
@@ -339,6 +341,9 @@ class basic_queue {
   /// Items accepted (stored or handed to a getter) and not yet marked done;
   /// joinable_queue exposes it.
   std::size_t unfinished_ = 0;
+  /// Greenlets in joinable_queue::join(), here so that shutdown() wakes them
+  /// however it is called.
+  detail::wait_list joiners_;
 
  private:
   using get_slot = detail::queue_get_slot<T>;
@@ -510,20 +515,13 @@ class joinable_queue : public basic_queue<T, detail::fifo_storage<T>> {
                                                                                         Range&& items)
       : basic_queue<T, detail::fifo_storage<T>>(maxsize, std::forward<Range>(items)) {}
 
-  /// basic_queue::shutdown(); with `immediate`, the dropped items count as
-  /// done, so join()ers waiting only for them are woken. Never switches.
-  void shutdown(bool immediate = false) noexcept {
-    basic_queue<T, detail::fifo_storage<T>>::shutdown(immediate);
-    if (this->unfinished_ == 0) detail::wake_all(joiners_);
-  }
-
   /// Marks one item processed; at zero, wakes every join()er. Never
   /// switches. Throws greenlet_error if called more often than items were
   /// put (gevent's ValueError).
   void task_done() {
     if (this->unfinished_ == 0)
       throw greenlet_error("greenev: joinable_queue::task_done called too many times");
-    if (--this->unfinished_ == 0) detail::wake_all(joiners_);
+    if (--this->unfinished_ == 0) detail::wake_all(this->joiners_);
   }
 
   /// Waits until every item put so far was marked done. Returns true then
@@ -534,17 +532,14 @@ class joinable_queue : public basic_queue<T, detail::fifo_storage<T>> {
     if (this->unfinished_ == 0) return true;
     if (timeout.is_poll()) return false;
     detail::waiter w("queue join");
-    joiners_.push_back(w);
+    this->joiners_.push_back(w);
     return detail::park(w, timeout);
   }
 
   /// Items put and not yet marked done.
   [[nodiscard]] std::size_t unfinished_tasks() const noexcept { return this->unfinished_; }
   /// Greenlets waiting in join().
-  [[nodiscard]] std::size_t joiners() const noexcept { return joiners_.size(); }
-
- private:
-  detail::wait_list joiners_;
+  [[nodiscard]] std::size_t joiners() const noexcept { return this->joiners_.size(); }
 };
 
 /// A rendezvous (gevent.queue.Channel): it stores nothing, put() waits until
