@@ -2,7 +2,10 @@
 // GET /cart/status on examples/longpoll_cart, then one POST /cart adds the item
 // and every held request must answer {"inventoryCount":"9"}. Prints the release
 // latency (from the POST's send to each answer: p50, p99, max) and, given the
-// server's pid, its resident memory per held connection.
+// server's pid, its resident memory per held connection. Every connection stays open
+// until all answers are in, as a browser keeps its keep-alive connection for the next
+// poll: closing them during the release would measure the client's closes, not the
+// server's release.
 //
 //   longpoll_load --port P --connections 10000 [--server-pid PID]
 #include <sys/resource.h>
@@ -14,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include <greenev/event.hpp>
 #include <greenev/hub.hpp>
 #include <greenev/socket.hpp>
 #include <greenev/task.hpp>
@@ -74,6 +78,7 @@ int main(int argc, char** argv) {
   long failed = 0;
   long held = 0;
   clock_type::time_point released{};
+  greenev::event all_answered;
   std::vector<greenev::task<void>> pollers;
   for (long i = 0; i < connections; ++i) {
     pollers.push_back(greenev::spawn([&] {
@@ -86,8 +91,11 @@ int main(int argc, char** argv) {
         const std::string answer = read_response(s);
         latencies.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - released).count());
         if (answer.find("{\"inventoryCount\":\"9\"}") == std::string::npos) ++wrong;
+        if (static_cast<long>(latencies.size()) + failed == connections) all_answered.set();
+        all_answered.wait();
       } catch (const std::exception&) {
         ++failed;
+        if (static_cast<long>(latencies.size()) + failed == connections) all_answered.set();
       }
     }));
   }
