@@ -21,6 +21,7 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 constexpr long rounds = 2'000'000;
+bool wrong = false;  // a check failed: exit 1
 
 double per_op(clock_type::time_point start, long count) {
   return std::chrono::duration<double, std::nano>(clock_type::now() - start).count() /
@@ -70,7 +71,10 @@ double int_round_trip() {
   const auto start = clock_type::now();
   for (long i = 0; i < rounds; ++i) value = std::any_cast<int>(g.switch_to(value));
   const double result = per_op(start, rounds);
-  if (value != 2 * rounds + 1) std::printf("int round trip: wrong value %d\n", value);
+  if (value != rounds + 1) {
+    std::printf("int round trip: wrong value %d\n", value);
+    wrong = true;
+  }
   return result;
 }
 
@@ -80,7 +84,10 @@ double spawn_run_join() {
   const auto start = clock_type::now();
   for (long i = 0; i < count; ++i) greenev::spawn([&ran] { ++ran; }).join();
   const double result = per_op(start, count);
-  if (ran != count) std::printf("spawn: %ld of %ld ran\n", ran, count);
+  if (ran != count) {
+    std::printf("spawn: %ld of %ld ran\n", ran, count);
+    wrong = true;
+  }
   return result;
 }
 
@@ -110,5 +117,5 @@ int main() {
   std::printf("result int_round_trip = %.2f ns\n", int_round_trip());
   std::printf("result spawn_run_join = %.2f ns\n", spawn_run_join());
   std::printf("result sleep0 = %.2f ns\n", sleep0());
-  return 0;
+  return wrong ? 1 : 0;
 }

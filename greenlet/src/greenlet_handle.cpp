@@ -156,14 +156,6 @@ std::size_t active_greenlet_count() noexcept {
   return detail::tls_state != nullptr ? detail::tls_state->active_count : 0;
 }
 
-bool greenlet::dead() const {
-  return require()->dead();
-}
-
-bool greenlet::started() const {
-  return require()->current_state() != detail::greenlet_state::unstarted;
-}
-
 bool greenlet::is_main() const {
   return require()->is_main;
 }

@@ -30,7 +30,9 @@ extern std::atomic<std::size_t> mapped_bytes;
 stack_memory map_guarded(std::size_t size);
 void unmap_guarded(stack_memory stack) noexcept;
 // Returns the stack's pages; the mapping stays.
-void forget_pages(const stack_memory& stack) noexcept;
+void forget_pages(stack_memory& stack) noexcept;
+// Commits the top page of a fresh stack (clears `fresh`); best effort.
+void populate_top_page(stack_memory& stack) noexcept;
 // Compact stacks one slab of `size`-byte stacks holds.
 std::size_t stacks_in_slab(std::size_t size) noexcept;
 // Maps a slab of compact stacks and appends them all to `out` (which must

@@ -171,6 +171,7 @@ stack_memory stack_pool::allocate(std::size_t size, stack_kind kind, bool expect
       }
     }
   }
+  if (stack.fresh) populate_top_page(stack);
   bump(live_, 1);
   if (stack.guarded) bump(live_guarded_, 1);
   return stack;

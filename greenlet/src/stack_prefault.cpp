@@ -53,10 +53,11 @@ prefault_helper& helper() {
   return *h;
 }
 
-void touch_top_page(const stack_memory& stack) noexcept {
+void touch_top_page(stack_memory& stack) noexcept {
   // Writing the zero the fresh page already holds commits it; only the
   // helper can see these stacks yet.
   *reinterpret_cast<volatile char*>(stack.top() - 1) = 0;
+  stack.fresh = false;
 }
 
 void prefault_slab(prefault_mailbox& box, std::size_t size) noexcept {

@@ -124,9 +124,9 @@ class greenlet {
   /// True once the greenlet's function has returned or thrown (or it was
   /// killed before starting). Never switches; these accessors all throw
   /// greenlet_error on an empty handle.
-  [[nodiscard]] bool dead() const;
+  [[nodiscard]] bool dead() const;  // inline below
   /// True once it has been switched to (also true when dead).
-  [[nodiscard]] bool started() const;
+  [[nodiscard]] bool started() const;  // inline below
   /// started() && !dead(): it has frames on its stack.
   [[nodiscard]] bool active() const { return started() && !dead(); }
   /// True for the implicit main greenlet of a thread.
@@ -226,6 +226,16 @@ std::any switch_to_parent_slow(std::any&& value);
   }
 #endif
   return detail::switch_to_slow(require(), std::move(value));
+}
+
+// Inline: a loop such as `while (!g.dead()) g.switch_to();` would otherwise
+// pay a call into the library beside every switch.
+inline bool greenlet::dead() const {
+  return (impl_ != nullptr ? impl_ : require())->dead();
+}
+
+inline bool greenlet::started() const {
+  return (impl_ != nullptr ? impl_ : require())->current_state() != detail::greenlet_state::unstarted;
 }
 
 }  // namespace greenev

@@ -83,6 +83,7 @@ struct stack_memory {
   char* bottom = nullptr;
   std::size_t size = 0;
   bool guarded = false;
+  bool fresh = false;  // no page committed yet (new, or its pages returned): populated when handed out
   unsigned valgrind_id = 0;
 
   [[nodiscard]] char* top() const noexcept { return bottom + size; }
@@ -420,6 +421,9 @@ void kill_all_active_greenlets() noexcept;
     return land_slow(ts, from);
   if (ts.error) [[unlikely]]
     rethrow_in_flight(ts);
+  // Most switches carry nothing: then no call to std::any's move constructor,
+  // which GCC keeps out of line at -O2.
+  if (!ts.value.has_value()) return std::any();
   return std::move(ts.value);
 }
 
