@@ -47,7 +47,7 @@ void run_greenlet(context_transfer caller) noexcept {
   std::any result;
   std::exception_ptr error;
   {
-    std::any first_value = std::move(ts.value);
+    std::any first_value = take_sent(ts);
     std::exception_ptr incoming = std::exchange(ts.error, nullptr);
     if (needs_housekeeping(from)) land_slow(ts, from);
     try {
@@ -95,13 +95,13 @@ std::any switch_now(thread_state& ts, greenlet_impl* target) {
   target = live_target(target);
   if (target == ts.current) {
     if (ts.error) rethrow_in_flight(ts);
-    return std::move(ts.value);
+    return take_sent(ts);
   }
   if (target->current_state() == greenlet_state::unstarted) {
     try {
       start(ts, target);
     } catch (...) {
-      ts.value.reset();
+      std::exchange(ts.sent, &ts.value)->reset();
       ts.error = nullptr;
       throw;
     }
@@ -110,7 +110,7 @@ std::any switch_now(thread_state& ts, greenlet_impl* target) {
 }
 
 std::any land_slow(thread_state& ts, greenlet_impl* from) {
-  std::any value = std::move(ts.value);
+  std::any value = take_sent(ts);  // before a dead sender's stack is returned
   std::exception_ptr error = std::exchange(ts.error, nullptr);
   if (from->dead()) {
     // It jumped here from its own stack and will never run again.
@@ -145,7 +145,7 @@ std::any switch_to_slow(greenlet_impl* target, std::any&& value) {
 }
 
 void rethrow_in_flight(thread_state& ts) {
-  ts.value.reset();
+  std::exchange(ts.sent, &ts.value)->reset();
   std::rethrow_exception(std::exchange(ts.error, nullptr));
 }
 

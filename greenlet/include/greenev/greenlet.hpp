@@ -209,7 +209,7 @@ std::any switch_to_parent_slow(std::any&& value);
   if (ts != nullptr) [[likely]] {
     detail::greenlet_impl* parent = ts->current->parent;
     if (detail::can_switch_inline(ts, parent)) [[likely]] {
-      ts->value = std::move(value);
+      ts->sent = &value;  // moved out by the receiver while this frame is suspended
       return detail::switch_to_active(*ts, parent);
     }
   }
@@ -221,7 +221,7 @@ std::any switch_to_parent_slow(std::any&& value);
 #if GREENEV_DETAIL_INLINE_SWITCH
   detail::thread_state* ts = detail::tls_state;
   if (detail::can_switch_inline(ts, impl_)) [[likely]] {
-    ts->value = std::move(value);
+    ts->sent = &value;  // moved out by the receiver while this frame is suspended
     return detail::switch_to_active(*ts, impl_);
   }
 #endif

@@ -244,7 +244,13 @@ struct thread_state {
   greenlet_impl* current = nullptr;
   greenlet_impl* main = nullptr;  // owned reference
   greenlet_impl* switching_from = nullptr;
-  std::any value;            // in flight between two greenlets
+  // The value in flight between two greenlets: `sent` points at it. The
+  // inline switch points it at the sender's own argument, which lives in the
+  // suspended sender's frame until the receiver moves it out on landing (one
+  // move of the std::any instead of two); the slow paths store into `value`.
+  // Every landing takes it and points `sent` back at `value` (take_sent()).
+  std::any value;
+  std::any* sent = &value;
   std::exception_ptr error;  // in flight, instead of a value
   eh_globals* eh = nullptr;
   thread_anchor* anchor = nullptr;  // owned reference
@@ -413,18 +419,24 @@ void kill_all_active_greenlets() noexcept;
   return from->dead() || from->orphaned;
 }
 
+// On landing: the value in flight, moved out (`sent` points back at `value`).
+// Most switches carry nothing: then no call to std::any's move constructor,
+// which GCC keeps out of line at -O2.
+[[gnu::always_inline]] inline std::any take_sent(thread_state& ts) {
+  std::any* sent = std::exchange(ts.sent, &ts.value);
+  if (!sent->has_value()) return std::any();
+  return std::move(*sent);
+}
+
 // The whole switch to a started, live greenlet of this thread other than the
-// current one, with ts.value (or ts.error) already set.
+// current one, with the value (ts.sent) or ts.error already set.
 [[gnu::always_inline]] inline std::any switch_to_active(thread_state& ts, greenlet_impl* target) {
   greenlet_impl* from = jump(ts, ts.current, target);
   if (needs_housekeeping(from)) [[unlikely]]
     return land_slow(ts, from);
   if (ts.error) [[unlikely]]
     rethrow_in_flight(ts);
-  // Most switches carry nothing: then no call to std::any's move constructor,
-  // which GCC keeps out of line at -O2.
-  if (!ts.value.has_value()) return std::any();
-  return std::move(ts.value);
+  return take_sent(ts);
 }
 
 [[gnu::always_inline]] inline bool can_switch_inline(const thread_state* ts,
@@ -455,7 +467,7 @@ inline std::any switch_to_impl(greenlet_impl* target, std::any&& value) {
 #if GREENEV_DETAIL_INLINE_SWITCH
   thread_state* ts = tls_state;
   if (can_switch_inline(ts, target)) [[likely]] {
-    ts->value = std::move(value);
+    ts->sent = &value;  // the caller's argument outlives the switch
     return switch_to_active(*ts, target);
   }
 #endif
