@@ -101,7 +101,7 @@ std::any switch_now(thread_state& ts, greenlet_impl* target) {
     try {
       start(ts, target);
     } catch (...) {
-      std::exchange(ts.sent, &ts.value)->reset();
+      drop_sent(ts);
       ts.error = nullptr;
       throw;
     }
@@ -145,7 +145,7 @@ std::any switch_to_slow(greenlet_impl* target, std::any&& value) {
 }
 
 void rethrow_in_flight(thread_state& ts) {
-  std::exchange(ts.sent, &ts.value)->reset();
+  drop_sent(ts);
   std::rethrow_exception(std::exchange(ts.error, nullptr));
 }
 

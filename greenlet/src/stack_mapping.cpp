@@ -104,12 +104,13 @@ void forget_pages(stack_memory& stack) noexcept {
 }
 
 // One madvise instead of the page fault the greenlet's first frame would
-// take: the kernel commits the page without the exception round trip, which
-// costs several microseconds under virtualisation (measured about 4x cheaper
-// on a KVM guest, about even on bare metal: docs/design.md, "Stacks"). One
-// page only, the one every greenlet writes: deeper pages fault as usual, so
-// RSS is what the greenlet uses. Best effort: kernels before 5.14 refuse the
-// advice (EINVAL), and then the fault happens as before.
+// take: the kernel commits the page without the exception round trip. Where
+// faults are cheap it costs the same; on a guest with shadow page tables a
+// fault cost about 12 us against about 7.5 us for the madvise and the first
+// write (docs/design.md, "The stack model"). One page only, the one every
+// greenlet writes: deeper pages fault as usual, so RSS is what the greenlet
+// uses. Best effort: kernels before 5.14 refuse the advice (EINVAL), and then
+// the fault happens as before.
 void populate_top_page(stack_memory& stack) noexcept {
   stack.fresh = false;
 #ifdef MADV_POPULATE_WRITE

@@ -428,6 +428,11 @@ void kill_all_active_greenlets() noexcept;
   return std::move(*sent);
 }
 
+// On an error instead: drops the value in flight.
+inline void drop_sent(thread_state& ts) noexcept {
+  std::exchange(ts.sent, &ts.value)->reset();
+}
+
 // The whole switch to a started, live greenlet of this thread other than the
 // current one, with the value (ts.sent) or ts.error already set.
 [[gnu::always_inline]] inline std::any switch_to_active(thread_state& ts, greenlet_impl* target) {
