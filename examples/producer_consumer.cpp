@@ -5,7 +5,6 @@
 // handing baozi over a rendezvous channel (--mode queue), with the hub doing the switching.
 #include <unistd.h>
 
-#include <any>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -28,7 +27,7 @@ greenev::greenlet make_consumer(std::string name) {
     std::cout << "---->staring eating baozi...\n";  // sic: the seed's output
     for (;;) {
       // `new_baozi = yield`: back to the producer (our parent) until it sends the next one.
-      const int baozi = std::any_cast<int>(greenev::switch_to_parent());
+      const int baozi = greenev::switch_to_parent<int>();
       std::cout << '[' << name << "] is eating baozi " << baozi << '\n';
     }
   });

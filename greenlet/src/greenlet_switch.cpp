@@ -144,6 +144,10 @@ std::any switch_to_slow(greenlet_impl* target, std::any&& value) {
   return switch_now(ts, target);
 }
 
+std::any take_typed_as_any(thread_state& ts) {
+  return std::exchange(ts.sent_ops, nullptr)->to_any(ts.sent_typed);
+}
+
 void rethrow_in_flight(thread_state& ts) {
   drop_sent(ts);
   std::rethrow_exception(std::exchange(ts.error, nullptr));

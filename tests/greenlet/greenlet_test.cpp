@@ -50,6 +50,7 @@ using greenev::testing::throws_with;
 // One suite per area; each test proves in TearDown that no greenlet was left
 // suspended and every stack was returned.
 using greenlet_switch = greenev::testing::leak_checked_test;
+using greenlet_typed_switch = greenev::testing::leak_checked_test;
 using greenlet_exceptions = greenev::testing::leak_checked_test;
 using greenlet_throw = greenev::testing::leak_checked_test;
 using greenlet_parent = greenev::testing::leak_checked_test;
@@ -382,6 +383,155 @@ TEST_F(greenlet_switch, copies_share_one_greenlet) {
   EXPECT_TRUE(moved == original);
   EXPECT_FALSE(greenlet() == original);
   EXPECT_TRUE(greenlet() == greenlet());
+}
+
+// ---- typed switches: switch_to<R>(value) ----------------------------------------------
+// Release builds move a typed value across in place; sanitizer builds take the
+// std::any path. The same tests run in both and must see the same behaviour.
+
+// Counts the live objects that still hold their value (a moved-from one does
+// not): proves a value in flight is delivered or destroyed, never leaked.
+class tracked {
+ public:
+  explicit tracked(int& live, int id) : live_(&live), id_(id) { ++*live_; }
+  tracked(const tracked& other) : live_(other.live_), id_(other.id_) {
+    if (live_ != nullptr) ++*live_;
+  }
+  tracked(tracked&& other) noexcept : live_(std::exchange(other.live_, nullptr)), id_(other.id_) {}
+  tracked& operator=(const tracked&) = delete;
+  tracked& operator=(tracked&&) = delete;
+  ~tracked() {
+    if (live_ != nullptr) --*live_;
+  }
+  [[nodiscard]] int id() const { return id_; }
+  [[nodiscard]] bool holds_value() const { return live_ != nullptr; }
+
+ private:
+  int* live_;
+  int id_;
+};
+
+TEST_F(greenlet_typed_switch, typed_values_travel_both_ways) {
+  std::vector<int> received;
+  greenlet g([&](std::any first) {
+    int value = number(first);  // a greenlet's first value is always a std::any
+    received.push_back(value);
+    for (int round = 0; round < 3; ++round) {
+      value = switch_to_parent<int>(value * 10);
+      received.push_back(value);
+    }
+    return value + 1;
+  });
+  EXPECT_EQ(g.switch_to<int>(1), 10);
+  EXPECT_EQ(g.switch_to<int>(2), 20);
+  int lvalue = 3;
+  EXPECT_EQ(g.switch_to<int>(lvalue), 30);  // an lvalue is copied, not moved from
+  EXPECT_EQ(lvalue, 3);
+  EXPECT_EQ(g.switch_to<int>(4), 5);  // the function's result
+  EXPECT_EQ(received, (std::vector<int>{1, 2, 3, 4}));
+  EXPECT_TRUE(g.dead());
+}
+
+TEST_F(greenlet_typed_switch, typed_and_untyped_sides_interoperate) {
+  greenlet g([](std::any first) {
+    // Untyped receiver of a typed send: a std::any holding the value.
+    std::any second = switch_to_parent(std::string("from untyped ") + std::to_string(number(first)));
+    EXPECT_EQ(number(second), 7);
+    // Typed sender to an untyped receiver.
+    const std::string third = switch_to_parent<std::string>(std::string("from typed"));
+    return third + "!";
+  });
+  EXPECT_EQ(g.switch_to<std::string>(5), "from untyped 5");  // untyped sender, typed receiver
+  EXPECT_EQ(text(g.switch_to<std::any>(7)), "from typed");   // typed sender, std::any receiver
+  EXPECT_EQ(g.switch_to<std::string>(std::string("done")), "done!");
+}
+
+TEST_F(greenlet_typed_switch, nothing_sent_arrives_as_an_empty_any_or_bad_any_cast) {
+  greenlet g([](std::any first) {
+    EXPECT_FALSE(first.has_value());
+    EXPECT_FALSE(switch_to_parent<std::any>().has_value());
+    switch_to_parent();
+  });
+  EXPECT_FALSE(g.switch_to<std::any>().has_value());
+  EXPECT_THROW(g.switch_to<int>(), std::bad_any_cast);  // nothing came back: not an int
+  EXPECT_TRUE(g.active());
+  g.switch_to();
+  EXPECT_TRUE(g.dead());
+}
+
+TEST_F(greenlet_typed_switch, a_value_of_another_type_throws_bad_any_cast_and_is_destroyed) {
+  int live = 0;
+  greenlet g([&](std::any) {
+    const tracked kept = switch_to_parent<tracked>(tracked(live, 1));
+    EXPECT_TRUE(kept.holds_value());
+    EXPECT_EQ(kept.id(), 2);
+    EXPECT_FALSE(switch_to_parent<std::any>(tracked(live, 3)).has_value());
+  });
+  // A tracked comes back where a std::string is asked for.
+  EXPECT_THROW(g.switch_to<std::string>(), std::bad_any_cast);
+  EXPECT_EQ(live, 0);  // delivered to nobody, so destroyed
+  // A tracked goes in (and arrives); another comes back where an int is asked for.
+  EXPECT_THROW(g.switch_to<int>(tracked(live, 2)), std::bad_any_cast);
+  EXPECT_EQ(live, 1);  // `kept` only, in the suspended greenlet
+  EXPECT_TRUE(g.active());
+  EXPECT_FALSE(g.switch_to().has_value());
+  EXPECT_TRUE(g.dead());
+  EXPECT_EQ(live, 0);
+}
+
+TEST_F(greenlet_typed_switch, a_typed_value_is_moved_across_once_and_not_leaked) {
+  int live = 0;
+  greenlet g([&](std::any first) {
+    EXPECT_EQ(std::any_cast<tracked&>(first).id(), 1);
+    tracked received = switch_to_parent<tracked>(tracked(live, 2));
+    EXPECT_EQ(received.id(), 3);
+    EXPECT_EQ(live, 3);  // `first`, `received` and the caller's `back`: nothing else holds one
+    return std::string("end");
+  });
+  tracked back = g.switch_to<tracked>(tracked(live, 1));
+  EXPECT_EQ(back.id(), 2);
+  EXPECT_EQ(live, 2);  // `back` and the suspended greenlet's `first`
+  EXPECT_EQ(text(g.switch_to(tracked(live, 3))), "end");
+  EXPECT_EQ(live, 1);  // `back` only
+}
+
+TEST_F(greenlet_typed_switch, sending_to_a_dead_or_the_current_greenlet_follows_switch_to) {
+  EXPECT_EQ(greenev::current().switch_to<int>(5), 5);
+  greenlet finished([] {});
+  finished.switch_to();
+  EXPECT_EQ(finished.switch_to<std::string>(std::string("to the nearest live ancestor")),
+            "to the nearest live ancestor");
+  greenlet g([] { return greenev::current().switch_to<int>(6) + 1; });
+  EXPECT_EQ(g.switch_to<int>(), 7);
+}
+
+TEST_F(greenlet_typed_switch, a_greenlet_waiting_in_a_typed_switch_gets_throw_into_and_is_unwound_on_drop) {
+  bool unwound = false;
+  greenlet catcher([](std::any) {
+    try {
+      switch_to_parent<int>(1);
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("not thrown");
+  });
+  EXPECT_EQ(catcher.switch_to<int>(), 1);
+  EXPECT_EQ(text(catcher.throw_into(std::runtime_error("thrown in"))), "thrown in");
+  {
+    greenlet dropped([&](std::any) {
+      set_on_destruction guard{unwound};
+      for (;;) switch_to_parent<int>(2);
+    });
+    EXPECT_EQ(dropped.switch_to<int>(), 2);
+  }
+  EXPECT_TRUE(unwound);
+}
+
+TEST_F(greenlet_typed_switch, switch_to_parent_in_main_throws_and_drops_the_value) {
+  int live = 0;
+  EXPECT_TRUE(throws_with<greenlet_error>([&] { switch_to_parent<int>(tracked(live, 1)); }, "main"));
+  EXPECT_EQ(live, 0);
+  EXPECT_TRUE(throws_with<greenlet_error>([] { greenlet().switch_to<int>(1); }, "empty"));
 }
 
 // ---- exceptions escaping a greenlet --------------------------------------------------

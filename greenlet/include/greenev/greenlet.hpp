@@ -6,7 +6,7 @@
 // the hub's job (greenev/hub.hpp), built on top of this.
 //
 //   greenev::greenlet g([](std::any v) { return std::any_cast<int>(v) * 2; });
-//   int twice = std::any_cast<int>(g.switch_to(21));   // runs g: 42
+//   int twice = g.switch_to<int>(21);   // runs g: 42 (or std::any_cast<int>(g.switch_to(21)))
 //   assert(g.dead());
 //
 // Threading: every thread has its own tree of greenlets rooted at an implicit
@@ -106,6 +106,16 @@ class greenlet {
   /// (basic_task::raw_greenlet()) can be switched to without a copy.
   std::any switch_to(std::any value = {}) const;  // inline fast path below
 
+  /// switch_to() with a type: sends `value` (nothing by default; a copyable
+  /// type, as std::any requires) and returns what comes back as an R, by
+  /// std::any_cast's rules — std::bad_any_cast, after the switch, if it is not
+  /// an R (the value is dropped). When the other side sends an R the same
+  /// way (switch_to<R>, switch_to_parent<R>), the value moves across directly,
+  /// with no std::any made: `int n = g.switch_to<int>(n + 1);`. Switches;
+  /// otherwise returns and throws like switch_to().
+  template <class R, class T = std::any>
+  R switch_to(T&& value = {}) const;  // inline below
+
   /// Switches to this greenlet and raises `error` at its suspension point
   /// (default: greenlet_exit). If it does not catch it, it dies and the
   /// exception propagates to its parent (greenlet_exit becomes a value).
@@ -191,6 +201,10 @@ class greenlet {
 /// greenlet_error when called from a main greenlet, which has no parent.
 std::any switch_to_parent(std::any value = {});  // inline fast path below
 
+/// switch_to_parent() with a type, as greenlet::switch_to<R>(value).
+template <class R, class T = std::any>
+R switch_to_parent(T&& value = {});  // inline below
+
 /// Started, not yet dead greenlets of the calling thread, its main greenlet
 /// excluded. Never switches.
 [[nodiscard]] std::size_t active_greenlet_count() noexcept;
@@ -198,6 +212,24 @@ std::any switch_to_parent(std::any value = {});  // inline fast path below
 namespace detail {
 // The out-of-line rest of switch_to_parent (greenlet_handle.cpp).
 std::any switch_to_parent_slow(std::any&& value);
+
+template <class R>
+R any_as(std::any&& value) {
+  if constexpr (std::is_same_v<R, std::any>) {
+    return std::move(value);
+  } else {
+    return std::any_cast<R>(std::move(value));
+  }
+}
+
+template <class R, class T>
+constexpr void check_typed_switch() {
+  static_assert(std::is_object_v<R> && !std::is_const_v<R> && !std::is_volatile_v<R> && !std::is_array_v<R> &&
+                    std::is_move_constructible_v<R>,
+                "switch_to<R>: R is the type of the value that comes back (a movable object type)");
+  static_assert(std::is_copy_constructible_v<std::decay_t<T>>,
+                "switch_to<R>(value): a value sent must be copyable, as std::any requires");
+}
 }  // namespace detail
 
 // Forced inline, both: at -O2 GCC keeps them out of line otherwise, and the
@@ -226,6 +258,51 @@ std::any switch_to_parent_slow(std::any&& value);
   }
 #endif
   return detail::switch_to_slow(require(), std::move(value));
+}
+
+// The typed switches: the value sent stays in this frame, which the
+// receiver moves it out of while this side is suspended.
+template <class R, class T>
+[[gnu::always_inline]] inline R switch_to_parent(T&& value) {
+  detail::check_typed_switch<R, T>();
+  using sent_type = std::decay_t<T>;
+  if constexpr (std::is_same_v<sent_type, std::any>) {
+    return detail::any_as<R>(switch_to_parent(std::any(std::forward<T>(value))));
+  } else {
+#if GREENEV_DETAIL_INLINE_SWITCH
+    detail::thread_state* ts = detail::tls_state;
+    if (ts != nullptr) [[likely]] {
+      detail::greenlet_impl* parent = ts->current->parent;
+      if (detail::can_switch_inline(ts, parent)) [[likely]] {
+        sent_type sent(std::forward<T>(value));
+        ts->sent_typed = &sent;
+        ts->sent_ops = &detail::typed_value_ops_of<sent_type>;
+        return detail::switch_to_active<R>(*ts, parent);
+      }
+    }
+#endif
+    return detail::any_as<R>(detail::switch_to_parent_slow(std::any(std::forward<T>(value))));
+  }
+}
+
+template <class R, class T>
+[[gnu::always_inline]] inline R greenlet::switch_to(T&& value) const {
+  detail::check_typed_switch<R, T>();
+  using sent_type = std::decay_t<T>;
+  if constexpr (std::is_same_v<sent_type, std::any>) {
+    return detail::any_as<R>(switch_to(std::any(std::forward<T>(value))));
+  } else {
+#if GREENEV_DETAIL_INLINE_SWITCH
+    detail::thread_state* ts = detail::tls_state;
+    if (detail::can_switch_inline(ts, impl_)) [[likely]] {
+      sent_type sent(std::forward<T>(value));
+      ts->sent_typed = &sent;
+      ts->sent_ops = &detail::typed_value_ops_of<sent_type>;
+      return detail::switch_to_active<R>(*ts, impl_);
+    }
+#endif
+    return detail::any_as<R>(detail::switch_to_slow(require(), std::any(std::forward<T>(value))));
+  }
 }
 
 // Inline: a loop such as `while (!g.dead()) g.switch_to();` would otherwise

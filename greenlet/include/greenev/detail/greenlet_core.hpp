@@ -240,6 +240,21 @@ class greenlet_impl {
 
 class stack_pool;
 
+// A typed value in flight (greenlet::switch_to<R>(value)). Its address is the
+// type's tag: a receiver that asks for the same type moves the value out
+// directly, with no std::any in between; any other receiver gets a std::any
+// made by to_any. (Copies of one type's ops in two shared objects only cost
+// that fallback, never correctness.)
+struct typed_value_ops {
+  std::any (*to_any)(void* object);
+};
+template <class T>
+std::any typed_value_to_any(void* object) {
+  return std::any(std::move(*static_cast<T*>(object)));
+}
+template <class T>
+inline constexpr typed_value_ops typed_value_ops_of{&typed_value_to_any<T>};
+
 struct thread_state {
   greenlet_impl* current = nullptr;
   greenlet_impl* main = nullptr;  // owned reference
@@ -251,6 +266,10 @@ struct thread_state {
   // Every landing takes it and points `sent` back at `value` (take_sent()).
   std::any value;
   std::any* sent = &value;
+  // Or a typed value in flight: the sender's object, left in its suspended
+  // frame like `sent`'s, when sent_ops is set (then *sent is empty).
+  void* sent_typed = nullptr;
+  const typed_value_ops* sent_ops = nullptr;
   std::exception_ptr error;  // in flight, instead of a value
   eh_globals* eh = nullptr;
   thread_anchor* anchor = nullptr;  // owned reference
@@ -419,29 +438,60 @@ void kill_all_active_greenlets() noexcept;
   return from->dead() || from->orphaned;
 }
 
+// Out of line: a typed value in flight as a std::any.
+std::any take_typed_as_any(thread_state& ts);
+
 // On landing: the value in flight, moved out (`sent` points back at `value`).
 // Most switches carry nothing: then no call to std::any's move constructor,
 // which GCC keeps out of line at -O2.
 [[gnu::always_inline]] inline std::any take_sent(thread_state& ts) {
   std::any* sent = std::exchange(ts.sent, &ts.value);
-  if (!sent->has_value()) return std::any();
+  if (!sent->has_value()) {
+    if (ts.sent_ops == nullptr) [[likely]]
+      return std::any();
+    return take_typed_as_any(ts);
+  }
   return std::move(*sent);
 }
 
-// On an error instead: drops the value in flight.
+// The value in flight as an R (std::any_cast's rules, so std::bad_any_cast if
+// it is not one). A typed R sent by switch_to<R> is moved out directly.
+template <class R>
+[[gnu::always_inline]] inline R take_sent_as(thread_state& ts) {
+  if constexpr (std::is_same_v<R, std::any>) {
+    return take_sent(ts);
+  } else {
+    if (ts.sent_ops == &typed_value_ops_of<R>) [[likely]] {
+      ts.sent_ops = nullptr;
+      return std::move(*static_cast<R*>(ts.sent_typed));
+    }
+    return std::any_cast<R>(take_sent(ts));
+  }
+}
+
+// On an error instead: drops the value in flight (a typed one stays with
+// its sender, which destroys it).
 inline void drop_sent(thread_state& ts) noexcept {
   std::exchange(ts.sent, &ts.value)->reset();
+  ts.sent_ops = nullptr;
 }
 
 // The whole switch to a started, live greenlet of this thread other than the
-// current one, with the value (ts.sent) or ts.error already set.
-[[gnu::always_inline]] inline std::any switch_to_active(thread_state& ts, greenlet_impl* target) {
+// current one, with the value (ts.sent or ts.sent_typed) or ts.error already
+// set; returns what comes back as an R (take_sent_as).
+template <class R = std::any>
+[[gnu::always_inline]] inline R switch_to_active(thread_state& ts, greenlet_impl* target) {
   greenlet_impl* from = jump(ts, ts.current, target);
-  if (needs_housekeeping(from)) [[unlikely]]
-    return land_slow(ts, from);
+  if (needs_housekeeping(from)) [[unlikely]] {
+    if constexpr (std::is_same_v<R, std::any>) {
+      return land_slow(ts, from);
+    } else {
+      return std::any_cast<R>(land_slow(ts, from));
+    }
+  }
   if (ts.error) [[unlikely]]
     rethrow_in_flight(ts);
-  return take_sent(ts);
+  return take_sent_as<R>(ts);
 }
 
 [[gnu::always_inline]] inline bool can_switch_inline(const thread_state* ts,
