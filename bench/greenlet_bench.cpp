@@ -107,6 +107,23 @@ void BM_greenlet_round_trip_int(benchmark::State& state) {
 }
 BENCHMARK(BM_greenlet_round_trip_int);
 
+// The same with the typed switches: the int crosses without a std::any.
+void BM_greenlet_round_trip_int_typed(benchmark::State& state) {
+  greenev::greenlet main_greenlet = greenev::current();
+  bool running = true;
+  greenev::greenlet g([&](std::any first) {
+    int n = std::any_cast<int>(first);
+    while (running) n = main_greenlet.switch_to<int>(n + 1);
+  });
+  int n = g.switch_to<int>(0);
+  for (auto _ : state) n = g.switch_to<int>(n);
+  benchmark::DoNotOptimize(n);
+  running = false;
+  g.switch_to(0);
+  count_switches(state);
+}
+BENCHMARK(BM_greenlet_round_trip_int_typed);
+
 void create_run_destroy(benchmark::State& state, greenev::stack_kind kind) {
   greenev::greenlet_options options;  // not {.kind = kind}: -Wmissing-field-initializers
   options.kind = kind;
@@ -132,6 +149,7 @@ BENCHMARK(BM_greenlet_create_run_destroy_compact);
 constexpr greenev::bench::ratio ratios[] = {
     {"greenlet_round_trip", "raw_fiber_round_trip", 1.30},
     {"greenlet_round_trip_int", "raw_fiber_round_trip", 0},
+    {"greenlet_round_trip_int_typed", "raw_fiber_round_trip", 1.30},
     {"greenlet_create_run_destroy", "raw_fiber_create_run_destroy", 0},
     {"greenlet_create_run_destroy_compact", "raw_fiber_create_run_destroy", 0},
 };

@@ -87,7 +87,7 @@ printf '%-34s' "measure"
 for column in "${columns[@]}"; do printf '%16s' "$column"; done
 printf '%14s\n' "goal"
 for name in raw_fiber_round_trip greenlet_round_trip_main greenlet_round_trip_function \
-  switch_to_parent_round_trip int_round_trip spawn_run_join sleep0; do
+  switch_to_parent_round_trip int_round_trip int_round_trip_typed spawn_run_join sleep0; do
   printf '%-34s' "$name (ns)"
   for column in "${columns[@]}"; do
     v=$(value "$column" "$name")
@@ -100,7 +100,8 @@ for name in raw_fiber_round_trip greenlet_round_trip_main greenlet_round_trip_fu
     *) printf '\n' ;;
   esac
 done
-for name in greenlet_round_trip_main greenlet_round_trip_function switch_to_parent_round_trip int_round_trip; do
+for name in greenlet_round_trip_main greenlet_round_trip_function switch_to_parent_round_trip int_round_trip \
+  int_round_trip_typed; do
   printf '%-34s' "$name / raw"
   for column in "${columns[@]}"; do
     r=$(ratio "$column" "$name")

@@ -5,8 +5,8 @@
 // builds it at -O2 and -O3, through CMake's find_package and through pkg-config.
 //
 // Prints "result NAME = VALUE ns" lines: raw fiber and greenlet round trips
-// (loop in main, loop in a function), switch_to_parent, an int round trip,
-// spawn + run + join, sleep(0).
+// (loop in main, loop in a function), switch_to_parent, an int round trip (as
+// std::any, and typed: switch_to<int>), spawn + run + join, sleep(0).
 #include <any>
 #include <chrono>
 #include <cstdio>
@@ -78,6 +78,23 @@ double int_round_trip() {
   return result;
 }
 
+// The same with the typed switches: the int crosses without a std::any.
+double int_round_trip_typed() {
+  greenev::greenlet g([](std::any first) -> std::any {
+    int value = std::any_cast<int>(first);
+    for (;;) value = greenev::switch_to_parent<int>(value + 1);
+  });
+  int value = g.switch_to<int>(0);
+  const auto start = clock_type::now();
+  for (long i = 0; i < rounds; ++i) value = g.switch_to<int>(value);
+  const double result = per_op(start, rounds);
+  if (value != rounds + 1) {
+    std::printf("typed int round trip: wrong value %d\n", value);
+    wrong = true;
+  }
+  return result;
+}
+
 double spawn_run_join() {
   const long count = rounds / 10;
   long ran = 0;
@@ -115,6 +132,7 @@ int main() {
   }
   std::printf("result switch_to_parent_round_trip = %.2f ns\n", switch_to_parent_round_trip());
   std::printf("result int_round_trip = %.2f ns\n", int_round_trip());
+  std::printf("result int_round_trip_typed = %.2f ns\n", int_round_trip_typed());
   std::printf("result spawn_run_join = %.2f ns\n", spawn_run_join());
   std::printf("result sleep0 = %.2f ns\n", sleep0());
   return wrong ? 1 : 0;
