@@ -168,6 +168,8 @@ areas = [
               "user_cmake_O3_greenlet_round_trip_main"),
              ("greenev switch_to_parent, -O2", "user_cmake_O2_switch_to_parent_round_trip", "self", None),
              ("greenev round trip passing an int, -O2", "user_cmake_O2_int_round_trip", "self", None),
+             ("greenev round trip passing an int, typed (switch_to<int>), -O2",
+              "user_cmake_O2_int_round_trip_typed", "self", None),
              ("greenev spawn + run + join, -O2", "user_cmake_O2_spawn_run_join", "self", None),
              ("greenev sleep(0), -O2", "user_cmake_O2_sleep0", "self", None)],
          goal=("≤ 1.30× raw Boost.Context at -O2, same process", "user_cmake_O2_greenlet_round_trip_main_ratio",
