@@ -225,6 +225,14 @@ void resume_waiter(void* arg) {
   }
 }
 
+inline bool hub_impl::poll_due() noexcept {
+  if ((++batches_since_clock_check_ & 31u) != 0) return false;
+  const std::int64_t now = coarse_now_ns();
+  if (now - last_poll_coarse_ns_ < busy_poll_interval_ns) return false;
+  last_poll_coarse_ns_ = now;
+  return true;
+}
+
 // One iteration: run the callbacks queued so far, then poll the loop —
 // without blocking if more callbacks are queued (and then only every
 // busy_poll_interval_ns), blocking otherwise. When nothing is queued and the
@@ -272,14 +280,6 @@ bool hub_impl::run_loop(int flags) {
   const bool alive = ev_run(loop_, flags) != 0;
   if (loop_error_) std::rethrow_exception(std::exchange(loop_error_, nullptr));
   return alive;
-}
-
-bool hub_impl::poll_due() noexcept {
-  if ((++batches_since_clock_check_ & 31u) != 0) return false;
-  const std::int64_t now = coarse_now_ns();
-  if (now - last_poll_coarse_ns_ < busy_poll_interval_ns) return false;
-  last_poll_coarse_ns_ = now;
-  return true;
 }
 
 void hub_impl::run_threadsafe(std::function<void()> fn) {
@@ -400,6 +400,11 @@ bool park(waiter& w, wait_time timeout) {
   return hub_impl::park(w, timeout);
 }
 
+void sleep_waiting(wait_time duration) {
+  waiter w("sleep");
+  hub_impl::park(w, duration);
+}
+
 // sleep(0): queue our own wake-up and park, all in one frame.
 void sleep_yield() {
   hub_impl& hub = local_hub();
@@ -486,15 +491,6 @@ std::size_t hub::active_watchers() const noexcept {
 
 std::size_t hub::pending_callbacks() const noexcept {
   return impl_->pending_callbacks();
-}
-
-void sleep(wait_time duration) {
-  if (!duration.is_poll()) {
-    detail::waiter w("sleep");
-    detail::hub_impl::park(w, duration);
-    return;
-  }
-  detail::sleep_yield();
 }
 
 }  // namespace greenev

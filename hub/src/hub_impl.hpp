@@ -231,7 +231,6 @@ void start_task(void* arg);
 
 // The ready-queue callback that resumes a parked waiter.
 void resume_waiter(void* arg);
-void sleep_yield();
 
 // Callbacks queued by hub::run_callback (heap std::function).
 void run_heap_callback(void* arg);
