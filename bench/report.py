@@ -151,6 +151,8 @@ areas = [
          "examples/url_fetcher prints its time with two decimals.",
          unit="s", lower=True, chart="URL fetcher", rows=[
              ("greenev examples/url_fetcher --mode async", "url_fetcher_async", None, None),
+             ("greenev, the same pages from Go net/http (bench/go_hello --delay)", "url_fetcher_async_go_server",
+              "self", None),
              ("gevent patched urlopen", "gevent_urlopen_async", "python", None, "gevent")],
          goal=("≤ 0.22 s", "url_fetcher_async", "<=", 0.22, " s",
               "the 200 ms delay is the floor: 100 concurrent libcurl fetches may add at most 10% "
