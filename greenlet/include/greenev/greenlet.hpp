@@ -185,7 +185,7 @@ class greenlet {
   // Creates the unstarted greenlet without its body (parent null: current).
   struct new_greenlet_tag {};
   greenlet(new_greenlet_tag, detail::greenlet_impl* parent, greenlet_options options);
-  detail::greenlet_impl* require() const;
+  [[gnu::cold]] detail::greenlet_impl* require() const;
 
   detail::greenlet_impl* impl_ = nullptr;
 };
@@ -211,7 +211,7 @@ R switch_to_parent(T&& value = {});  // inline below
 
 namespace detail {
 // The out-of-line rest of switch_to_parent (greenlet_handle.cpp).
-std::any switch_to_parent_slow(std::any&& value);
+[[gnu::cold]] std::any switch_to_parent_slow(std::any&& value);
 
 template <class R>
 R any_as(std::any&& value) {

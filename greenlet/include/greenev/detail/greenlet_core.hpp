@@ -352,8 +352,8 @@ extern __thread thread_state* tls_state __attribute__((tls_model("initial-exec")
 // Out of line: housekeeping after landing (the greenlet we came from died or
 // lost its last handle, or other threads dropped ours), then returns the
 // value in flight or rethrows the exception in flight.
-std::any land_slow(thread_state& ts, greenlet_impl* from);
-[[noreturn]] void rethrow_in_flight(thread_state& ts);
+[[gnu::cold]] std::any land_slow(thread_state& ts, greenlet_impl* from);
+[[noreturn, gnu::cold]] void rethrow_in_flight(thread_state& ts);
 
 // Returns this thread's pooled stacks beyond the pool limit to the system
 // (munmap / madvise). Cheap when there is nothing to do; the hub calls it
@@ -439,7 +439,7 @@ void kill_all_active_greenlets() noexcept;
 }
 
 // Out of line: a typed value in flight as a std::any.
-std::any take_typed_as_any(thread_state& ts);
+[[gnu::cold]] std::any take_typed_as_any(thread_state& ts);
 
 // On landing: the value in flight, moved out (`sent` points back at `value`).
 // Most switches carry nothing: then no call to std::any's move constructor,
@@ -517,7 +517,7 @@ void prepare_start(greenlet_impl* g);
 // Switches to `target` (a greenlet of this thread, never null) without
 // touching its reference count: for layers that know it is alive.
 // (By reference: every extra std::any temporary here costs on each switch.)
-std::any switch_to_slow(greenlet_impl* target, std::any&& value);
+[[gnu::cold]] std::any switch_to_slow(greenlet_impl* target, std::any&& value);
 inline std::any switch_to_impl(greenlet_impl* target, std::any&& value) {
 #if GREENEV_DETAIL_INLINE_SWITCH
   thread_state* ts = tls_state;
