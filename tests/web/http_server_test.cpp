@@ -25,7 +25,9 @@
 #include <gtest/gtest.h>
 
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
@@ -171,6 +173,59 @@ TEST_F(http_basics, a_get_sees_the_request_and_gets_date_server_and_length) {
   EXPECT_EQ(r[http::field::content_type], "text/plain");
   EXPECT_TRUE(r.keep_alive());
   EXPECT_EQ(seen, "GET|/a/b?x=1&y=2|/a/b|x=1&y=2|11|value|n|0|done");
+}
+
+// The response header is byte for byte what Beast's serializer writes for it:
+// parsed back and serialised again by Beast, it comes out the same.
+TEST_F(http_basics, the_response_header_is_what_beasts_serializer_writes) {
+  test_server srv([](http_request& req, http_response& res) {
+    if (req.target() == "/custom") res.set_status(299);  // no standard reason
+    if (req.target() == "/missing") res.set_status(404);
+    res.set_header("X-One", "1");
+    res.add_header("Set-Cookie", "a=1");
+    res.add_header("Set-Cookie", "b=2; Path=/");
+    res.set_header("x-lower-case", "  spaced value");
+    res.send("body");
+  });
+  for (const char* request :
+       {"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /missing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "GET /custom HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        "HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "GET / HTTP/1.0\r\n\r\n"}) {
+    SCOPED_TRACE(request);
+    const std::string answer = exchange_until_close(srv.where(), request);
+    const std::size_t end = answer.find("\r\n\r\n");
+    ASSERT_NE(end, std::string::npos) << answer;
+    const std::string sent = answer.substr(0, end + 4);
+
+    http::response_parser<http::empty_body> parser;
+    parser.skip(true);
+    boost::system::error_code ec;
+    parser.put(boost::asio::buffer(sent), ec);
+    ASSERT_FALSE(ec) << ec.message();
+    ASSERT_TRUE(parser.is_header_done());
+    http::response<http::empty_body> parsed = parser.release();
+    http::response_serializer<http::empty_body> serializer{parsed};
+    serializer.split(true);
+    std::string by_beast;
+    while (!serializer.is_header_done()) {
+      serializer.next(ec, [&](boost::system::error_code& visit_ec, const auto& buffers) {
+        visit_ec = {};
+        for (auto it = boost::asio::buffer_sequence_begin(buffers);
+             it != boost::asio::buffer_sequence_end(buffers); ++it) {
+          const boost::asio::const_buffer b = *it;
+          by_beast.append(static_cast<const char*>(b.data()), b.size());
+        }
+        serializer.consume(boost::asio::buffer_size(buffers));
+      });
+      ASSERT_FALSE(ec) << ec.message();
+    }
+    EXPECT_EQ(sent, by_beast);
+    EXPECT_NE(sent.find("\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2; Path=/\r\n"), std::string::npos) << sent;
+  }
+  EXPECT_EQ(status_line(exchange_until_close(srv.where(),
+                                             "GET /custom HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")),
+            "HTTP/1.1 299 <unknown-status>");
 }
 
 TEST_F(http_basics, keep_alive_serves_several_requests_on_one_connection) {

@@ -187,20 +187,38 @@ void http_exchange::start(http_framing wanted, std::uint64_t length) {
   keep_alive = keep;
   head.keep_alive(keep);
   head_bytes.clear();
-  http::response_serializer<http::empty_body> serializer{head};
-  serializer.split(true);
-  error_code ec;
-  while (!serializer.is_header_done()) {
-    serializer.next(ec, [&](error_code& visit_ec, const auto& buffers) {
-      visit_ec = {};
-      for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it) {
-        const net::const_buffer b = *it;
-        head_bytes.append(static_cast<const char*>(b.data()), b.size());
-      }
-      serializer.consume(net::buffer_size(buffers));
-    });
-    if (ec) throw std::logic_error("greenev: http_response: serialising the header failed: " + ec.message());
+  append_response_head(head, head_bytes);
+}
+
+void append_response_head(const http::response_header<>& head, std::string& out) {
+  // Beast 1.74's string_view is boost's, which std::string cannot append.
+  const auto append = [&out](boost::beast::string_view text) { out.append(text.data(), text.size()); };
+  const unsigned version = head.version();
+  const unsigned code = head.result_int();
+  const std::array<char, 13> start{'H',
+                                   'T',
+                                   'T',
+                                   'P',
+                                   '/',
+                                   static_cast<char>('0' + version / 10),
+                                   '.',
+                                   static_cast<char>('0' + version % 10),
+                                   ' ',
+                                   static_cast<char>('0' + code / 100),
+                                   static_cast<char>('0' + code / 10 % 10),
+                                   static_cast<char>('0' + code % 10),
+                                   ' '};
+  out.append(start.data(), start.size());
+  const boost::beast::string_view reason = head.reason();
+  append(reason.empty() ? http::obsolete_reason(head.result()) : reason);
+  out.append("\r\n");
+  for (const auto& field : head) {
+    append(field.name_string());
+    out.append(": ");
+    append(field.value());
+    out.append("\r\n");
   }
+  out.append("\r\n");
 }
 
 template <class ConstBufferSequence>
