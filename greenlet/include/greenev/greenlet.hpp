@@ -222,6 +222,17 @@ R any_as(std::any&& value) {
   }
 }
 
+// The inline typed switch: the value sent stays in this (inlined) frame,
+// which the receiver moves it out of while this side is suspended.
+template <class R, class T>
+[[gnu::always_inline]] inline R switch_typed(thread_state& ts, greenlet_impl* target, T&& value) {
+  using sent_type = std::decay_t<T>;
+  sent_type sent(std::forward<T>(value));
+  ts.sent_typed = &sent;
+  ts.sent_ops = &typed_value_ops_of<sent_type>;
+  return switch_to_active<R>(ts, target);
+}
+
 template <class R, class T>
 constexpr void check_typed_switch() {
   static_assert(std::is_object_v<R> && !std::is_const_v<R> && !std::is_volatile_v<R> && !std::is_array_v<R> &&
@@ -274,10 +285,7 @@ template <class R, class T>
     if (ts != nullptr) [[likely]] {
       detail::greenlet_impl* parent = ts->current->parent;
       if (detail::can_switch_inline(ts, parent)) [[likely]] {
-        sent_type sent(std::forward<T>(value));
-        ts->sent_typed = &sent;
-        ts->sent_ops = &detail::typed_value_ops_of<sent_type>;
-        return detail::switch_to_active<R>(*ts, parent);
+        return detail::switch_typed<R>(*ts, parent, std::forward<T>(value));
       }
     }
 #endif
@@ -295,10 +303,7 @@ template <class R, class T>
 #if GREENEV_DETAIL_INLINE_SWITCH
     detail::thread_state* ts = detail::tls_state;
     if (detail::can_switch_inline(ts, impl_)) [[likely]] {
-      sent_type sent(std::forward<T>(value));
-      ts->sent_typed = &sent;
-      ts->sent_ops = &detail::typed_value_ops_of<sent_type>;
-      return detail::switch_to_active<R>(*ts, impl_);
+      return detail::switch_typed<R>(*ts, impl_, std::forward<T>(value));
     }
 #endif
     return detail::any_as<R>(detail::switch_to_slow(require(), std::any(std::forward<T>(value))));
