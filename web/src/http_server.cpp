@@ -259,8 +259,6 @@ void serve_requests(http_server_state& s, http_connection& c, clock::time_point 
   const http_server_options& o = s.options;
   bool first = true;
   for (;;) {
-    // When the request's first byte came: read now (pipelined) or after the idle read.
-    clock::time_point header_start = accepted_at;
     if (c.buffer.size() == 0) {
       // Idle: waiting for the first byte of a request. stop() may close it now.
       if (s.registry->stopping.load()) return;
@@ -273,7 +271,8 @@ void serve_requests(http_server_state& s, http_connection& c, clock::time_point 
       if (ec) return;
       c.buffer.commit(n);
     }
-    if (!first) header_start = clock::now();
+    // When the request's first byte came: now, pipelined or after the idle read.
+    const clock::time_point header_start = first ? accepted_at : clock::now();
     first = false;
     detail::http_request_parser parser;
     parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(o.max_header_bytes, UINT32_MAX)));

@@ -171,31 +171,30 @@ class work_guard {
   bool foreign_ = false;  // made on another thread than the hub's: dropped by fork's child
 };
 
-/// Suspends the calling greenlet for `duration`; other greenlets run
-/// meanwhile. sleep(0) yields: every other ready greenlet runs once, and the
-/// loop polls IO at least every few milliseconds even under a sleep(0) loop.
-/// Switches. Throws greenlet_error when called from the hub; whatever is
-/// thrown into the greenlet meanwhile (a timeout, a kill) propagates.
-inline void sleep(wait_time duration);
-
-/// Same as sleep(0).
-inline void yield() {
-  sleep(std::chrono::nanoseconds(0));
-}
-
 namespace detail {
 void sleep_yield();                      // sleep(0)
 void sleep_waiting(wait_time duration);  // any other sleep
 }  // namespace detail
 
-// Inline so that sleep(0), a yield in a busy loop, is one call into the
-// library: the return after a switch mispredicts, one frame less is one less.
+/// Suspends the calling greenlet for `duration`; other greenlets run
+/// meanwhile. sleep(0) yields: every other ready greenlet runs once, and the
+/// loop polls IO at least every few milliseconds even under a sleep(0) loop.
+/// Switches. Throws greenlet_error when called from the hub; whatever is
+/// thrown into the greenlet meanwhile (a timeout, a kill) propagates.
+///
+/// Inline so that sleep(0), a yield in a busy loop, is one call into the
+/// library: the return after a switch mispredicts, one frame less is one less.
 inline void sleep(wait_time duration) {
   if (duration.is_poll()) {
     detail::sleep_yield();
     return;
   }
   detail::sleep_waiting(duration);
+}
+
+/// Same as sleep(0).
+inline void yield() {
+  sleep(std::chrono::nanoseconds(0));
 }
 
 }  // namespace greenev
