@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/http/read.hpp>
@@ -165,6 +166,37 @@ TEST_F(beast_stream_io, small_buffers_are_gathered_into_one_send) {
   std::string got;
   while (got.size() < 16) got += server.recv(64);
   EXPECT_EQ(got, "GET / HTTP/1.1\r\n");
+}
+
+// Gathers that fit the writer's stack buffer (512 bytes) and gathers just past
+// it (a per-stream buffer) send the same bytes, in order, however short the
+// sends are.
+TEST_F(beast_stream_io, gathered_writes_around_the_stack_buffer_size_send_every_byte_in_order) {
+  for (const auto& [first_size, second_size] :
+       std::array<std::pair<std::size_t, std::size_t>, 4>{{{200, 312}, {200, 313}, {511, 2}, {600, 20000}}}) {
+    auto [client, server] = connected_pair();
+    std::string first(first_size, '\0');
+    std::string second(second_size, '\0');
+    for (std::size_t i = 0; i < first.size(); ++i) first[i] = static_cast<char>('a' + i % 26);
+    for (std::size_t i = 0; i < second.size(); ++i) second[i] = static_cast<char>('A' + i % 26);
+    std::string got;
+    auto reader = greenev::spawn([&, &server = server] {
+      server.set_timeout(5.0);
+      while (got.size() < first.size() + second.size()) got += server.recv(4096);
+    });
+    beast_stream<socket> io(client);
+    boost::beast::buffers_suffix<std::array<net::const_buffer, 2>> rest(
+        std::array<net::const_buffer, 2>{net::buffer(first), net::buffer(second)});
+    while (boost::beast::buffer_bytes(rest) > 0) {
+      boost::system::error_code ec;
+      const std::size_t n = io.write_some(rest, ec);
+      ASSERT_FALSE(ec) << ec.message();
+      ASSERT_GT(n, 0u);
+      rest.consume(n);
+    }
+    reader.get();
+    EXPECT_EQ(got, first + second) << first_size << " + " << second_size << " bytes";
+  }
 }
 
 }  // namespace
