@@ -7,7 +7,8 @@
 #              same receiver, alternating in each run (bench/tls_sendall);
 #   WebSocket  100 connections x 64-byte echo >= 0.8x the plain TCP echo server's round
 #              trips/s (examples/echo_server), same clients, same run; one broadcast to
-#              10,000 websocket clients delivered in <= 300 ms (bench/ws_bench).
+#              10,000 websocket clients (which stay connected) delivered in <= 300 ms
+#              (bench/ws_bench).
 # hello_http against Go, nginx and pywsgi is bench/http_bench.sh.
 set -euo pipefail
 
@@ -88,7 +89,7 @@ stop() {
   for other in "${running[@]}"; do [[ $other == "$pid" ]] || left+=("$other"); done
   running=("${left[@]}")
 }
-ws_ratios=() broadcasts=()
+ws_ratios=() broadcasts=() broadcast_loops=()
 p99s=() rss=() baseline=() greenev=() ratios=()
 for ((run = 1; run <= runs; run++)); do
   start server "$build/examples/longpoll_cart" --port 0
@@ -113,6 +114,7 @@ for ((run = 1; run <= runs; run++)); do
   ws_ratios+=("$(awk -v w="$(result ws_echo_rps "$work/ws-echo.txt")" -v t="$(result tcp_echo_rps "$work/tcp-echo.txt")" 'BEGIN { printf "%.3f", w / t }')")
   "$build/bench/ws_bench" broadcast --port "$ws_port" --clients "$connections" >"$work/broadcast.txt"
   broadcasts+=("$(result broadcast_ms "$work/broadcast.txt")")
+  broadcast_loops+=("$(result broadcast_server_sends_ms "$work/broadcast.txt")")
   stop "$ws_pid"
   echo "== run $run of $runs: websocket echo ${ws_ratios[-1]}x TCP's, broadcast to $connections in ${broadcasts[-1]} ms"
   echo "== run $run of $runs: long poll p99 ${p99s[-1]} ms, ${rss[-1]} KiB per held connection;" \
@@ -129,7 +131,8 @@ printf 'TLS sendall %d MiB: greenev %s MiB/s, blocking C %s MiB/s: %sx  (goal >=
   "$(median "${greenev[@]}")" "$(median "${baseline[@]}")" "$m_ratio" "$(verdict "$m_ratio" 0.8 ">=")"
 m_ws=$(median "${ws_ratios[@]}") m_broadcast=$(median "${broadcasts[@]}")
 printf 'websocket echo, 100 x 64 B: %sx the TCP echo server  (goal >= 0.8x: %s)\n' "$m_ws" "$(verdict "$m_ws" 0.8 ">=")"
-printf 'websocket broadcast to %d clients: %s ms  (goal <= 300 ms: %s)\n' "$connections" "$m_broadcast" "$(verdict "$m_broadcast" 300 "<=")"
+printf 'websocket broadcast to %d clients: %s ms  (goal <= 300 ms: %s); server send loop %s ms\n' \
+  "$connections" "$m_broadcast" "$(verdict "$m_broadcast" 300 "<=")" "$(median "${broadcast_loops[@]}")"
 if [[ -n $results_file ]]; then
   {
     echo "longpoll_release_p99 $m_p99 ms"
@@ -139,6 +142,7 @@ if [[ -n $results_file ]]; then
     echo "tls_sendall_ratio $m_ratio x"
     echo "ws_echo_ratio_tcp $m_ws x"
     echo "ws_broadcast_ms $m_broadcast ms"
+    echo "ws_broadcast_server_sends_ms $(median "${broadcast_loops[@]}") ms"
   } >"$results_file"
   echo "medians written to $results_file"
 fi
