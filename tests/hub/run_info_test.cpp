@@ -10,6 +10,8 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -82,21 +84,41 @@ TEST_F(run_info, loop_exit_names_what_each_stuck_greenlet_waits_on) {
 }
 
 TEST(run_info_signal, sigusr1_prints_the_run_info_to_stderr) {
-  ::testing::internal::CaptureStderr();
+  // The helper thread writes the dump whenever it gets to it, so stderr goes
+  // to a file for the whole test and the file is read while it still does
+  // (gtest's CaptureStderr has to stop capturing to read, and a dump written
+  // in that gap was once lost).
+  char path[] = "/tmp/greenev-run-info-XXXXXX";
+  const int file = ::mkstemp(path);
+  ASSERT_GE(file, 0);
+  ::unlink(path);
+  std::fflush(stderr);
+  const int saved_stderr = ::dup(STDERR_FILENO);
+  ASSERT_GE(saved_stderr, 0);
+  ASSERT_EQ(::dup2(file, STDERR_FILENO), STDERR_FILENO);
+  const auto read_all = [file] {
+    std::string text;
+    char buffer[4096];
+    ssize_t n = 0;
+    while ((n = ::pread(file, buffer, sizeof buffer, static_cast<off_t>(text.size()))) > 0)
+      text.append(buffer, static_cast<std::size_t>(n));
+    return text;
+  };
   greenev::install_run_info_signal(SIGUSR1);
   auto napper = greenev::spawn_with({.name = "napper"}, [] { greenev::sleep(10.0); });
   ASSERT_EQ(::kill(::getpid(), SIGUSR1), 0);
-  // The dump may arrive in several writes: keep what each look found, and
-  // look again until the whole line is there. Up to 30 s: under TSan, with
-  // other tests loading both cores, it once came after more than 5 s.
+  // Up to 30 s: under TSan, with other tests loading both cores, the dump
+  // once came after more than 5 s.
   const std::string expected = "\"napper\": suspended on sleep";
   std::string text;
-  for (int i = 0; i < 3000; ++i) {
+  for (int i = 0; i < 3000 && !contains(text, expected); ++i) {
     greenev::sleep(0.01);  // the helper thread asks this hub, which must be running
-    text += ::testing::internal::GetCapturedStderr();
-    if (contains(text, expected) || i == 2999) break;
-    ::testing::internal::CaptureStderr();
+    text = read_all();
   }
+  std::fflush(stderr);
+  ::dup2(saved_stderr, STDERR_FILENO);
+  ::close(saved_stderr);
+  ::close(file);
   napper.kill();
   EXPECT_TRUE(contains(text, expected)) << text;
 }
