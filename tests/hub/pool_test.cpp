@@ -7,6 +7,7 @@
 #include <greenev/pool.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -905,10 +906,15 @@ TEST_F(imap_test, unordered_results_come_as_they_finish) {
   pool p(4);
   concurrency running;
   std::vector<int> results;
+  // Item n finishes right after item n - 1 (setting an event never switches):
+  // 1, 2, 3, 4, the reverse of the order they start in, whatever the timing.
+  std::array<greenev::event, 5> finished;
+  finished[0].set();
   for (int r : p.imap_unordered(
            [&](int n) {
              const concurrency::scope counted(running);
-             greenev::sleep(0.01 * n);
+             (void)finished[static_cast<std::size_t>(n) - 1].wait();
+             finished[static_cast<std::size_t>(n)].set();
              return n;
            },
            std::vector<int>{4, 3, 2, 1})) {
@@ -923,14 +929,21 @@ TEST_F(imap_test, unordered_failure_surfaces_at_the_next_step) {
   group g;
   std::vector<int> results;
   int unwound = 0;
+  greenev::event first_done;
   EXPECT_TRUE(throws_with<std::logic_error>(
       [&] {
         for (int r : g.imap_unordered(
                  [&](int n) {
                    const greenev::detail::scope_exit count([&]() noexcept { ++unwound; });
-                   greenev::sleep(0.01 * n);
-                   if (n == 2) throw std::logic_error("item 2");
-                   if (n > 2) greenev::sleep(10.0);
+                   if (n == 1) {
+                     first_done.set();  // never switches: item 1 finishes first
+                     return n;
+                   }
+                   if (n == 2) {
+                     (void)first_done.wait();
+                     throw std::logic_error("item 2");
+                   }
+                   greenev::sleep(10.0);
                    return n;
                  },
                  std::vector<int>{5, 4, 3, 2, 1})) {

@@ -4,6 +4,8 @@
 // set() touch a dead node).
 #include <greenev/wait.hpp>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -86,10 +88,15 @@ TEST_F(wait_any, a_timeout_returns_what_was_ready_and_leaves_no_observer) {
 }
 
 TEST_F(wait_any, over_a_vector_of_tasks_returns_tasks) {
+  // Task i finishes right after task i - 1 (setting an event never switches):
+  // 1, 2, 3, the reverse of the order they start in, whatever the timing.
+  std::array<greenev::event, 4> finished;
+  finished[0].set();
   std::vector<greenev::task<int>> tasks;
   for (int i = 3; i >= 1; --i) {
-    tasks.push_back(spawn([i] {
-      greenev::sleep(0.01 * i);
+    tasks.push_back(spawn([i, &finished] {
+      (void)finished[static_cast<std::size_t>(i) - 1].wait();
+      finished[static_cast<std::size_t>(i)].set();
       return i;
     }));
   }
@@ -226,6 +233,9 @@ TEST_F(wait_loop, wait_returns_once_nothing_is_left_to_run) {
     });
   });
   greenev::wait();  // no loop_exit: it returns
+  // Every one ran (their order follows their sleeps, which a loaded machine
+  // may start far enough apart to swap).
+  std::sort(finished.begin(), finished.end());
   EXPECT_EQ(finished, (std::vector<int>{0, 1, 2, 9}));
   EXPECT_GE(since(start), 45ms);
   EXPECT_LT(since(start), 3s);
