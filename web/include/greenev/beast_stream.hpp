@@ -21,7 +21,6 @@
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstddef>
 #include <optional>
@@ -112,8 +111,7 @@ class beast_stream {
   template <class ConstBufferSequence>
   std::size_t write_some(const ConstBufferSequence& buffers, boost::system::error_code& ec) {
     ec = {};
-    std::array<char, stack_gather_limit> on_stack;  // NOLINT: filled by gather() before use
-    const std::string_view data = gather(buffers, on_stack);
+    const std::string_view data = gather(buffers);
     if (data.empty()) return 0;
     return call(write_timeout_, ec, [&] { return stream_->send(data); });
   }
@@ -128,17 +126,11 @@ class beast_stream {
 
  private:
   static constexpr std::size_t gather_limit = 64 * 1024;
-  static constexpr std::size_t stack_gather_limit = 512;
 
   // The first non-empty buffer as it is when it is large or alone; else as
-  // many of the buffers as fit in gather_limit, copied into `on_stack` (on
-  // the writing greenlet's stack) when they fit there, else into scratch_.
-  // A small frame then leaves from memory the writer just used rather than
-  // from a buffer of its own per connection: a server writing one message to
-  // each of 10,000 connections touches 10,000 fewer cold blocks.
+  // many of the buffers as fit in gather_limit, copied into scratch_.
   template <class ConstBufferSequence>
-  std::string_view gather(const ConstBufferSequence& buffers,
-                          std::array<char, stack_gather_limit>& on_stack) {
+  std::string_view gather(const ConstBufferSequence& buffers) {
     auto it = boost::asio::buffer_sequence_begin(buffers);
     const auto end = boost::asio::buffer_sequence_end(buffers);
     while (it != end && boost::asio::const_buffer(*it).size() == 0) ++it;
@@ -148,17 +140,6 @@ class beast_stream {
     ++next;
     if (next == end || first.size() >= gather_limit / 2) {
       return {static_cast<const char*>(first.data()), first.size()};
-    }
-    std::size_t total = 0;
-    for (auto b = it; b != end && total <= on_stack.size(); ++b)
-      total += boost::asio::const_buffer(*b).size();
-    if (total <= on_stack.size()) {
-      char* out = on_stack.data();
-      for (; it != end; ++it) {
-        const boost::asio::const_buffer b = *it;
-        out = std::copy_n(static_cast<const char*>(b.data()), b.size(), out);
-      }
-      return {on_stack.data(), total};
     }
     scratch_.clear();
     for (; it != end && scratch_.size() < gather_limit; ++it) {
