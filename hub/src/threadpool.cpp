@@ -17,6 +17,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <greenev/error_reporter.hpp>
@@ -52,7 +53,11 @@ void wait_for_job(job_base& job) {
     } leave{job};
     park(w);
   }
-  if (job.error) std::rethrow_exception(job.error);
+  // Moved out, not copied: the exception then lives and dies on this thread.
+  // A copy left in the job would be freed by whichever side drops the job
+  // last — perhaps the worker, after this thread read the exception, ordered
+  // only by libstdc++'s exception_ptr count, which TSan cannot see.
+  if (job.error) std::rethrow_exception(std::exchange(job.error, nullptr));
 }
 
 void cancel_when_done(const basic_task& task, std::shared_ptr<job_base> job) {
