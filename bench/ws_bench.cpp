@@ -192,6 +192,7 @@ int broadcast(long port, long count) {
   sent = clock_type::now();
   poster.sendall("POST /broadcast HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n");
   // The server's answer: how long its loop of sends took ("sent N in X ms").
+  poster.set_timeout(60.0);
   std::string answer;
   char buffer[512];
   while (answer.find(" ms\n") == std::string::npos) {
