@@ -179,13 +179,18 @@ TEST_F(iwait_any, locks_are_yielded_as_they_become_free) {
 }
 
 TEST_F(iwait_any, yields_mixed_items_as_they_become_ready) {
+  // The order is set by events, not by sleeps a loaded TSan run can swap:
+  // r fails, then t finishes, then e is set.
   event e;
+  event t_may_finish;
   async_result<int> r;
-  auto t = spawn([] { greenev::sleep(0.02); });
+  auto t = spawn([&] { (void)t_may_finish.wait(); });
   auto driver = spawn([&] {
     greenev::sleep(0.01);
     r.set_exception(std::make_exception_ptr(std::runtime_error("failed")));
-    greenev::sleep(0.02);
+    greenev::sleep(0.01);
+    t_may_finish.set();
+    t.join();
     e.set();
   });
   std::vector<waitable> order;
