@@ -74,10 +74,8 @@ TEST_F(wait_any, returns_ready_items_first_then_in_readiness_order) {
 TEST_F(wait_any, a_timeout_returns_what_was_ready_and_leaves_no_observer) {
   event never;
   event soon;
-  auto setter = spawn([&] {
-    greenev::sleep(0.01);
-    soon.set();
-  });
+  // Set as soon as the wait has started, so no timer races the wait's timeout.
+  auto setter = spawn([&] { soon.set(); });
   const auto start = steady::now();
   const auto ready = greenev::wait({never, soon}, 0.1);
   EXPECT_GE(since(start), 90ms);
@@ -158,15 +156,22 @@ TEST_F(iwait_any, locks_are_yielded_as_they_become_free) {
   greenev::lock plain;
   greenev::rlock reentrant;
   plain.lock();
+  // Events order the releases: the rlock first, then the lock.
+  event release_reentrant;
+  event reentrant_released;
   auto holder = spawn([&] {
-    std::lock_guard hold(reentrant);
-    greenev::sleep(0.02);
+    {
+      std::lock_guard hold(reentrant);
+      (void)release_reentrant.wait();
+    }
+    reentrant_released.set();
   });
   greenev::yield();  // the holder takes the rlock
   ASSERT_TRUE(reentrant.locked());
   std::vector<waitable> order;
   auto unlocker = spawn([&] {
-    greenev::sleep(0.05);
+    release_reentrant.set();
+    (void)reentrant_released.wait();
     plain.unlock();
   });
   for (greenev::iwait each({plain, reentrant}, 5.0); auto item = each.next();) order.push_back(*item);
@@ -304,15 +309,16 @@ TEST_F(wait_loop, idle_returns_after_everything_ready_has_run) {
 TEST_F(wait_loop, idle_does_not_wait_for_timers_and_lets_them_run_later) {
   bool timer_done = false;
   auto sleeper = spawn([&] {
-    greenev::sleep(0.05);
+    greenev::sleep(1.0);  // far enough off that no stall of a loaded run reaches it
     timer_done = true;
   });
   const auto start = steady::now();
   greenev::idle();
-  EXPECT_FALSE(timer_done);
-  EXPECT_LT(since(start), 45ms);
+  EXPECT_FALSE(timer_done) << "idle() waited for the timer";
+  EXPECT_LT(since(start), 900ms);
   sleeper.join();
   EXPECT_TRUE(timer_done);
+  EXPECT_GE(since(start), 950ms);
 }
 
 TEST_F(wait_loop, idle_in_several_greenlets_and_a_kill_while_idle_waiting_leaves_no_watcher) {
