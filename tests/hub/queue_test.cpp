@@ -94,7 +94,7 @@ TEST_F(queue_test, peek_multi_greenlet) {
 TEST_F(queue_test, send_last) {
   greenev::queue<std::string> q;
   auto waiter = spawn([&] {
-    greenev::timeout deadline(1s);
+    greenev::timeout deadline(10s);  // far past main's 10 ms sleeps, however late the hub wakes
     return q.get();
   });
   greenev::sleep(0.01);
@@ -387,11 +387,12 @@ TEST_F(queue_test, get_nowait_unlock_channel) {
   greenev::sleep(0.001);
   EXPECT_EQ(q.putters(), 1u);
   in_hub([&] { result.push_back(q.get_nowait()); });
-  greenev::sleep(0.001);
+  // A join, not a short sleep: the putter's wake-up is queued by the callback,
+  // after a timer that fired late could already have queued this greenlet's.
+  EXPECT_TRUE(putter.join(5s));
   EXPECT_TRUE(q.empty());
   EXPECT_TRUE(q.full());
   EXPECT_EQ(result, (std::vector<int>{5}));
-  EXPECT_TRUE(putter.ready());
 }
 
 TEST_F(queue_test, put_nowait_unlock) {
@@ -406,10 +407,10 @@ TEST_F(queue_test, put_nowait_unlock) {
     put = true;
   });
   EXPECT_FALSE(getter.ready());
-  greenev::sleep(0.001);
+  // get(), not a short sleep: the getter's wake-up is queued by the callback,
+  // after a timer that fired late could already have queued this greenlet's.
+  EXPECT_EQ(getter.get(5s), 10);
   EXPECT_TRUE(put);
-  EXPECT_TRUE(getter.ready());
-  EXPECT_EQ(getter.get(), 10);
   EXPECT_TRUE(q.empty());
 }
 

@@ -805,8 +805,14 @@ TEST_F(task_join, joinall_with_timeout_returns_the_finished_ones) {
 }
 
 TEST_F(task_join, joinall_returns_tasks_in_completion_order) {
-  auto late = spawn([] { greenev::sleep(0.03); });
-  auto early = spawn([] { greenev::sleep(0.005); });
+  // `late` waits for `early` (setting an event never switches): the order
+  // does not depend on two sleeps a loaded machine may start far apart.
+  event early_done;
+  auto late = spawn([&] { (void)early_done.wait(); });
+  auto early = spawn([&] {
+    greenev::sleep(0.005);
+    early_done.set();
+  });
   auto already = spawn([] {});
   already.join();
   const auto done = greenev::joinall({late, early, already});
@@ -819,8 +825,12 @@ TEST_F(task_join, joinall_returns_tasks_in_completion_order) {
 // gevent test_joinall_exception_order: the first failure in completion order
 // is raised, as soon as it happens.
 TEST_F(task_join, joinall_raise_error_raises_the_first_failure_to_happen) {
-  auto first = spawn([] {
-    greenev::sleep(0.1);
+  // `first` cannot fail before joinall has raised: it waits for an event set
+  // only afterwards (a 100 ms sleep could fire together with the 10 ms one on
+  // a loaded machine).
+  event release_first;
+  auto first = spawn([&] {
+    (void)release_first.wait();
     throw std::runtime_error("first");
   });
   auto second = spawn([] {
@@ -837,6 +847,7 @@ TEST_F(task_join, joinall_raise_error_raises_the_first_failure_to_happen) {
   EXPECT_FALSE(first.ready()) << "joinall should raise when 'second' fails, not wait for 'first'";
   // Already finished failures raise at once too.
   EXPECT_TRUE(throws_with<std::runtime_error>([&] { greenev::joinall({second}, {}, true); }, "second"));
+  release_first.set();
   greenev::joinall({first, second, fine});
   (void)::testing::internal::GetCapturedStderr();
   // All finished before the call: the first failure in the given order.
@@ -1086,9 +1097,21 @@ namespace {
 using task_iwait = greenev::testing::hub_test;
 
 TEST_F(task_iwait, yields_tasks_in_completion_order) {
-  std::vector<greenev::basic_task> tasks{greenev::spawn([] { greenev::sleep(0.06); }),
-                                         greenev::spawn([] { greenev::sleep(0.02); }),
-                                         greenev::spawn([] { greenev::sleep(0.04); })};
+  // Task 1 finishes first, then task 2, then task 0: each waits for the one
+  // before it (setting an event never switches), not for sleeps a loaded
+  // machine may start far enough apart to swap.
+  event one_done;
+  event two_done;
+  auto last = greenev::spawn([&] { (void)two_done.wait(); });
+  auto first = greenev::spawn([&] {
+    greenev::sleep(0.01);
+    one_done.set();
+  });
+  auto second = greenev::spawn([&] {
+    (void)one_done.wait();
+    two_done.set();
+  });
+  std::vector<greenev::basic_task> tasks{last, first, second};
   std::vector<std::size_t> order;
   for (greenev::iwait each(tasks); auto t = each.next();) {
     for (std::size_t i = 0; i < tasks.size(); ++i) {

@@ -152,6 +152,7 @@ TEST_F(timeout_basics, timeout_in_main_around_event_wait) {
 TEST_F(timeout_basics, raises_only_in_the_greenlet_that_created_it) {
   bool task_timed_out = false;
   bool task_finished = false;
+  event task_caught;
   auto t = spawn([&] {
     try {
       timeout deadline(10ms);
@@ -159,11 +160,16 @@ TEST_F(timeout_basics, raises_only_in_the_greenlet_that_created_it) {
     } catch (const timeout_error&) {
       task_timed_out = true;
     }
+    task_caught.set();
     greenev::sleep(0.01);
     task_finished = true;
   });
-  // main waits longer than the task's timeout, undisturbed
-  EXPECT_NO_THROW(greenev::sleep(0.03));
+  // main waits until the task's timeout has fired, undisturbed (an event, not
+  // a 30 ms sleep that a loaded machine could start 20 ms before the task's
+  // 10 ms timeout and so end first)
+  bool woke = false;
+  EXPECT_NO_THROW(woke = task_caught.wait(5s));
+  EXPECT_TRUE(woke);
   EXPECT_TRUE(task_timed_out);
   t.join();
   EXPECT_TRUE(task_finished);
@@ -247,13 +253,14 @@ TEST_F(timeout_nesting, inner_timeout_with_the_shorter_deadline_fires_first) {
 }
 
 // An inner timeout handles its own expiry; the greenlet then blocks again and
-// the outer one fires there.
+// the outer one fires there. The outer deadline is a second after the inner
+// one: a loaded machine that wakes the hub late must not find both expired.
 TEST_F(timeout_nesting, inner_handles_its_own_expiry_then_the_outer_fires) {
   std::vector<std::string> fired;
   const void* outer_address = nullptr;
   const void* raised_by = nullptr;
   try {
-    timeout outer(40ms);
+    timeout outer(1s);
     outer_address = &outer;
     timeout inner(10ms);
     try {
@@ -507,7 +514,7 @@ TEST_F(timeout_nesting, many_deadlines_falling_due_in_one_iteration_unwind_clean
 // ---- with_timeout ------------------------------------------------------------------------
 
 TEST_F(timeout_helpers, with_timeout_returns_the_value_in_time) {
-  EXPECT_EQ(greenev::with_timeout(1s,
+  EXPECT_EQ(greenev::with_timeout(10s,
                                   [] {
                                     greenev::sleep(0.001);
                                     return 42;
@@ -610,7 +617,7 @@ TEST_F(timeout_forms, try_with_timeout_is_the_silent_timeout) {
   EXPECT_FALSE(finished);
   EXPECT_GE(since(start), 15ms);
   EXPECT_LT(since(start), 2s);
-  EXPECT_TRUE(greenev::try_with_timeout(1s, [] { greenev::sleep(0.001); }));
+  EXPECT_TRUE(greenev::try_with_timeout(10s, [] { greenev::sleep(0.001); }));
 
   const std::optional<int> late = greenev::try_with_timeout(10ms, [] {
     greenev::sleep(10.0);
@@ -674,14 +681,15 @@ TEST_F(timeout_forms, an_unstarted_timeout_waits_for_start) {
 }
 
 TEST_F(timeout_forms, restart_moves_the_deadline_and_cancel_then_start_reuses_it) {
-  // Restarting before it fires pushes the deadline back, each time from now.
-  // Four sleeps of 50 ms outlast one 300 ms deadline only because of the
-  // restarts (the deadline is generous: a loaded machine oversleeps).
-  timeout deadline(300ms);
+  // Restarting before it fires pushes the deadline back, each time from now:
+  // after four sleeps of 50 ms and a restart after each, it fires a second
+  // after the last restart, not a second after it was made. (Each sleep is
+  // far shorter than the deadline: a loaded machine oversleeps.)
+  timeout deadline(1s);
   const auto start = steady::now();
   for (int i = 0; i < 4; ++i) {
     greenev::sleep(0.05);
-    deadline.restart(300ms);
+    deadline.restart(1s);
   }
   EXPECT_TRUE(deadline.pending());
   EXPECT_FALSE(deadline.expired());
@@ -692,7 +700,7 @@ TEST_F(timeout_forms, restart_moves_the_deadline_and_cancel_then_start_reuses_it
     raised = deadline.raised(e);
   }
   EXPECT_TRUE(raised);
-  EXPECT_GE(since(start), 450ms);  // 4 x 50 ms + 300 ms, less timer slack
+  EXPECT_GE(since(start), 1150ms);  // 4 x 50 ms + 1 s, less timer slack
   EXPECT_LT(since(start), 5s);
 
   // After expiry: restart with a new, longer duration clears expired().
