@@ -52,7 +52,7 @@ TEST_F(patch_select_test, ten_greenlets_polling_no_fds_sleep_concurrently) {
   }
   greenev::joinall(tasks);
   EXPECT_GE(since(start), 190ms);
-  EXPECT_LT(since(start), 1000ms);
+  EXPECT_LT(since(start), 1500ms);  // one after another: 2 s
 }
 
 TEST_F(patch_select_test, poll_times_out_with_zero_and_wakes_on_data) {

@@ -157,9 +157,13 @@ TEST_F(datagram_server_test, a_reply_to_a_sender_that_left_does_not_stop_the_ser
 TEST_F(datagram_server_test, stop_waits_for_handlers_then_kills_the_rest) {
   std::atomic<int> finished{0};
   std::atomic<int> killed{0};
+  // stop() starts its 0.2 s wait only once the quick handler's 10 ms sleep has
+  // started: a stall cannot start that sleep after stop's deadline is set.
+  greenev::event quick_sleeping;
   datagram_server server(address::parse("127.0.0.1", 0),
                          [&](datagram_server&, std::string_view data, const address&) {
                            try {
+                             if (data == "quick") quick_sleeping.set();
                              greenev::sleep(data == "slow" ? 30.0 : 0.01);
                              ++finished;
                            } catch (const greenev::greenlet_exit&) {
@@ -173,6 +177,7 @@ TEST_F(datagram_server_test, stop_waits_for_handlers_then_kills_the_rest) {
   client.sendto("slow", server.local_address());
   for (int i = 0; i < 200 && server.handling() < 2; ++i) greenev::sleep(0.005);
   ASSERT_EQ(server.handling(), 2u);
+  ASSERT_TRUE(quick_sleeping.wait(5.0));
   const auto start = steady::now();
   server.stop(0.2);
   EXPECT_LT(since(start), 5s);

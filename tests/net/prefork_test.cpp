@@ -121,7 +121,16 @@ TEST_F(prefork_test, a_killed_child_is_replaced_and_no_client_fails) {
                     }
                   }));
                 }
-                greenev::sleep(0.1);
+                // Each pause also waits for 10 more answers (10 s at most):
+                // a stalled run may sleep through it with no load served.
+                const auto load_for = [&](double seconds) {
+                  const int target = answered + 10;
+                  greenev::sleep(seconds);
+                  const auto deadline = std::chrono::steady_clock::now() + 10s;
+                  while (answered < target && std::chrono::steady_clock::now() < deadline)
+                    greenev::sleep(0.01);
+                };
+                load_for(0.1);
                 ::kill(victim, SIGKILL);
                 pid_t replacement = 0;
                 const auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -130,7 +139,7 @@ TEST_F(prefork_test, a_killed_child_is_replaced_and_no_client_fails) {
                   for (pid_t pid : server.child_pids())
                     if (pid != victim && pid != survivor) replacement = pid;
                 }
-                greenev::sleep(0.2);  // the replacement serves under the load too
+                load_for(0.2);  // the replacement serves under the load too
                 loading = false;
                 greenev::joinall(load);
                 const int before_stop = answered;

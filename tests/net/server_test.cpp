@@ -174,8 +174,12 @@ TEST_F(server_basics, a_given_listening_socket_is_served) {
 TEST_F(server_stop, stop_lets_handlers_finish_then_kills_stragglers) {
   bool quick_finished = false;
   bool slow_unwound = false;
+  // stop() starts its 0.3 s wait only once the quick handler's 50 ms sleep has
+  // started: a stall cannot start that sleep after stop's deadline is set.
+  greenev::event quick_sleeping;
   stream_server server(any_loopback_port, [&](socket& conn, const address&) {
     if (conn.recv(1) == "q") {
+      quick_sleeping.set();
       greenev::sleep(0.05);
       quick_finished = true;
       return;
@@ -194,6 +198,7 @@ TEST_F(server_stop, stop_lets_handlers_finish_then_kills_stragglers) {
   slow.connect(server.local_address());
   slow.sendall("s");
   while (server.connections() < 2) greenev::sleep(0.005);
+  ASSERT_TRUE(quick_sleeping.wait(5.0));
   const auto start = steady::now();
   server.stop(0.3);
   EXPECT_TRUE(quick_finished);

@@ -69,8 +69,12 @@ TEST_F(beast_stream_io, beast_writes_and_reads_a_message_while_other_greenlets_r
     http::read(io, buffer, request);  // blocks this greenlet until the client writes
     return request;
   });
-  greenev::sleep(0.08);  // the reader has been waiting all along; the ticker ran
+  // The ticker's five sleeps end while the reader waits for a request not
+  // yet written (a join, not an 80 ms sleep that five sleeps of 10 ms, each
+  // woken late on a loaded machine, could outlast).
+  ASSERT_TRUE(ticker.join(5.0));
   EXPECT_EQ(ticks, 5);
+  EXPECT_FALSE(reader.ready()) << "the reader returned before anything was written";
   beast_stream<socket> out(client);
   http::request<http::string_body> sent{http::verb::post, "/x?y=1", 11};
   sent.set(http::field::host, "example");
@@ -82,7 +86,6 @@ TEST_F(beast_stream_io, beast_writes_and_reads_a_message_while_other_greenlets_r
   EXPECT_EQ(got.target(), "/x?y=1");
   EXPECT_EQ(got[http::field::host], "example");
   EXPECT_EQ(got.body(), sent.body());
-  ticker.join();
 }
 
 TEST_F(beast_stream_io, end_of_stream_is_eof_and_beast_reports_it) {
