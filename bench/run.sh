@@ -208,6 +208,7 @@ awk -v python_ns="$python_round_trip_ns" -v check="$check" -v runs="$runs" '
     row("sleep(0), two greenlets (per yield)", "hub.sleep0_two_greenlets", "gevent_sleep0_two_greenlets", "60", "ns", "%.1f")
     row("100k x sleep(1 s): wall", "sleepers_wall", "gevent_sleepers_wall", "1.15", "s", "%.3f")
     row("  same, prefault off (library default)", "no_prefault_sleepers_wall", "gevent_sleepers_wall", "", "s", "%.3f")
+    row("  floor: 1 s + first write to 100k pages", "no_prefault_sleepers_page_floor_wall", "", "", "s", "%.3f")
     row("100k x sleep(1 s): RSS per greenlet", "sleepers_rss_per_greenlet", "gevent_sleepers_rss_per_greenlet", "8", "KiB", "%.2f")
     row("1M greenlets on one event: peak RSS", "million_rss", "", "6", "GiB", "%.2f")
     row("1M greenlets on one event: wall", "million_wall", "", "", "s", "%.3f")
