@@ -92,7 +92,7 @@ greenlet::greenlet(new_greenlet_tag, greenlet_impl* parent, greenlet_options opt
   ++ts.greenlets;
   if (detail::option_prefault.load(std::memory_order_relaxed) == stack_prefault::background) [[unlikely]]
     g->prefault_expected = ts.pool->expect_start(size, options.kind);
-  parent->add_ref();
+  detail::add_parent_ref(parent);
   g->parent = parent;
   impl_ = g;
 }
@@ -180,8 +180,8 @@ void greenlet::set_parent(const greenlet& new_parent) {
                            self->display_name() + " would create a cycle");
     }
   }
-  p->add_ref();
-  detail::release(std::exchange(self->parent, p));
+  detail::add_parent_ref(p);
+  detail::release(detail::release_parent_ref(std::exchange(self->parent, p)));
 }
 
 const std::string& greenlet::name() const {

@@ -35,12 +35,42 @@ greenlet_impl* destroy(greenlet_impl* g) noexcept;
 // and so on up the chain: a loop, not a recursion.
 inline void release(greenlet_impl* g) noexcept {
   while (g != nullptr) {
-    const std::size_t before = g->refs.fetch_sub(1, std::memory_order_acq_rel);
-    assert(before != 0 && before < freed_greenlet_refs &&
-           "greenev: greenlet released more often than referenced, or after it was freed");
-    if (before != 1) return;
+    // The only reference, on the greenlet's own thread: no other thread holds
+    // one to copy or drop (raw pointers to it are add_ref'd only on this
+    // thread), so no atomic read-modify-write. The acquire pairs with the
+    // release of whichever thread dropped the one before.
+    const thread_state* ts = tls_state;
+    if (ts != nullptr && ts->anchor == g->anchor && g->refs.load(std::memory_order_acquire) == 1) {
+      g->refs.store(0, std::memory_order_relaxed);
+    } else {
+      const std::size_t before = g->refs.fetch_sub(1, std::memory_order_acq_rel);
+      assert(before != 0 && before < freed_greenlet_refs &&
+             "greenev: greenlet released more often than referenced, or after it was freed");
+      if (before != 1) return;
+    }
     g = destroy(g);
   }
+}
+
+// A child's reference on its parent `p` (see pin_child_references): taken on
+// p's thread; dropped there while it lives, or anywhere once it has exited
+// (by then p is unpinned). release_parent_ref returns p when the caller must
+// release() it, else null.
+inline void add_parent_ref(greenlet_impl* p) noexcept {
+  if (p->pinned) {
+    ++p->pinned_child_refs;
+  } else {
+    p->add_ref();
+  }
+}
+[[nodiscard]] inline greenlet_impl* release_parent_ref(greenlet_impl* p) noexcept {
+  const thread_state* ts = tls_state;
+  if (p != nullptr && ts != nullptr && ts->anchor == p->anchor && p->pinned) {
+    assert(p->pinned_child_refs != 0 && "greenev: a pinned greenlet's child references went below zero");
+    --p->pinned_child_refs;
+    return nullptr;
+  }
+  return p;
 }
 
 // Frees the greenlets other threads dropped (see thread_anchor).

@@ -57,6 +57,9 @@ thread_state* create_thread_state() {
   main->anchor = ts->anchor;
   ++ts->greenlets;
   main->id = new_greenlet_id();
+  main->pinned = true;  // until the thread exits (unpin_all)
+  ts->pinned.push_back(main);
+  main->add_ref();  // the reference held for its children
 #ifdef GREENEV_DETAIL_TU_TSAN
   main->tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -92,7 +95,7 @@ greenlet_impl* free_now(greenlet_impl* g) noexcept {
     if (g->tsan_fiber != nullptr) __tsan_destroy_fiber(g->tsan_fiber);
 #endif
   }
-  greenlet_impl* const parent = g->parent;
+  greenlet_impl* const parent = release_parent_ref(g->parent);
   if (ts != nullptr && ts->anchor == g->anchor) {
     before_freeing_or_renaming(*ts);
     if (g->prefault_expected) [[unlikely]]
@@ -121,7 +124,7 @@ enum class kill_outcome {
 // at thread exit its hub (which its frames would resume into) may be gone.
 kill_outcome kill_suspended(thread_state& ts, greenlet_impl* g, bool at_thread_exit) noexcept {
   if (g->refused_exit) return kill_outcome::refused;
-  ts.current->add_ref();
+  add_parent_ref(ts.current);
   greenlet_impl* const own_parent = std::exchange(g->parent, ts.current);  // its reference moves here
   {
     g->add_ref();
@@ -136,7 +139,7 @@ kill_outcome kill_suspended(thread_state& ts, greenlet_impl* g, bool at_thread_e
   // Unless someone made `g` an ancestor of its own parent meanwhile.
   bool cycle = false;
   for (const greenlet_impl* a = own_parent; a != nullptr && !cycle; a = a->parent) cycle = a == g;
-  release(cycle ? own_parent : std::exchange(g->parent, own_parent));
+  release(release_parent_ref(cycle ? own_parent : std::exchange(g->parent, own_parent)));
   if (g->dead()) return kill_outcome::died;
   if (!at_thread_exit && g->refs.load(std::memory_order_acquire) > 1) return kill_outcome::kept;
   g->refused_exit = true;
@@ -162,6 +165,14 @@ void kill_all_active(thread_state& ts) noexcept {
   }
 }
 
+// Moves every pinned greenlet's child references into its atomic count:
+// once the thread is gone, its greenlets are freed by whichever thread drops
+// them. Each pin's own reference is dropped; the caller still holds a handle
+// (the main greenlet's is ts.main, the hub's its hub), so nothing is freed.
+void unpin_all(thread_state& ts) noexcept {
+  while (!ts.pinned.empty()) unpin_child_references(ts.pinned.back());
+}
+
 thread_state_owner::~thread_state_owner() {
   thread_state* ts = tls_state;
   if (ts == nullptr) return;
@@ -170,6 +181,7 @@ thread_state_owner::~thread_state_owner() {
     // The thread is exiting from inside a greenlet (pthread_exit); nothing
     // can be unwound safely. Leave everything to the orphan paths (and leak
     // this state: its greenlets' stacks are still in use).
+    unpin_all(*ts);
     std::lock_guard lock(ts->anchor->mutex);
     ts->anchor->alive = false;
     ts->anchor->refs.fetch_add(ts->greenlets, std::memory_order_relaxed);
@@ -181,6 +193,7 @@ thread_state_owner::~thread_state_owner() {
     kill_all_active(*ts);
     std::lock_guard lock(ts->anchor->mutex);
     if (ts->anchor->doomed.empty()) {
+      unpin_all(*ts);  // under the lock: no doomed greenlet can be queued meanwhile
       // From now on greenlets of this thread are freed by whichever thread
       // drops them: hand their count to the anchor's atomic reference count,
       // under the lock, before another thread can see alive == false.
@@ -246,6 +259,28 @@ greenlet_impl* destroy(greenlet_impl* g) noexcept {
     }
   }
   return free_now(g);
+}
+
+void pin_child_references(greenlet_impl* g) noexcept {
+  thread_state* ts = tls_state;
+  assert(ts != nullptr && g->anchor == ts->anchor && !g->pinned &&
+         "greenev: pin a greenlet of this thread, once");
+  try {
+    ts->pinned.push_back(g);
+  } catch (...) {
+    return;  // no memory: its children keep counting atomically
+  }
+  g->add_ref();  // held for all its children
+  g->pinned = true;
+}
+
+void unpin_child_references(greenlet_impl* g) noexcept {
+  thread_state* ts = tls_state;
+  if (ts == nullptr || g->anchor != ts->anchor || !g->pinned) return;  // unpinned at thread exit already
+  std::erase(ts->pinned, g);
+  g->pinned = false;
+  g->refs.fetch_add(std::exchange(g->pinned_child_refs, 0), std::memory_order_relaxed);
+  release(g);  // the pin's own reference; a handle of the caller's remains
 }
 
 void trim_idle_stacks() noexcept {

@@ -135,6 +135,7 @@ hub_impl::hub_impl() {
   tls_state->main->add_ref();
   const greenlet main = greenlet::adopt(tls_state->main);
   hub_greenlet_ = greenlet([this] { run(); }, main, greenlet_options{.name = "hub"});
+  pin_child_references(hub_greenlet_.get());  // the parent of every task: no atomics per spawn
   set_diagnostic_hub(this);
   start_monitor_from_environment();
 }
@@ -174,6 +175,7 @@ hub_impl::~hub_impl() {
   ev_async_stop(loop_, &async_);
   ev_loop_destroy(loop_);
   if (watches_signals_) signals_taken.store(false);  // the next hub may take them
+  unpin_child_references(hub_greenlet_.get());       // before the member drops its handle
 }
 
 void hub_impl::throw_blocking_in_hub(const char* what) {

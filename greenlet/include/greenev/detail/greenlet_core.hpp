@@ -139,6 +139,7 @@ class greenlet_impl {
   stack_kind kind = stack_kind::default_kind;
   bool prefault_expected = false;  // counted by its pool's background prefaulting
   bool refused_exit = false;       // caught greenlet_exit when killed: reported, leaked, never killed again
+  bool pinned = false;             // see pin_child_references(); owner thread only
   unsigned eh_uncaught = 0;
   void* eh_caught = nullptr;
   thread_anchor* anchor = nullptr;
@@ -146,7 +147,10 @@ class greenlet_impl {
   // unstarted, stale once dead.
   raw_context context = nullptr;
   std::atomic<std::size_t> refs{1};
-  greenlet_impl* parent = nullptr;  // owned reference; null only for a main greenlet
+  // While pinned: the references its children hold, counted here and not in
+  // refs (which holds one for them all). Owner thread only.
+  std::size_t pinned_child_refs = 0;
+  greenlet_impl* parent = nullptr;  // owned reference (see pinned); null only for a main greenlet
   greenlet_body* body = nullptr;
   stack_memory stack;  // in use while active; the greenlet landed on after its death returns it
   std::size_t requested_size = 0;
@@ -275,9 +279,10 @@ struct thread_state {
   thread_anchor* anchor = nullptr;  // owned reference
   greenlet_impl* active_head = nullptr;
   std::size_t active_count = 0;
-  std::size_t eh_saved = 0;    // greenlets whose eh_saved is set
-  std::size_t greenlets = 0;   // allocated greenlet_impls of this thread (see thread_anchor)
-  stack_pool* pool = nullptr;  // owned
+  std::size_t eh_saved = 0;            // greenlets whose eh_saved is set
+  std::size_t greenlets = 0;           // allocated greenlet_impls of this thread (see thread_anchor)
+  std::vector<greenlet_impl*> pinned;  // its main greenlet, and its hub's (pin_child_references)
+  stack_pool* pool = nullptr;          // owned
   // The process-wide list of thread states (greenlet.cpp's debug_mutex),
   // walked by tools/greenev-gdb.py from greenev_debug_threads.
   thread_state* debug_next = nullptr;
@@ -507,6 +512,18 @@ inline greenlet_impl* current_greenlet() {
   thread_state* ts = tls_state;
   return ts != nullptr ? ts->current : current_greenlet_slow();
 }
+
+// Pinning: a greenlet that outlives most of its children (a thread's main
+// greenlet, born pinned, and its hub's) lets them count the references they
+// hold on it without atomic operations, which spawning and freeing a child
+// would otherwise pay twice. Children's references are added and dropped on
+// their parent's thread while it lives (others queue greenlets they free for
+// it), so a plain count suffices; unpinning, or the thread's exit, moves the
+// count into `refs`. Pin a greenlet of this thread before it has children,
+// and at most once; unpin it (on its thread) before dropping its last handle.
+// Neither switches nor throws.
+void pin_child_references(greenlet_impl* g) noexcept;
+void unpin_child_references(greenlet_impl* g) noexcept;
 
 // Gives an unstarted greenlet of this thread its stack, so that the next
 // switch_to_impl() enters it through the inline path (for the hub, which
