@@ -12,9 +12,11 @@
 //
 // Peak RSS is /proc/self/status VmHWM, minus its value before the first spawn. Run each mode
 // in a fresh process: the peak never goes down. Lines starting "result " are for bench/run.sh.
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -124,13 +126,18 @@ int run_sleepers(std::size_t count, double seconds) {
   std::printf("  peak RSS +%.1f MiB = %.2f KiB per greenlet (goal <= 8 KiB) %s; page tables %.1f MiB more\n",
               peak / (1 << 20), per_greenlet_kib, verdict(per_greenlet_kib <= 8), page_tables / (1 << 20));
   const double floor = fresh_page_floor(count);
-  std::printf(
-      "  baseline: a first write to %zu fresh pages (one per 32 KiB, as stack tops) took %.3f s "
-      "= %.2f us each; overhead / that = %.2f\n",
-      count, floor, floor / static_cast<double>(count) * 1e6, (wall - seconds) / floor);
+  if (floor < 0) {
+    std::printf("  baseline: mapping %zu fresh pages failed: %s\n", count, std::strerror(errno));
+  } else {
+    std::printf(
+        "  baseline: a first write to %zu fresh pages (one per 32 KiB, as stack tops) took %.3f s "
+        "= %.2f us each; overhead / that = %.2f\n",
+        count, floor, floor / static_cast<double>(count) * 1e6, (wall - seconds) / floor);
+  }
   std::printf("result sleepers_wall = %.4f s\n", wall);
   std::printf("result sleepers_overhead = %.4f s\n", wall - seconds);
   std::printf("result sleepers_rss_per_greenlet = %.3f KiB\n", per_greenlet_kib);
+  if (floor < 0) return 1;  // no baseline: the figures above stand alone
   std::printf("result sleepers_page_floor = %.4f s\n", floor);
   std::printf("result sleepers_page_floor_wall = %.4f s\n", seconds + floor);
   return 0;
